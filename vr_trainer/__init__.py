@@ -1,0 +1,3 @@
+"""vr_trainer: VR training and remote mentoring for orthopaedic surgery."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from vr_trainer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Application core: the frame loop and the contracts with the remote bridge."""

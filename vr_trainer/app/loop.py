@@ -1,0 +1,158 @@
+"""The frame loop: six phases in one visible order (see :data:`PHASES`).
+
+    1 poll input + XR events       (the backend yields the next frame)
+    2 drain the remote inbox       (annotations, mentor commands)
+    3 advance the simulation       (fixed steps of ``fixed_dt_s``, independent of the render rate)
+    4 freeze a snapshot
+    5 render each view, compose the mirror, hand the views to the display
+    6 publish the mirror frame     (sinks get a latest frame) + record the step
+
+GL is used on the calling thread only; nothing here awaits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from vr_trainer.app.bridge import FrameSink, Inbox, MirrorFrame
+from vr_trainer.app.clock import Clock, MonotonicClock
+from vr_trainer.render.mirror import MirrorCompositor
+from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.sim.scene import SceneSnapshot
+from vr_trainer.sim.simulation import SimState, Simulation
+from vr_trainer.xr.base import DisplayBackend, Frame
+
+PHASES = ("poll_input", "drain_inbox", "simulate", "snapshot", "render", "publish")
+
+
+@dataclass
+class FrameRecord:
+    """What the loop keeps of a recent frame: enough to unproject a 2D mark drawn on it."""
+
+    frame_id: int
+    time_s: float
+    frame: MirrorFrame | None = None
+
+
+@dataclass
+class FrameLoop:
+    backend: DisplayBackend
+    renderer: SceneRenderer
+    simulation: Simulation
+    state: SimState
+    snapshot_fn: Callable[[SimState, Frame], SceneSnapshot]
+    mirror: MirrorCompositor | None = None
+    clock: Clock = field(default_factory=MonotonicClock)
+    fixed_dt_s: float = 1.0 / 120.0
+    max_sim_steps_per_frame: int = 12
+    inboxes: list[Inbox] = field(default_factory=list)
+    sinks: list[FrameSink] = field(default_factory=list)
+    recorders: list[Callable[[SimState, Frame], None]] = field(default_factory=list)
+    history_len: int = 90
+    trace: Callable[[str, int], None] | None = None
+    frame_ms: list[float] = field(default_factory=list)
+    inbox_errors: int = 0
+    history: deque = field(default_factory=deque)
+    _frames: Iterator[Frame] | None = None
+    _last_clock_s: float | None = None
+    _accum_s: float = 0.0
+    last_frame: Frame | None = None
+    last_snapshot: SceneSnapshot | None = None
+
+    def _phase(self, name: str, index: int) -> None:
+        if self.trace is not None:
+            self.trace(name, index)
+
+    def step(self) -> bool:
+        """Run exactly one frame. False when the backend has no more frames."""
+        if self._frames is None:
+            self._frames = self.backend.frames()
+        t0 = time.perf_counter()
+        # 1 poll input + XR events
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return False
+        i = frame.index
+        self._phase("poll_input", i)
+        # 2 drain the remote inbox: each item is a callable applied to this loop
+        self._phase("drain_inbox", i)
+        for inbox in self.inboxes:
+            for item in inbox.drain():
+                try:
+                    item(self)
+                except Exception:  # noqa: BLE001 - a bad message never stops a frame
+                    self.inbox_errors += 1
+        # 3 fixed-step simulation
+        self._phase("simulate", i)
+        now = self.clock.now_s()
+        if self._last_clock_s is None:
+            self._last_clock_s = now
+        self._accum_s += max(0.0, now - self._last_clock_s)
+        self._last_clock_s = now
+        n = 0
+        while self._accum_s >= self.fixed_dt_s - 1e-12 and n < self.max_sim_steps_per_frame:
+            self.state = self.simulation.step(self.state, frame.input, self.fixed_dt_s)
+            self._accum_s -= self.fixed_dt_s
+            n += 1
+            for h in self.state.haptics:
+                self.backend.haptic_pulse(h.hand, h.amplitude, h.duration_s)
+        if n == self.max_sim_steps_per_frame:
+            self._accum_s = 0.0  # far behind (debugger, stall): drop time rather than spiral
+        # 4 freeze a snapshot
+        self._phase("snapshot", i)
+        snap = self.snapshot_fn(self.state, frame)
+        self.last_snapshot = snap
+        # 5 render each view
+        self._phase("render", i)
+        targets = []
+        if frame.should_render:
+            for view in frame.views:
+                targets.append(self.renderer.render(view, snap))
+            if self.mirror is not None and targets:
+                self.mirror.compose(targets)
+        self.backend.end_frame(frame)
+        # 6 publish the mirror frame + record
+        self._phase("publish", i)
+        if self.mirror is not None and targets and (self.sinks or self.history_len):
+            want_depth = any(getattr(s, "wants_depth", False) for s in self.sinks)
+            got = self.mirror.read_async(i, want_depth) if self.sinks else None
+            if got is not None:
+                fid, rgb, depth, views = got
+                mf = MirrorFrame(fid, frame.predicted_display_time_s, rgb, depth, views)
+                self.history.append(FrameRecord(fid, mf.time_s, mf))
+                while len(self.history) > self.history_len:
+                    self.history.popleft()
+                for sink in self.sinks:
+                    sink.publish(mf)
+        for rec in self.recorders:
+            rec(self.state, frame)
+        self.last_frame = frame
+        self.frame_ms.append((time.perf_counter() - t0) * 1000.0)
+        return True
+
+    def run(self, max_frames: int | None = None) -> int:
+        """Run until the backend stops (or ``max_frames``); returns frames run."""
+        n = 0
+        while max_frames is None or n < max_frames:
+            if not self.step():
+                break
+            n += 1
+        return n
+
+    def recent_frame(self, frame_id: int) -> FrameRecord | None:
+        for rec in reversed(self.history):
+            if rec.frame_id == frame_id:
+                return rec
+        return None
+
+    def timing_summary(self) -> dict[str, Any]:
+        ms = np.array(self.frame_ms[1:] if len(self.frame_ms) > 1 else self.frame_ms)
+        if not len(ms):
+            return {"frame_ms_median": None, "frame_ms_p95": None}
+        return {"frame_ms_median": round(float(np.median(ms)), 3), "frame_ms_p95": round(float(np.percentile(ms, 95)), 3)}

@@ -1,0 +1,154 @@
+"""`vr-trainer run`: a session on a backend, writing eye images, the mirror and a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vr_trainer.app.clock import FakeClock, MonotonicClock
+from vr_trainer.app.loop import FrameLoop
+from vr_trainer.app.session import build_session
+from vr_trainer.render.mirror import MirrorCompositor
+from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from vr_trainer.xr.select import create_backend
+
+
+def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class MirrorVideoWriter:
+    """Writes the mirror frames to an MP4/WebM file (PyAV), atomically on close."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float) -> None:
+        try:
+            import av
+        except ImportError:
+            raise RuntimeError("--video needs PyAV: pip install 'vr-trainer[remote]'") from None
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+        self.container = av.open(str(self.tmp), mode="w")
+        codec = "libvpx" if path.suffix == ".webm" else "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=int(round(fps)))
+        self.stream.width, self.stream.height = size[0] - size[0] % 2, size[1] - size[1] % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.wants_depth = False
+        self.frames = 0
+
+    def publish(self, frame: Any) -> None:
+        import av
+
+        rgb = frame.rgb[: self.stream.height, : self.stream.width]
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for pkt in self.stream.encode(vf):
+            self.container.mux(pkt)
+        self.frames += 1
+
+    def close(self, keep: bool = True) -> None:
+        for pkt in self.stream.encode():
+            self.container.mux(pkt)
+        self.container.close()
+        if keep and self.frames:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x480, not {text!r}") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise ValueError(f"--size {text}: each side must be between 16 and 8192 pixels")
+    return w, h
+
+
+def run_session(scenario_path: str | None, backend_name: str = "auto", frames: int | None = None,
+                out_dir: str | None = None, size: tuple[int, int] = (640, 480), video: bool = False,
+                mirror_layout: str = "side_by_side", locale: str | None = None, mentor_url: str | None = None,
+                token: str | None = None, realtime: bool | None = None) -> dict[str, Any]:
+    scenario = load_scenario(scenario_path or default_scenario_path())
+    if locale is not None:
+        scenario = scenario.model_copy(update={"locale": locale})
+        object.__setattr__(scenario, "_source_dir", Path(scenario_path or default_scenario_path()).resolve().parent)
+    scene, meshes = build_session(scenario)
+    backend = create_backend(backend_name, scene.track, size, frames)
+    out = Path(out_dir) if out_dir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    ctx = backend.open()
+    loop: FrameLoop | None = None
+    video_writer = None
+    bridge = None
+    ok = False
+    try:
+        renderer = SceneRenderer(ctx)
+        scene.upload(renderer, meshes)
+        scripted = backend.name == "headless" and not realtime
+        clock = FakeClock(0.0, 1.0 / scene.track.fps) if scripted else MonotonicClock()
+        mw, mh = (size[0] * 2, size[1]) if mirror_layout == "side_by_side" else size
+        mirror = MirrorCompositor(ctx, (mw, mh), mirror_layout)
+        loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot, mirror, clock)
+        if video and out is not None:
+            video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
+            loop.sinks.append(video_writer)
+        if mentor_url:
+            from remote.trainee import TraineeBridge
+
+            bridge = TraineeBridge(mentor_url, token or "")
+            bridge.attach(loop)
+        n = loop.run(frames)
+        ok = True
+        summary: dict[str, Any] = {
+            "backend": backend.name,
+            "scenario": scenario.id,
+            "frames": n,
+            **loop.timing_summary(),
+            "gl_renderer": ctx.info.get("GL_RENDERER"),
+            "gl_version": ctx.info.get("GL_VERSION"),
+            "eye_size": list(size),
+            "mirror_size": [mw, mh],
+            "steps_completed": list(loop.state.completed_steps),
+            "inbox_errors": loop.inbox_errors,
+            **{k: v for k, v in backend.info().items() if k != "backend"},
+        }
+        if out is not None and n:
+            eyes = backend.eye_images() or []
+            for k, img in enumerate(eyes):
+                write_png_atomic(out / f"eye{k}.png", img)
+            write_png_atomic(out / "mirror.png", mirror.read_now())
+            write_json_atomic(out / "summary.json", summary)
+        return summary
+    finally:
+        if bridge is not None:
+            bridge.close()
+        if video_writer is not None:
+            video_writer.close(keep=ok)
+        backend.close()

@@ -1,0 +1,145 @@
+"""Build a running session from a scenario: anatomy, instruments, simulation, text panels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.scenario.loader import resolve_bundle_path
+from vr_trainer.scenario.schema import Scenario
+from vr_trainer.sim.annotations import AnnotationSet
+from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_mesh
+from vr_trainer.sim.scene import DrawItem, PanelItem, SceneSnapshot
+from vr_trainer.sim.simulation import SimState, Simulation, StepDef, Target
+from vr_trainer.sim.transforms import pose_from_axis, rigid_inverse, translation
+from vr_trainer.xr.base import Frame
+from vr_trainer.xr.posetrack import PoseTrack
+
+# world_from_patient rotations (columns: where the patient's R, A, S axes point in the world; y up)
+ORIENTATIONS = {
+    "prone": np.array([[0, 0, 1], [0, -1, 0], [1, 0, 0]], float),
+    "supine": np.array([[0, 0, 1], [0, 1, 0], [-1, 0, 0]], float),
+    "lateral_left": np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], float),
+    "lateral_right": np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float),
+}
+
+
+@dataclass
+class AnatomyPart:
+    mesh_id: str
+    name: str
+    tissue: str
+    centroid_ras_mm: np.ndarray
+
+
+@dataclass
+class SessionScene:
+    """Everything static about a session plus the function that freezes a snapshot."""
+
+    scenario: Scenario
+    world_from_patient: np.ndarray
+    parts: list[AnatomyPart]
+    simulation: Simulation
+    initial_state: SimState
+    track: PoseTrack
+    bundle_dir: Path
+
+    def upload(self, renderer: SceneRenderer, meshes: dict[str, tuple[np.ndarray, np.ndarray, str]]) -> None:
+        for mesh_id, (v, f, tissue) in meshes.items():
+            renderer.add_mesh(mesh_id, v, f, tissue)
+
+    def snapshot(self, state: SimState, frame: Frame) -> SceneSnapshot:
+        items = [DrawItem(p.mesh_id, self.world_from_patient) for p in self.parts]
+        for k, inst in enumerate(state.instruments):
+            if inst.visible and (inst.held or k == state.active_instrument):
+                items.append(DrawItem(f"instrument:{inst.spec.kind}", inst.world_from_tool))
+        return SceneSnapshot(state.time_s, frame.index, tuple(items), tuple(self.panels(state)), state.annotations)
+
+    def panels(self, state: SimState) -> list[PanelItem]:
+        s = self.scenario
+        zh = s.locale == "zh"
+        title = (s.title.zh if zh and s.title.zh else s.title.en)
+        if state.step_index < len(s.steps):
+            st = s.steps[state.step_index]
+            prompt = st.prompt.zh if zh and st.prompt.zh else st.prompt.en
+            step_line = f"{state.step_index + 1}/{len(s.steps)}  {prompt}"
+        else:
+            step_line = "完成" if zh else "All steps complete"
+        lines = [title, step_line]
+        if state.instruments:
+            inst = state.instruments[state.active_instrument]
+            lines.append(inst.spec.label)
+        read = []
+        if state.tip_to_target_mm is not None:
+            read.append(("距靶点" if zh else "Tip to target") + f" {state.tip_to_target_mm:6.1f} mm")
+        if state.axial_angle_deg is not None:
+            read.append(("轴位角" if zh else "Axial angle") + f" {state.axial_angle_deg:5.1f}°   "
+                        + ("头尾倾角" if zh else "Cranio-caudal") + f" {state.craniocaudal_deg:+5.1f}°")
+        pos = self.world_from_patient[:3, 3]
+        panel_pose = pose_from_axis(pos + np.array([0.0, 330.0, -330.0]), np.array([0.0, 0.35, 1.0]))
+        read_pose = pose_from_axis(pos + np.array([0.0, 215.0, -300.0]), np.array([0.0, 0.35, 1.0]))
+        # whole-millimetre readouts change the texture only when the numbers change
+        return [PanelItem("prompt", tuple(lines), panel_pose, 420.0),
+                PanelItem("readouts", tuple(read), read_pose, 420.0)]
+
+
+def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.ndarray, np.ndarray, str]]]:
+    """Load the scenario's bundle and instruments; returns the scene and the meshes to upload."""
+    from vr_trainer.anatomy.bundle import load_bundle
+
+    bundle_dir = resolve_bundle_path(scenario)
+    bundle = load_bundle(bundle_dir)
+    hidden = set(scenario.anatomy.hide)
+    meshes: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+    parts: list[AnatomyPart] = []
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for st in bundle.structures:
+        if st.name in hidden:
+            continue
+        v = np.asarray(st.mesh.vertices, float)
+        lo, hi = np.minimum(lo, v.min(0)), np.maximum(hi, v.max(0))
+        mesh_id = f"anatomy:{st.name}"
+        meshes[mesh_id] = (v, np.asarray(st.mesh.faces), st.tissue)
+        parts.append(AnatomyPart(mesh_id, st.name, st.tissue, v.mean(0)))
+    centre = (lo + hi) / 2.0 if parts else np.zeros(3)
+    rot = np.eye(4)
+    rot[:3, :3] = ORIENTATIONS[scenario.anatomy.patient_orientation]
+    world_from_patient = translation(scenario.anatomy.position_mm) @ rot @ translation(-centre)
+
+    instruments = []
+    for ref in scenario.instruments:
+        spec = CATALOGUE[ref.kind]
+        mid = f"instrument:{spec.kind}"
+        if mid not in meshes:
+            m = instrument_mesh(spec)
+            meshes[mid] = (np.asarray(m.vertices), np.asarray(m.faces), "instrument")
+        instruments.append(InstrumentState(ref.id, spec, pose_from_axis(
+            np.asarray(scenario.anatomy.position_mm) + np.array([0.0, 200.0, 250.0]), np.array([0.0, 1.0, 0.3]))))
+    targets = {}
+    by_name = {p.name: p for p in parts}
+    for t in scenario.targets:
+        if t.point_mm is not None:
+            p_ras = np.asarray(t.point_mm, float)
+        elif t.structure is not None and t.structure in by_name:
+            p_ras = by_name[t.structure].centroid_ras_mm
+        else:
+            from vr_trainer.scenario.loader import ScenarioError
+
+            raise ScenarioError(f"scenario '{scenario.id}': target '{t.id}' names structure '{t.structure}', "
+                                f"which the bundle {bundle_dir} does not have (it has: {sorted(by_name)[:12]} ...)")
+        targets[t.id] = Target(t.id, (world_from_patient @ np.append(p_ras, 1.0))[:3], t.tolerance_mm)
+    steps = tuple(StepDef(s.id, s.prompt.en, s.instrument, s.target) for s in scenario.steps)
+    sim = Simulation(rigid_inverse(world_from_patient), targets, steps)
+    state = SimState(instruments=tuple(instruments), annotations=AnnotationSet())
+    d = scenario.demo
+    tool_keys = []
+    for k in d.tool:
+        tip_w = (world_from_patient @ np.append(k.tip_mm, 1.0))[:3]
+        tow_w = (world_from_patient @ np.append(k.toward_mm, 1.0))[:3]
+        tool_keys.append({"t_s": k.t_s, "tip_mm": tip_w, "toward_mm": tow_w, "trigger": k.trigger})
+    track = PoseTrack.from_keys([h.model_dump() for h in d.head], tool_keys, d.fps)
+    return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir), meshes

@@ -1,0 +1,149 @@
+"""The one command-line entry point: `vr-trainer <run|validate|import|mentor|bench> ...`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+# Optional parts register their own subcommands: module -> function name.
+OPTIONAL_COMMANDS = (
+    ("vr_trainer.anatomy.cli", "register"),
+    ("remote.cli", "register"),
+)
+OPTIONAL_BENCHES = (
+    ("vr_trainer.anatomy.cli", "register_bench"),
+    ("vr_trainer.xr.openxr_bench", "register_bench"),
+    ("remote.bench", "register_bench"),
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean 'the user gave us something wrong' (no traceback)."""
+    from vr_trainer.scenario.loader import ScenarioError
+    from vr_trainer.xr.base import BackendError
+
+    errs: list[type[BaseException]] = [ScenarioError, BackendError, FileNotFoundError]
+    for mod, name in (("vr_trainer.anatomy.errors", "AnatomyError"), ("vr_trainer.anatomy.bundle", "AnatomyError"),
+                      ("remote.errors", "RemoteError")):
+        try:
+            errs.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vr_trainer.app.run import parse_size, run_session
+
+    size = parse_size(args.size)
+    summary = run_session(args.scenario, args.backend, args.frames, args.out, size, video=args.video,
+                          mirror_layout=args.mirror, locale=args.locale, mentor_url=args.mentor, token=args.token,
+                          realtime=args.realtime)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vr_trainer.scenario.loader import ScenarioError, load_scenario, resolve_bundle_path
+    from vr_trainer.scenario.schema import Scenario
+
+    if args.schema:
+        print(json.dumps(Scenario.model_json_schema(), indent=2))
+        return 0
+    if not args.files:
+        print("error: give one or more scenario files (or --schema)", file=sys.stderr)
+        return 2
+    bad = 0
+    for f in args.files:
+        try:
+            s = load_scenario(f)
+            resolve_bundle_path(s)
+            print(f"{f}: ok ({s.id}, {len(s.steps)} steps)")
+        except ScenarioError as e:
+            print(str(e), file=sys.stderr)
+            bad += 1
+    return 1 if bad else 0
+
+
+def cmd_bench_render(args: argparse.Namespace) -> int:
+    from vr_trainer.app.bench_render import bench_render
+
+    from vr_trainer.app.run import parse_size
+
+    res = bench_render(parse_size(args.size), args.frames, peer=not args.no_peer)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vr-trainer", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command")
+
+    r = sub.add_parser("run", help="run a scenario (default: the built-in lumbar PTED scenario)")
+    r.add_argument("scenario", nargs="?", help="scenario YAML (default: scenarios/pted_l4_l5.yaml)")
+    r.add_argument("--backend", default="auto", help="auto|headless|desktop|openxr (default auto)")
+    r.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    r.add_argument("--out", default=None, help="write eye0.png, eye1.png, mirror.png, summary.json here")
+    r.add_argument("--size", default="640x480", help="per-eye size WxH for headless/desktop")
+    r.add_argument("--video", action="store_true", help="also write the mirror as DIR/mirror.mp4")
+    r.add_argument("--mirror", default="side_by_side", choices=["side_by_side", "left", "right"])
+    r.add_argument("--locale", default=None, choices=["en", "zh"], help="language of in-scene text")
+    r.add_argument("--realtime", action="store_true", help="headless: run the simulation on wall time")
+    r.add_argument("--mentor", default=None, help="mentoring server URL to publish this session to")
+    r.add_argument("--token", default=None, help="trainee token for --mentor")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check scenario files")
+    v.add_argument("files", nargs="*")
+    v.add_argument("--schema", action="store_true", help="print the scenario JSON Schema")
+    v.set_defaults(func=cmd_validate)
+
+    b = sub.add_parser("bench", help="benchmarks against peers measured in the same run")
+    bsub = b.add_subparsers(dest="bench")
+    br = bsub.add_parser("render", help="stereo frame time of the default scene vs pyrender")
+    br.add_argument("--size", default="640x480", help="per-eye size WxH")
+    br.add_argument("--frames", type=int, default=60)
+    br.add_argument("--no-peer", action="store_true", help="skip pyrender")
+    br.set_defaults(func=cmd_bench_render)
+
+    for mod, fn in OPTIONAL_COMMANDS:
+        _register(mod, fn, sub)
+    for mod, fn in OPTIONAL_BENCHES:
+        _register(mod, fn, bsub)
+    return p
+
+
+def _register(mod: str, fn: str, sub: argparse._SubParsersAction) -> None:
+    try:
+        register: Callable = getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError):
+        return
+    register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        if args.command is None:
+            args = parser.parse_args(["run", *(argv or [])])
+        else:
+            parser.parse_args([args.command, "--help"])
+            return 2
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as e:
+        msg = str(e) if not isinstance(e, FileNotFoundError) else f"{e.filename}: no such file"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

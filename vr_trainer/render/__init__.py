@@ -1,0 +1,1 @@
+"""moderngl renderer: meshes, tissue materials, instruments, annotations, text panels, mirror."""

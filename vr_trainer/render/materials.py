@@ -1,0 +1,50 @@
+"""Tissue materials: colours (linear RGB), translucency and shading that read as anatomy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TissueMaterial:
+    color_rgb: tuple[float, float, float]  # linear
+    alpha: float = 1.0
+    specular: float = 0.15
+    shininess: float = 16.0
+    rim: float = 0.0
+    wrap: float = 0.2  # soft "wrap" lighting for soft tissue
+
+    @property
+    def translucent(self) -> bool:
+        return self.alpha < 0.999
+
+
+def _srgb(r: int, g: int, b: int) -> tuple[float, float, float]:
+    return tuple(((c / 255.0) ** 2.2) for c in (r, g, b))  # type: ignore[return-value]
+
+
+TISSUES: dict[str, TissueMaterial] = {
+    "bone": TissueMaterial(_srgb(230, 221, 196), 1.0, 0.12, 18.0, 0.05, 0.1),
+    "cortical_bone": TissueMaterial(_srgb(238, 232, 212), 1.0, 0.18, 24.0, 0.05, 0.1),
+    "disc": TissueMaterial(_srgb(150, 190, 215), 1.0, 0.25, 30.0, 0.10, 0.3),
+    "nerve": TissueMaterial(_srgb(250, 215, 70), 1.0, 0.30, 32.0, 0.15, 0.3),
+    "dura": TissueMaterial(_srgb(190, 200, 240), 0.55, 0.30, 40.0, 0.35, 0.4),
+    "vessel": TissueMaterial(_srgb(190, 35, 35), 1.0, 0.35, 40.0, 0.10, 0.3),
+    "cartilage": TissueMaterial(_srgb(175, 205, 230), 0.85, 0.40, 48.0, 0.15, 0.3),
+    "muscle": TissueMaterial(_srgb(165, 55, 50), 0.30, 0.10, 12.0, 0.30, 0.5),
+    "skin": TissueMaterial(_srgb(235, 185, 160), 0.18, 0.10, 10.0, 0.40, 0.5),
+    "ligament": TissueMaterial(_srgb(225, 225, 200), 0.9, 0.20, 24.0, 0.10, 0.3),
+    "fat": TissueMaterial(_srgb(245, 225, 140), 0.25, 0.10, 10.0, 0.30, 0.5),
+    "organ": TissueMaterial(_srgb(160, 80, 75), 0.6, 0.20, 20.0, 0.25, 0.4),
+    "implant": TissueMaterial(_srgb(200, 205, 212), 1.0, 0.80, 64.0, 0.05, 0.0),
+    "pathology": TissueMaterial(_srgb(235, 120, 190), 1.0, 0.30, 30.0, 0.20, 0.3),
+    "instrument": TissueMaterial(_srgb(200, 205, 212), 1.0, 0.90, 72.0, 0.05, 0.0),
+    "instrument_handle": TissueMaterial(_srgb(40, 110, 190), 1.0, 0.40, 32.0, 0.05, 0.1),
+}
+
+ANNOTATION_DEFAULT_RGBA = (0.10, 1.00, 0.35, 1.0)
+
+
+def material_for(tissue: str) -> TissueMaterial:
+    """The material for a tissue class; unknown classes look like soft tissue, not an error."""
+    return TISSUES.get(tissue, TISSUES["organ"])

@@ -1,0 +1,20 @@
+#version 330 core
+#if defined(VERTEX_SHADER)
+in vec2 in_uv;
+uniform vec4 u_rect;   // x, y, w, h in normalized device coordinates
+out vec2 v_uv;
+void main() {
+    v_uv = in_uv;
+    gl_Position = vec4(u_rect.xy + in_uv * u_rect.zw, 0.0, 1.0);
+}
+#elif defined(FRAGMENT_SHADER)
+in vec2 v_uv;
+uniform sampler2D u_color;
+uniform sampler2D u_depth;
+uniform bool u_has_depth;
+out vec4 f_color;
+void main() {
+    f_color = vec4(texture(u_color, v_uv).rgb, 1.0);
+    gl_FragDepth = u_has_depth ? texture(u_depth, v_uv).r : 0.5;
+}
+#endif

@@ -1,0 +1,40 @@
+#version 330 core
+#if defined(VERTEX_SHADER)
+in vec3 in_position;
+in vec3 in_normal;
+uniform mat4 u_view_proj;
+uniform mat4 u_model;
+out vec3 v_world;
+out vec3 v_normal;
+void main() {
+    vec4 w = u_model * vec4(in_position, 1.0);
+    v_world = w.xyz;
+    v_normal = mat3(u_model) * in_normal;
+    gl_Position = u_view_proj * w;
+}
+#elif defined(FRAGMENT_SHADER)
+in vec3 v_world;
+in vec3 v_normal;
+uniform vec3 u_eye_mm;
+uniform vec4 u_color;        // linear rgb, alpha
+uniform vec4 u_material;     // specular, shininess, rim, wrap
+uniform vec3 u_key_dir;      // direction towards the key light (world)
+out vec4 f_color;
+void main() {
+    vec3 n = normalize(v_normal);
+    vec3 v = normalize(u_eye_mm - v_world);
+    if (!gl_FrontFacing) n = -n;
+    float wrap = u_material.w;
+    // key light from above plus a head light so cavities never go black
+    float dk = max((dot(n, u_key_dir) + wrap) / (1.0 + wrap), 0.0);
+    float dh = max((dot(n, v) + wrap) / (1.0 + wrap), 0.0);
+    vec3 hk = normalize(u_key_dir + v);
+    float spec = u_material.x * (pow(max(dot(n, hk), 0.0), u_material.y) + 0.5 * pow(max(dot(n, v), 0.0), u_material.y * 2.0));
+    float rim = u_material.z * pow(1.0 - max(dot(n, v), 0.0), 3.0);
+    vec3 base = u_color.rgb;
+    vec3 lit = base * (0.18 + 0.55 * dk + 0.40 * dh) + vec3(spec) + base * rim;
+    float alpha = u_color.a;
+    if (alpha < 1.0) alpha = clamp(alpha + 0.5 * rim, 0.0, 1.0);  // silhouettes of translucent tissue stay readable
+    f_color = vec4(pow(clamp(lit, 0.0, 1.0), vec3(1.0 / 2.2)), alpha);
+}
+#endif

@@ -1,0 +1,61 @@
+"""Text panels rendered with a font that covers Chinese as well as Latin text."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+log = logging.getLogger(__name__)
+
+# Searched in order; the first covers CJK (Debian: fonts-wqy-microhei / fonts-noto-cjk).
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def font_path() -> str | None:
+    for p in FONT_CANDIDATES:
+        if Path(p).is_file():
+            if "DejaVu" in p:
+                log.warning("no CJK font found (install fonts-wqy-microhei); Chinese text will show as boxes")
+            return p
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size_px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    p = font_path()
+    if p is None:
+        return ImageFont.load_default(size=size_px)
+    return ImageFont.truetype(p, size_px)
+
+
+def covers_cjk() -> bool:
+    p = font_path()
+    return p is not None and "DejaVu" not in p
+
+
+def render_text_rgba(lines: list[str], font_px: int = 28, width_px: int = 512, padding_px: int = 14,
+                     fg: tuple[int, int, int] = (235, 245, 255), bg: tuple[int, int, int, int] = (12, 22, 38, 210)
+                     ) -> np.ndarray:
+    """Rasterise lines of text into a premultiplied-alpha sRGB image (HxWx4 uint8, top row first)."""
+    font = _font(font_px)
+    line_h = int(font_px * 1.35)
+    h = max(padding_px * 2 + line_h * max(len(lines), 1), 8)
+    img = Image.new("RGBA", (width_px, h), bg)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((padding_px, padding_px + i * line_h), line, font=font, fill=fg + (255,))
+    a = np.asarray(img, dtype=np.uint16)
+    out = a.copy()
+    out[..., :3] = (a[..., :3] * a[..., 3:4]) // 255
+    return out.astype(np.uint8)

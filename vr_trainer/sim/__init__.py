@@ -1,0 +1,1 @@
+"""Simulation: instruments, annotations and procedure state. No GL, no asyncio."""

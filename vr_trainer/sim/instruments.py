@@ -1,0 +1,95 @@
+"""Surgical instruments: catalogue, geometry and pose.
+
+Tool frame: the working tip at the origin, the shaft along +z towards the
+handle, millimetres. The instrument follows the active hand: ``world_from_tool``
+is the hand pose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """What an instrument is; sizes in millimetres."""
+
+    kind: str
+    shaft_length_mm: float
+    shaft_diameter_mm: float
+    tip: str  # "bevel", "cone", "blunt", "saw"
+    handle_length_mm: float
+    handle_diameter_mm: float
+    label: str
+
+
+CATALOGUE: dict[str, InstrumentSpec] = {
+    "spinal_needle": InstrumentSpec("spinal_needle", 150.0, 1.27, "bevel", 25.0, 8.0, "18G spinal needle"),
+    "guidewire": InstrumentSpec("guidewire", 300.0, 0.8, "blunt", 0.0, 0.8, "Guidewire 0.8 mm"),
+    "dilator": InstrumentSpec("dilator", 180.0, 6.3, "cone", 30.0, 12.0, "Dilator 6.3 mm"),
+    "working_cannula": InstrumentSpec("working_cannula", 160.0, 7.5, "bevel", 20.0, 14.0, "Working cannula 7.5 mm"),
+    "endoscope": InstrumentSpec("endoscope", 205.0, 6.9, "blunt", 60.0, 18.0, "Endoscope 6.9 mm"),
+    "trephine": InstrumentSpec("trephine", 200.0, 7.0, "saw", 40.0, 14.0, "Trephine 7 mm"),
+    "drill": InstrumentSpec("drill", 120.0, 3.2, "cone", 80.0, 35.0, "Drill 3.2 mm"),
+    "saw_blade": InstrumentSpec("saw_blade", 90.0, 1.27, "saw", 60.0, 30.0, "Oscillating saw"),
+}
+
+
+def instrument_mesh(spec: InstrumentSpec, sections: int = 24) -> trimesh.Trimesh:
+    """A closed mesh of the instrument in its tool frame (tip at origin, +z to the handle)."""
+    r = spec.shaft_diameter_mm / 2.0
+    parts: list[trimesh.Trimesh] = []
+    tip_len = {"bevel": 4.0 * r + 1.0, "cone": 3.0 * r, "blunt": 0.0, "saw": 0.0}[spec.tip]
+    shaft = trimesh.creation.cylinder(radius=r, height=spec.shaft_length_mm - tip_len, sections=sections)
+    shaft.apply_translation([0, 0, tip_len + (spec.shaft_length_mm - tip_len) / 2.0])
+    parts.append(shaft)
+    if spec.tip == "cone":
+        cone = trimesh.creation.cone(radius=r, height=tip_len, sections=sections)
+        cone.apply_transform(trimesh.transformations.rotation_matrix(np.pi, [1, 0, 0]))
+        cone.apply_translation([0, 0, tip_len])
+        parts.append(cone)
+    elif spec.tip == "bevel":
+        # A cylinder cut by an oblique plane: the classic needle bevel.
+        bevel = trimesh.creation.cylinder(radius=r, height=tip_len * 2, sections=sections)
+        bevel.apply_translation([0, 0, tip_len])
+        normal = np.array([0.0, np.sin(np.arctan2(tip_len, 2 * r)), -np.cos(np.arctan2(tip_len, 2 * r))])
+        normal = np.array([0.0, 2 * r, -tip_len])
+        normal /= np.linalg.norm(normal)
+        try:
+            cut = bevel.slice_plane(plane_origin=[0, r, 0], plane_normal=-normal, cap=True)
+            if cut is not None and len(cut.faces):
+                bevel = cut
+        except Exception:  # shapely/earcut missing: keep the uncut tip
+            pass
+        parts.append(bevel)
+    if spec.handle_length_mm > 0:
+        handle = trimesh.creation.cylinder(radius=spec.handle_diameter_mm / 2.0,
+                                           height=spec.handle_length_mm, sections=sections)
+        handle.apply_translation([0, 0, spec.shaft_length_mm + spec.handle_length_mm / 2.0])
+        parts.append(handle)
+    mesh = trimesh.util.concatenate(parts)
+    mesh.metadata["kind"] = spec.kind
+    return mesh
+
+
+@dataclass
+class InstrumentState:
+    """One instrument in the scene."""
+
+    instrument_id: str
+    spec: InstrumentSpec
+    world_from_tool: np.ndarray = field(default_factory=lambda: np.eye(4))
+    visible: bool = True
+    held: bool = False
+
+    @property
+    def tip_mm(self) -> np.ndarray:
+        return self.world_from_tool[:3, 3].copy()
+
+    @property
+    def axis(self) -> np.ndarray:
+        """Unit vector from the handle to the tip (the direction of advance)."""
+        return -self.world_from_tool[:3, 2] / np.linalg.norm(self.world_from_tool[:3, 2])

@@ -1,0 +1,1 @@
+"""Display backends (headless, desktop, openxr) behind one small interface; imported lazily."""

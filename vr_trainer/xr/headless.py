@@ -1,0 +1,100 @@
+"""Headless backend: EGL offscreen, stereo, driven by a scripted pose track. No display needed."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+import moderngl
+import numpy as np
+
+from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View
+from vr_trainer.xr.posetrack import PoseTrack, eye_poses
+
+
+def headset_fov(eye_index: int, width: int, height: int, outer_deg: float = 50.0, inner_deg: float = 42.0) -> Fov:
+    """A headset-like asymmetric field of view for one eye whose aspect matches the target size."""
+    lo, ro = np.radians(outer_deg), np.radians(inner_deg)
+    if eye_index == 1:
+        lo, ro = ro, lo
+    span_x = np.tan(lo) + np.tan(ro)
+    half_y = float(np.arctan(span_x * height / width / 2.0))
+    return Fov(-float(lo), float(ro), half_y, -half_y)
+
+
+def create_egl_context() -> moderngl.Context:
+    """A standalone OpenGL 3.3+ context over EGL (no display)."""
+    try:
+        return moderngl.create_standalone_context(backend="egl", require=330)
+    except Exception as e:  # noqa: BLE001 - any failure here means: no EGL
+        raise BackendError(
+            f"cannot create an EGL OpenGL context ({e}); install Mesa's EGL "
+            "(apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri) or use --backend desktop") from None
+
+
+class HeadlessBackend(DisplayBackend):
+    """Stereo offscreen rendering at a fixed pace from a :class:`PoseTrack`."""
+
+    name = "headless"
+
+    def __init__(self, track: PoseTrack, size: tuple[int, int] = (640, 480), frames: int | None = None,
+                 ipd_mm: float = 63.0, stereo: bool = True) -> None:
+        self.track = track
+        self.size = size
+        self.max_frames = frames if frames is not None else max(1, int(round(track.duration_s * track.fps)) + 1)
+        self.ipd_mm = ipd_mm
+        self.stereo = stereo
+        self.ctx: moderngl.Context | None = None
+        self._fbos: list[moderngl.Framebuffer] = []
+        self.haptics: list[tuple[int, float, float, float]] = []
+        self._stop = False
+
+    def open(self) -> moderngl.Context:
+        os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+        self.ctx = create_egl_context()
+        w, h = self.size
+        n = 2 if self.stereo else 1
+        self._fbos = [self.ctx.framebuffer(color_attachments=[self.ctx.texture((w, h), 4)],
+                                           depth_attachment=self.ctx.depth_renderbuffer((w, h))) for _ in range(n)]
+        return self.ctx
+
+    def request_exit(self) -> None:
+        self._stop = True
+
+    def frames(self) -> Iterator[Frame]:
+        if self.ctx is None:
+            raise BackendError("HeadlessBackend.frames() before open()")
+        w, h = self.size
+        for i in range(self.max_frames):
+            if self._stop:
+                return
+            t = i / self.track.fps
+            head = self.track.head_pose(t)
+            poses = eye_poses(head, self.ipd_mm) if self.stereo else [head]
+            views = [View(k, p, headset_fov(k, w, h), w, h, self._fbos[k]) for k, p in enumerate(poses)]
+            hands = [HandInput(), HandInput(self.track.tool_pose(t), trigger=self.track.trigger(t))]
+            yield Frame(i, t, views, InputState(hands=hands, active_hand=1, focused=True))
+
+    def end_frame(self, frame: Frame) -> None:
+        pass
+
+    def haptic_pulse(self, hand: int, amplitude: float, duration_s: float, frequency_hz: float = 0.0) -> None:
+        self.haptics.append((hand, amplitude, duration_s, frequency_hz))
+
+    def eye_images(self) -> list[np.ndarray]:
+        w, h = self.size
+        return [np.frombuffer(f.read(components=3, alignment=1), np.uint8).reshape(h, w, 3)[::-1].copy()
+                for f in self._fbos]
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "eye_size": list(self.size), "pace_fps": self.track.fps}
+
+    def close(self) -> None:
+        for f in self._fbos:
+            for a in f.color_attachments:
+                a.release()
+            f.release()
+        self._fbos = []
+        if self.ctx is not None:
+            self.ctx.release()
+            self.ctx = None
