@@ -302,7 +302,7 @@ class SceneRenderer:
         if self._pin_count:
             pp = self.prog_pins
             self._write(pp, "u_view_proj", vp)
-            pp["u_scale"].value = 10.0
+            pp["u_scale"].value = 20.0
             pp["u_key_dir"].value = tuple(KEY_LIGHT_DIR)
             self._pin_vao.render(moderngl.TRIANGLES, instances=self._pin_count)  # type: ignore[union-attr]
 

@@ -1,0 +1,132 @@
+"""Shared fixtures: a real GL context (EGL), a virtual X server, golden images."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regenerate-goldens", action="store_true", help="rewrite tests/goldens/*.png from this run")
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip outside CI; in CI a missing part is a failure (an install step is missing)."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def gl_ctx():
+    """A real OpenGL context over EGL (llvmpipe here). Fails in CI if none can be made."""
+    os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+    import moderngl
+
+    try:
+        ctx = moderngl.create_standalone_context(backend="egl", require=330)
+    except Exception as e:  # noqa: BLE001
+        need(False, f"no EGL OpenGL context: {e}")
+        raise
+    yield ctx
+    ctx.release()
+
+
+@pytest.fixture(scope="session")
+def is_llvmpipe(gl_ctx) -> bool:
+    return "llvmpipe" in gl_ctx.info.get("GL_RENDERER", "")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not present at {SHARED_DATA} (../shared/data beside the clone)")
+    return SHARED_DATA
+
+
+def _free_display() -> int:
+    for n in range(90, 200):
+        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
+            return n
+    raise RuntimeError("no free X display number")
+
+
+@pytest.fixture(scope="session")
+def xvfb() -> Iterator[str]:
+    """Start a private Xvfb for the session; yields its DISPLAY string."""
+    exe = shutil.which("Xvfb")
+    need(exe is not None, "Xvfb not installed (apt-get install xvfb)")
+    n = _free_display()
+    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1600x900x24", "-nolisten", "tcp", "+extension", "GLX"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 15
+    while time.time() < deadline and not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if proc.poll() is not None:
+            pytest.fail(f"Xvfb exited with {proc.returncode}")
+        time.sleep(0.05)
+    time.sleep(0.2)
+    yield f":{n}"
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Goldens:
+    """Compare an image to tests/goldens/NAME.png; write diffs on failure."""
+
+    def __init__(self, request: pytest.FixtureRequest, exact: bool) -> None:
+        self.regen = request.config.getoption("--regenerate-goldens")
+        self.exact = exact
+        self.dir = REPO / "tests" / "goldens"
+        self.fail_dir = REPO / "tests" / "_failures"
+
+    def check(self, name: str, img: np.ndarray, atol: int = 8, max_bad_fraction: float = 0.002) -> None:
+        from PIL import Image
+
+        ref_path = self.dir / f"{name}.png"
+        assert img.dtype == np.uint8 and img.ndim == 3
+        # whatever the GPU, an image must not be blank
+        assert img.reshape(-1, img.shape[-1]).std(axis=0).max() > 5.0, f"{name}: image is (nearly) uniform"
+        if self.regen:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(ref_path)
+            return
+        assert ref_path.is_file(), f"missing golden {ref_path}; run pytest --regenerate-goldens"
+        if not self.exact:
+            return  # other GPUs rasterise differently: the non-blank check above is what holds there
+        ref = np.asarray(Image.open(ref_path).convert("RGB"))
+        assert ref.shape == img.shape, f"{name}: size {img.shape} != golden {ref.shape}"
+        diff = np.abs(ref.astype(int) - img.astype(int)).max(axis=-1)
+        bad = float((diff > atol).mean())
+        if bad > max_bad_fraction:
+            self.fail_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(self.fail_dir / f"{name}.actual.png")
+            Image.fromarray(np.clip(diff * 8, 0, 255).astype(np.uint8)).save(self.fail_dir / f"{name}.diff.png")
+            raise AssertionError(f"{name}: {bad:.2%} of pixels differ by more than {atol} "
+                                 f"(diff written to {self.fail_dir})")
+
+
+@pytest.fixture
+def goldens(request: pytest.FixtureRequest, is_llvmpipe: bool) -> Goldens:
+    return Goldens(request, exact=is_llvmpipe)

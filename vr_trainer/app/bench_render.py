@@ -1,0 +1,95 @@
+"""`vr-trainer bench render`: median ms per stereo frame of the default scene, beside
+pyrender offscreen rendering the same meshes from the same eye poses in the same run.
+
+pyrender runs in a child process (it owns its own EGL context and OpenGL bindings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vr_trainer.app.session import build_session
+from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from vr_trainer.xr.headless import headset_fov
+from vr_trainer.xr.posetrack import eye_poses
+
+
+def _scene_arrays() -> tuple[dict[str, tuple[np.ndarray, np.ndarray, str]], list[tuple[str, np.ndarray]], Any]:
+    scenario = load_scenario(default_scenario_path())
+    scene, meshes = build_session(scenario)
+    state = scene.initial_state
+    # place the instruments where the demo puts them halfway through
+    t_mid = scene.track.duration_s / 2
+    pose = scene.track.tool_pose(t_mid)
+    items = [(p.mesh_id, scene.world_from_patient) for p in scene.parts]
+    if pose is not None and state.instruments:
+        items.append((f"instrument:{state.instruments[0].spec.kind}", pose))
+    return meshes, items, scene
+
+
+def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> dict[str, Any]:
+    from vr_trainer.render.renderer import SceneRenderer
+    from vr_trainer.sim.scene import DrawItem, SceneSnapshot
+    from vr_trainer.xr.base import View
+    from vr_trainer.xr.headless import create_egl_context
+
+    meshes, items, scene = _scene_arrays()
+    w, h = size
+    ctx = create_egl_context()
+    r = SceneRenderer(ctx)
+    for mid, (v, f, tissue) in meshes.items():
+        r.add_mesh(mid, v, f, tissue)
+    fbos = [ctx.framebuffer(color_attachments=[ctx.texture((w, h), 4)], depth_attachment=ctx.depth_renderbuffer((w, h)))
+            for _ in range(2)]
+    snap = SceneSnapshot(0.0, 0, tuple(DrawItem(m, x) for m, x in items), (), scene.initial_state.annotations)
+    head = scene.track.head_pose(0.0)
+    poses = eye_poses(head)
+    views = [View(k, p, headset_fov(k, w, h), w, h, fbos[k]) for k, p in enumerate(poses)]
+    faces = sum(len(meshes[m][1]) for m, _ in items)
+    times = []
+    for i in range(frames + 5):
+        t0 = time.perf_counter()
+        for v in views:
+            r.render(v, snap)
+        for fb in fbos:  # read back both eyes, as pyrender returns its image
+            fb.read(components=3, alignment=1)
+        if i >= 5:
+            times.append((time.perf_counter() - t0) * 1000.0)
+    ours = float(np.median(times))
+    res: dict[str, Any] = {
+        "scene": "default (lumbar spine + instrument)", "faces": int(faces), "eye_size": [w, h],
+        "gl_renderer": ctx.info.get("GL_RENDERER"), "msaa_samples": r.samples,
+        "vr_trainer_ms_per_stereo_frame_median": round(ours, 2),
+        "vr_trainer_stereo_fps": round(1000.0 / ours, 1),
+    }
+    ctx.release()
+    if peer:
+        with tempfile.TemporaryDirectory() as td:
+            npz = Path(td) / "scene.npz"
+            arrays = {}
+            for k, (mid, xf) in enumerate(items):
+                v, f, _ = meshes[mid]
+                arrays[f"v{k}"], arrays[f"f{k}"], arrays[f"x{k}"] = v, f, xf
+            cams = {f"cam{k}": v.pose_world_from_eye for k, v in enumerate(views)}
+            fovs = {f"fov{k}": np.array([v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down])
+                    for k, v in enumerate(views)}
+            np.savez(npz, n=len(items), w=w, h=h, frames=frames, **arrays, **cams, **fovs)
+            env = dict(os.environ, PYOPENGL_PLATFORM="egl", EGL_PLATFORM="surfaceless")
+            proc = subprocess.run([sys.executable, "-m", "vr_trainer.app.bench_pyrender", str(npz)],
+                                  capture_output=True, text=True, env=env, timeout=900)
+            if proc.returncode != 0:
+                res["pyrender_error"] = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            else:
+                peer_ms = json.loads(proc.stdout.strip().splitlines()[-1])["ms_median"]
+                res["pyrender_ms_per_stereo_frame_median"] = round(peer_ms, 2)
+                res["pyrender_stereo_fps"] = round(1000.0 / peer_ms, 1)
+                res["fps_ratio_vs_pyrender"] = round(peer_ms / ours, 2)
+    return res
