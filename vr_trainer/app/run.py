@@ -101,8 +101,6 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     scene, meshes = build_session(scenario)
     backend = create_backend(backend_name, scene.track, size, frames)
     out = Path(out_dir) if out_dir else None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
     ctx = backend.open()
     loop: FrameLoop | None = None
     video_writer = None
@@ -117,6 +115,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         mirror = MirrorCompositor(ctx, (mw, mh), mirror_layout)
         loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot, mirror, clock)
         if video and out is not None:
+            out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
             loop.sinks.append(video_writer)
         if mentor_url:
@@ -140,6 +139,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             **{k: v for k, v in backend.info().items() if k != "backend"},
         }
         if out is not None and n:
+            out.mkdir(parents=True, exist_ok=True)
             eyes = backend.eye_images() or []
             for k, img in enumerate(eyes):
                 write_png_atomic(out / f"eye{k}.png", img)

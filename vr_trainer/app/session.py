@@ -119,7 +119,8 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.
             meshes[mid] = (np.asarray(m.vertices), np.asarray(m.faces), "instrument")
         instruments.append(InstrumentState(ref.id, spec, pose_from_axis(
             np.asarray(scenario.anatomy.position_mm) + np.array([0.0, 200.0, 250.0]), np.array([0.0, 1.0, 0.3]))))
-    targets = {}
+    targets: dict[str, Target] = {}
+    target_ras: dict[str, np.ndarray] = {}
     by_name = {p.name: p for p in parts}
     for t in scenario.targets:
         if t.point_mm is not None:
@@ -131,15 +132,17 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.
 
             raise ScenarioError(f"scenario '{scenario.id}': target '{t.id}' names structure '{t.structure}', "
                                 f"which the bundle {bundle_dir} does not have (it has: {sorted(by_name)[:12]} ...)")
+        target_ras[t.id] = p_ras
         targets[t.id] = Target(t.id, (world_from_patient @ np.append(p_ras, 1.0))[:3], t.tolerance_mm)
     steps = tuple(StepDef(s.id, s.prompt.en, s.instrument, s.target) for s in scenario.steps)
     sim = Simulation(rigid_inverse(world_from_patient), targets, steps)
     state = SimState(instruments=tuple(instruments), annotations=AnnotationSet())
     d = scenario.demo
     tool_keys = []
+    origin = target_ras[d.tool_relative_to] if d.tool_relative_to else np.zeros(3)
     for k in d.tool:
-        tip_w = (world_from_patient @ np.append(k.tip_mm, 1.0))[:3]
-        tow_w = (world_from_patient @ np.append(k.toward_mm, 1.0))[:3]
+        tip_w = (world_from_patient @ np.append(origin + k.tip_mm, 1.0))[:3]
+        tow_w = (world_from_patient @ np.append(origin + k.toward_mm, 1.0))[:3]
         tool_keys.append({"t_s": k.t_s, "tip_mm": tip_w, "toward_mm": tow_w, "trigger": k.trigger})
     track = PoseTrack.from_keys([h.model_dump() for h in d.head], tool_keys, d.fps)
     return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir), meshes

@@ -320,10 +320,14 @@ class SceneRenderer:
             cached = self._panels.get(panel.panel_id)
             if cached is None or cached[0] != panel.lines:
                 img = render_text_rgba(list(panel.lines))
-                if cached is not None:
-                    cached[1].release()
-                tex = ctx.texture((img.shape[1], img.shape[0]), 4, img.tobytes())
-                tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+                if cached is not None and cached[1].size == (img.shape[1], img.shape[0]):
+                    tex = cached[1]  # same size: rewrite in place, no new GL object
+                    tex.write(img.tobytes())
+                else:
+                    if cached is not None:
+                        cached[1].release()
+                    tex = ctx.texture((img.shape[1], img.shape[0]), 4, img.tobytes())
+                    tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
                 tex.build_mipmaps()
                 cached = (panel.lines, tex, img.shape[0] / img.shape[1])
                 self._panels[panel.panel_id] = cached

@@ -103,6 +103,13 @@ def _check_references(s: Scenario, path: Path, node: yaml.Node) -> None:
                                 f"'{step.target}' is not one of the scenario's targets {sorted(target_ids)}")
 
 
+    rel = s.demo.tool_relative_to
+    if rel is not None and rel not in target_ids:
+        n = _locate(node, ("demo", "tool_relative_to"))
+        raise ScenarioError(f"{path}:{n.start_mark.line + 1}: field 'demo.tool_relative_to': "
+                            f"'{rel}' is not one of the scenario's targets {sorted(target_ids)}")
+
+
 def resolve_bundle_path(s: Scenario) -> Path:
     """The asset bundle folder a scenario names (relative to the file, else under assets/)."""
     src: Path = getattr(s, "_source_dir", REPO_ROOT / "scenarios")

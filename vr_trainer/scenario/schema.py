@@ -67,6 +67,7 @@ class DemoTrack(Strict):
     fps: float = Field(default=30.0, gt=0, le=240)
     head: list[HeadKey] = Field(min_length=1)
     tool: list[ToolKey] = Field(default_factory=list)
+    tool_relative_to: str | None = Field(default=None, description="A target id: tool keys are offsets (RAS mm) from it")
 
     @field_validator("head", "tool")
     @classmethod

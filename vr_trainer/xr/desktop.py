@@ -113,7 +113,7 @@ class DesktopBackend(DisplayBackend):
             views = [View(k, p, headset_fov(k, ew, eh), ew, eh, self._fbos[k])
                      for k, p in enumerate(eye_poses(head, self.ipd_mm))]
             inp = InputState(hands=[HandInput(), self._hand_input(head, views[0])], active_hand=1,
-                             focused=bool(glfw.get_window_attrib(self.window, glfw.FOCUSED)) or True,
+                             focused=True,  # a desktop window keeps input even when unfocused (tests, second monitor)
                              quit_requested=glfw.get_key(self.window, glfw.KEY_ESCAPE) == glfw.PRESS, keys=keys)
             if inp.quit_requested:
                 return

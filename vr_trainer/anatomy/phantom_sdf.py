@@ -1,0 +1,230 @@
+"""Signed-distance primitives and a label canvas for the phantom generator.
+
+All coordinates are RAS millimetres.  A primitive is a function of broadcast
+coordinate arrays ``(X, Y, Z)`` returning an (approximate) signed distance in
+mm, negative inside.  :class:`Canvas` holds the label volume; ``paint``
+evaluates a primitive only inside its bounding box.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+Arr = np.ndarray
+SDF = Callable[[Arr, Arr, Arr], Arr]
+
+
+def smin(a: Arr, b: Arr, k: float) -> Arr:
+    """Smooth union (polynomial), blending radius ``k`` mm."""
+    if k <= 0:
+        return np.minimum(a, b)
+    h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
+    return b * (1 - h) + a * h - k * h * (1 - h)
+
+
+def union(parts: Sequence[Arr], k: float = 0.0) -> Arr:
+    """Union (smooth when ``k`` > 0) of several distance arrays."""
+    out = parts[0]
+    for p in parts[1:]:
+        out = smin(out, p, k)
+    return out
+
+
+def _seg_t(px: Arr, py: Arr, pz: Arr, a: Sequence[float], b: Sequence[float]) -> Arr:
+    ab = np.subtract(b, a, dtype=np.float64)
+    den = float(ab @ ab) or 1e-12
+    t = ((px - a[0]) * ab[0] + (py - a[1]) * ab[1] + (pz - a[2]) * ab[2]) / den
+    return np.clip(t, 0.0, 1.0)
+
+
+def capsule(a: Sequence[float], b: Sequence[float], r: float | tuple[float, float]) -> SDF:
+    """Segment a-b with radius ``r`` (or radii tapering from a to b)."""
+    ra, rb = (r, r) if np.isscalar(r) else r  # type: ignore[misc]
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        t = _seg_t(X, Y, Z, a, b)
+        dx = X - (a[0] + t * (b[0] - a[0]))
+        dy = Y - (a[1] + t * (b[1] - a[1]))
+        dz = Z - (a[2] + t * (b[2] - a[2]))
+        return np.sqrt(dx * dx + dy * dy + dz * dz) - (ra + t * (rb - ra))
+
+    return f
+
+
+def tube(points: Sequence[Sequence[float]], radii: Sequence[float], scale: Sequence[float] = (1, 1, 1)) -> SDF:
+    """Polyline tube with a radius per point; ``scale`` squashes the cross-section
+    (e.g. ``(1, 0.75, 1)`` makes a vertical tube elliptic, 25 % thinner in y)."""
+    pts = [np.asarray(p, float) / np.asarray(scale, float) for p in points]
+    sc = np.asarray(scale, float)
+    k = float(sc.min())
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        Xs, Ys, Zs = X / sc[0], Y / sc[1], Z / sc[2]
+        out = None
+        for i in range(len(pts) - 1):
+            d = capsule(pts[i], pts[i + 1], (radii[i] / k, radii[i + 1] / k))(Xs, Ys, Zs)
+            out = d if out is None else np.minimum(out, d)
+        assert out is not None
+        return out * k
+
+    return f
+
+
+def ellipsoid(c: Sequence[float], r: Sequence[float]) -> SDF:
+    """Ellipsoid centred at ``c`` with semi-axes ``r`` (approximate distance)."""
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        q = np.sqrt(((X - c[0]) / r[0]) ** 2 + ((Y - c[1]) / r[1]) ** 2 + ((Z - c[2]) / r[2]) ** 2)
+        return (q - 1.0) * min(r)
+
+    return f
+
+
+def box_frame(center: Sequence[float], axes: Sequence[Sequence[float]], half: Sequence[float], round_mm: float = 0.0) -> SDF:
+    """Oriented box: ``axes`` are three orthonormal directions, ``half`` the half sizes."""
+    ax = [np.asarray(a, float) / np.linalg.norm(a) for a in axes]
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        qs = []
+        for a, h in zip(ax, half):
+            u = (X - center[0]) * a[0] + (Y - center[1]) * a[1] + (Z - center[2]) * a[2]
+            qs.append(np.abs(u) - (h - round_mm))
+        outside = np.sqrt(sum(np.maximum(q, 0.0) ** 2 for q in qs))
+        inside = np.minimum(np.maximum(np.maximum(qs[0], qs[1]), qs[2]), 0.0)
+        return outside + inside - round_mm
+
+    return f
+
+
+def slab(a: Sequence[float], b: Sequence[float], half_t: float | tuple[float, float],
+         z_a: tuple[float, float], z_b: tuple[float, float], round_mm: float = 1.0) -> SDF:
+    """A plate swept along the horizontal segment a-b (x, y), thickness ``2*half_t``
+    across it, spanning z from ``z_a`` at a to ``z_b`` at b (linear between)."""
+    ht_a, ht_b = (half_t, half_t) if np.isscalar(half_t) else half_t  # type: ignore[misc]
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        t = _seg_t(X, Y, 0 * Z, (a[0], a[1], 0.0), (b[0], b[1], 0.0))
+        dx = X - (a[0] + t * (b[0] - a[0]))
+        dy = Y - (a[1] + t * (b[1] - a[1]))
+        d_xy = np.sqrt(dx * dx + dy * dy) - (ht_a + t * (ht_b - ht_a))
+        lo = z_a[0] + t * (z_b[0] - z_a[0])
+        hi = z_a[1] + t * (z_b[1] - z_a[1])
+        d_z = np.maximum(lo - Z, Z - hi)
+        q0, q1 = d_xy + round_mm, d_z + round_mm
+        return np.sqrt(np.maximum(q0, 0) ** 2 + np.maximum(q1, 0) ** 2) + np.minimum(np.maximum(q0, q1), 0) - round_mm
+
+    return f
+
+
+def body(center: Sequence[float], a: float, b_ant: float, b_post: float, h: float,
+         waist: float = 0.07, round_mm: float = 2.0, frame: Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]] | None = None) -> SDF:
+    """Vertebral body / disc: elliptic cylinder (half width ``a``, anterior and
+    posterior half depths ``b_ant``/``b_post``, half height ``h``), waisted
+    sides and rounded rims.  ``frame`` maps world -> local coordinates."""
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        if frame is not None:
+            X, Y, Z = frame(X, Y, Z)
+        x, y, z = X - center[0], Y - center[1], Z - center[2]
+        zn = np.clip(z / h, -1.0, 1.0)
+        s = 1.0 - waist * (1.0 - zn * zn)
+        bb = np.where(y > 0, b_ant, b_post)
+        q = np.sqrt((x / (a * s)) ** 2 + (y / (bb * s)) ** 2)
+        dr = (q - 1.0) * min(a, b_post) * s + round_mm
+        dz = np.abs(z) - h + round_mm
+        return np.sqrt(np.maximum(dr, 0) ** 2 + np.maximum(dz, 0) ** 2) + np.minimum(np.maximum(dr, dz), 0) - round_mm
+
+    return f
+
+
+def rotation_x(angle_deg: float) -> np.ndarray:
+    """Rotation about +x (right-handed): +y tips toward +z for positive angles."""
+    c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]], float)
+
+
+def local_frame(origin: Sequence[float], rot: np.ndarray) -> Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]]:
+    """World -> local coordinates for a frame whose axes are the columns of ``rot``."""
+    o = np.asarray(origin, float)
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> tuple[Arr, Arr, Arr]:
+        dx, dy, dz = X - o[0], Y - o[1], Z - o[2]
+        return (rot[0, 0] * dx + rot[1, 0] * dy + rot[2, 0] * dz,
+                rot[0, 1] * dx + rot[1, 1] * dy + rot[2, 1] * dz,
+                rot[0, 2] * dx + rot[1, 2] * dy + rot[2, 2] * dz)
+
+    return f
+
+
+def in_frame(sdf: SDF, frame: Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]]) -> SDF:
+    """Evaluate a primitive defined in local coordinates on world points."""
+    return lambda X, Y, Z: sdf(*frame(X, Y, Z))
+
+
+class Canvas:
+    """Label volume on an axis-aligned RAS grid (array axes = x, y, z)."""
+
+    def __init__(self, lo_mm: Sequence[float], hi_mm: Sequence[float], spacing_mm: float) -> None:
+        self.lo = np.asarray(lo_mm, float)
+        self.spacing = float(spacing_mm)
+        self.shape = tuple(int(math.ceil((h - l) / self.spacing)) + 1 for l, h in zip(lo_mm, hi_mm))
+        self.labels = np.zeros(self.shape, np.uint8)
+        self.affine = np.diag([self.spacing] * 3 + [1.0])
+        self.affine[:3, 3] = self.lo
+        self.blocked: dict[int, int] = {}
+
+    def _box(self, lo: Sequence[float], hi: Sequence[float]) -> tuple[tuple[slice, ...], list[Arr]]:
+        i0 = np.clip(np.floor((np.asarray(lo) - self.lo) / self.spacing).astype(int), 0, self.shape)
+        i1 = np.clip(np.ceil((np.asarray(hi) - self.lo) / self.spacing).astype(int) + 1, 0, self.shape)
+        sl = tuple(slice(int(a), int(b)) for a, b in zip(i0, i1))
+        axes = []
+        for d in range(3):
+            v = (self.lo[d] + self.spacing * np.arange(sl[d].start, sl[d].stop)).astype(np.float32)
+            shape = [1, 1, 1]
+            shape[d] = len(v)
+            axes.append(v.reshape(shape))
+        return sl, axes
+
+    def paint(self, label: int, sdf: SDF, lo: Sequence[float], hi: Sequence[float],
+              over: Sequence[int] = (0,)) -> int:
+        """Set ``label`` where ``sdf < 0`` inside the box ``lo..hi`` (mm) and the
+        current label is in ``over``; returns voxels painted.  Voxels refused
+        because another structure holds them are counted in ``blocked``."""
+        sl, (X, Y, Z) = self._box(lo, hi)
+        inside = sdf(X, Y, Z) < 0
+        inside = np.broadcast_to(inside, tuple(s.stop - s.start for s in sl))
+        cur = self.labels[sl]
+        ok = np.isin(cur, np.asarray(over, dtype=np.uint8))
+        self.blocked[label] = self.blocked.get(label, 0) + int((inside & ~ok).sum())
+        write = inside & ok
+        cur[write] = label
+        return int(write.sum())
+
+    def carve(self, labels: Sequence[int], sdf: SDF, lo: Sequence[float], hi: Sequence[float]) -> None:
+        """Clear ``labels`` where ``sdf < 0`` (cut canals, foramina)."""
+        sl, (X, Y, Z) = self._box(lo, hi)
+        inside = np.broadcast_to(sdf(X, Y, Z) < 0, tuple(s.stop - s.start for s in sl))
+        cur = self.labels[sl]
+        cur[inside & np.isin(cur, np.asarray(labels, dtype=np.uint8))] = 0
+
+    def hu_volume(self, hu_by_label: dict[int, float], bone_labels: Sequence[int], seed: int,
+                  background_hu: float = 30.0, noise_hu: float = 18.0) -> np.ndarray:
+        """CT-like Hounsfield volume (int16): tissue values, a 1.5 mm cortical
+        shell on bone (~1100 HU over ~250 HU cancellous), seeded noise, 0.6 mm blur."""
+        from scipy import ndimage
+
+        lut = np.full(256, background_hu, np.float32)
+        for k, v in hu_by_label.items():
+            lut[k] = v
+        hu = lut[self.labels]
+        bone = np.isin(self.labels, np.asarray(bone_labels, np.uint8))
+        shell_vox = max(1, int(round(1.5 / self.spacing)))
+        cortex = bone & ~ndimage.binary_erosion(bone, iterations=shell_vox)
+        hu[cortex] = 1100.0
+        rng = np.random.default_rng(seed)
+        hu += rng.normal(0.0, noise_hu, size=hu.shape).astype(np.float32)
+        hu = ndimage.gaussian_filter(hu, 0.6 / self.spacing)
+        return np.clip(np.round(hu), -1024, 3071).astype(np.int16)
