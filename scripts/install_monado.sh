@@ -48,6 +48,15 @@ if [ "${1:-}" = "--print" ]; then
   exit 1
 fi
 
+# One build at a time per cache (parallel set-ups wait here, then find it built).
+mkdir -p "$cache"
+exec 9>"$cache/.monado.lock"
+flock 9
+if prefix="$(find_built)"; then
+  echo "$prefix/$json_rel"
+  exit 0
+fi
+
 # --- Debian packages --------------------------------------------------------
 pkgs=$(grep -hv '^\s*#' "$here/debian-packages/openxr.txt" | tr -s ' \n' '\n' | grep -v '^$' | sort -u)
 missing=()
@@ -118,14 +127,14 @@ if [ -z "$orig" ]; then
   # Only the .orig tarball is needed; apt may fail on the rest (unpacking or
   # signature checks of the .dsc with Debian 12's dpkg-source), so judge by
   # what arrived.
-  (cd "$dl" && apt-get "${apt_opts[@]}" source --download-only monado >"$dl/apt-source.log" 2>&1) || \
-    log "apt-get source reported a problem (see $dl/apt-source.log); checking what arrived"
+  (cd "$dl" && apt-get "${apt_opts[@]}" source --download-only monado >"$dl/apt-source.log" 2>&1) || true
   orig=$(ls -1 "$dl"/monado_"$series".*.orig.tar.* 2>/dev/null | sort -V | tail -n1 || true)
 fi
 if [ -z "$orig" ]; then
   log "no monado $series.x source arrived from the trixie suite; see $dl/apt-source.log"
   exit 4
 fi
+log "source: $(basename "$orig") (checked against the signed trixie index by apt)"
 base=$(basename "$orig")
 upstream=${base#monado_}
 upstream=${upstream%%.orig.tar.*}
@@ -148,6 +157,7 @@ start=$(date +%s)
 cmake -S "$src" -B "$build" -G Ninja \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_INSTALL_PREFIX="$prefix" \
+  -DGIT_DESC="$upstream (Debian source)" \
   -DXRT_FEATURE_SERVICE=OFF \
   -DBUILD_TESTING=OFF \
   -DXRT_BUILD_SAMPLES=OFF \
@@ -165,11 +175,16 @@ cmake -S "$src" -B "$build" -G Ninja \
   >"$work/cmake-configure.log" 2>&1 || { tail -n 40 "$work/cmake-configure.log" >&2; log "configure failed (full log: $work/cmake-configure.log)"; exit 5; }
 log "building with $jobs jobs (a few minutes)"
 cmake --build "$build" -j "$jobs" >"$work/cmake-build.log" 2>&1 || { tail -n 40 "$work/cmake-build.log" >&2; log "build failed (full log: $work/cmake-build.log)"; exit 6; }
-rm -rf "$prefix"
-cmake --install "$build" >"$work/cmake-install.log" 2>&1 || { tail -n 20 "$work/cmake-install.log" >&2; log "install failed"; exit 7; }
-if [ ! -f "$prefix/$json_rel" ] || [ ! -f "$prefix/$lib_rel" ]; then
-  log "install finished but $prefix/$json_rel or $prefix/$lib_rel is missing"
+# Install beside the final place, then move it there: a half-installed runtime is never found.
+# (The manifest names the library by a relative path, so the move is safe.)
+rm -rf "$prefix.partial"
+cmake --install "$build" --prefix "$prefix.partial" >"$work/cmake-install.log" 2>&1 || { tail -n 20 "$work/cmake-install.log" >&2; log "install failed"; exit 7; }
+if [ ! -f "$prefix.partial/$json_rel" ] || [ ! -f "$prefix.partial/$lib_rel" ]; then
+  log "install finished but $json_rel or $lib_rel is missing under $prefix.partial"
   exit 8
 fi
+rm -rf "$prefix"
+mv "$prefix.partial" "$prefix"
 log "built Monado $version in $(( $(date +%s) - start )) s"
+rm -rf "$build" "$src"  # keep only the downloaded tarball
 echo "$prefix/$json_rel"

@@ -28,7 +28,7 @@ def line_of(text: str, needle: str) -> int:
 
 
 def test_wrong_type_names_file_line_and_field(tmp_path):
-    bad = GOOD.replace("tolerance_mm: 4.0", "tolerance_mm: four")
+    bad = GOOD.replace("tolerance_mm: 3.0", "tolerance_mm: four")
     p = write(tmp_path, bad)
     with pytest.raises(ScenarioError) as e:
         load_scenario(p)

@@ -32,8 +32,10 @@ void main() { f_color = vec4(u_rgb, 1.0); }"""
 
 
 def region_means(img: np.ndarray) -> dict[str, list[float]]:
-    h = img.shape[0]
-    return {"top": img[: h // 4].reshape(-1, 3).mean(0).round(1).tolist(),
+    h, w = img.shape[:2]
+    return {"at_ndc_0_0.4": img[int(h * 0.3), w // 2].tolist(),  # inside the triangle, upper half
+            "at_ndc_0_-0.4": img[int(h * 0.7), w // 2].tolist(),  # lower half, where nothing is drawn
+            "top": img[: h // 4].reshape(-1, 3).mean(0).round(1).tolist(),
             "bottom": img[-h // 4:].reshape(-1, 3).mean(0).round(1).tolist(),
             "all": img.reshape(-1, 3).mean(0).round(1).tolist()}
 
@@ -126,19 +128,45 @@ def exit_request(out: dict[str, Any], at: int) -> None:
         out["close_s"] = time.perf_counter() - t0
 
 
-def scene(out: dict[str, Any], n: int, out_dir: str) -> None:
-    """The default scenario rendered by the real renderer through OpenXR (the app's frame loop)."""
-    from vr_trainer.app.run import run_session
+def anatomy_stats(img: np.ndarray) -> dict[str, Any]:
+    """Where the bone-coloured (bright, warm) pixels are: the phantom's vertebrae."""
+    a = img.astype(int)
+    warm = (a[..., 0] > 120) & (a[..., 0] > a[..., 2] + 25)
+    ys, xs = np.nonzero(warm)
+    return {"warm_px": int(warm.sum()), "centroid_x": float(xs.mean()) if len(xs) else None,
+            "centroid_y": float(ys.mean()) if len(ys) else None, "std": float(a.reshape(-1, 3).std(0).mean())}
 
-    summary = run_session(None, "openxr", n, out_dir)
-    out["summary"] = summary
+
+def scene(out: dict[str, Any], n: int, out_dir: str) -> None:
+    """The default scenario through the app's frame loop and the real renderer into the swapchains."""
     from PIL import Image
 
-    eyes = [np.asarray(Image.open(Path(out_dir) / f"eye{k}.png").convert("RGB")) for k in (0, 1)]
-    out["eyes"] = [region_means(e) for e in eyes]
-    out["eye_std"] = [float(e.reshape(-1, 3).std(0).mean()) for e in eyes]
+    from vr_trainer.app.clock import MonotonicClock
+    from vr_trainer.app.loop import FrameLoop
+    from vr_trainer.app.session import build_session
+    from vr_trainer.render.mirror import MirrorCompositor
+    from vr_trainer.render.renderer import SceneRenderer
+    from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+
+    scene_, meshes = build_session(load_scenario(default_scenario_path()))
+    backend = OpenXRBackend(max_frames=n, track=scene_.track)
+    ctx = backend.open()
+    try:
+        renderer = SceneRenderer(ctx)
+        scene_.upload(renderer, meshes)
+        mirror = MirrorCompositor(ctx, (640, 240))
+        loop = FrameLoop(backend, renderer, scene_.simulation, scene_.initial_state, scene_.snapshot, mirror,
+                         MonotonicClock())
+        out["frames"] = loop.run()
+        eyes = backend.eye_images() or []
+        out["gl_error"] = ctx.error
+        out["info"] = backend.info()
+    finally:
+        backend.close()
+    for k, img in enumerate(eyes):
+        Image.fromarray(img).save(Path(out_dir) / f"eye{k}.png")
+    out["eyes"] = [anatomy_stats(e) for e in eyes]
     out["eye_diff"] = float(np.abs(eyes[0].astype(int) - eyes[1].astype(int)).mean())
-    out["files"] = sorted(p.name for p in Path(out_dir).iterdir())
 
 
 def no_runtime(out: dict[str, Any]) -> None:

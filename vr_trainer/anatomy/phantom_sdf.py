@@ -17,6 +17,23 @@ Arr = np.ndarray
 SDF = Callable[[Arr, Arr, Arr], Arr]
 
 
+class Part:
+    """A primitive with the world box (mm) outside which it is certainly positive."""
+
+    def __init__(self, f: SDF, lo: Sequence[float], hi: Sequence[float]) -> None:
+        self.f = f
+        self.lo = np.asarray(lo, float)
+        self.hi = np.asarray(hi, float)
+
+    def __call__(self, X: Arr, Y: Arr, Z: Arr) -> Arr:
+        return self.f(X, Y, Z)
+
+
+def _pbox(points: Sequence[Sequence[float]], pad: float | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.asarray(points, float).reshape(-1, 3)
+    return arr.min(0) - np.asarray(pad, float), arr.max(0) + np.asarray(pad, float)
+
+
 def smin(a: Arr, b: Arr, k: float) -> Arr:
     """Smooth union (polynomial), blending radius ``k`` mm."""
     if k <= 0:
@@ -33,6 +50,13 @@ def union(parts: Sequence[Arr], k: float = 0.0) -> Arr:
     return out
 
 
+def join(fns: Sequence[Part], k: float = 0.0) -> Part:
+    """Union (smooth when ``k`` > 0) of several primitives, as one primitive."""
+    lo = np.min([f.lo for f in fns], axis=0)
+    hi = np.max([f.hi for f in fns], axis=0)
+    return Part(lambda X, Y, Z: union([f(X, Y, Z) for f in fns], k), lo, hi)
+
+
 def _seg_t(px: Arr, py: Arr, pz: Arr, a: Sequence[float], b: Sequence[float]) -> Arr:
     ab = np.subtract(b, a, dtype=np.float64)
     den = float(ab @ ab) or 1e-12
@@ -40,7 +64,7 @@ def _seg_t(px: Arr, py: Arr, pz: Arr, a: Sequence[float], b: Sequence[float]) ->
     return np.clip(t, 0.0, 1.0)
 
 
-def capsule(a: Sequence[float], b: Sequence[float], r: float | tuple[float, float]) -> SDF:
+def capsule(a: Sequence[float], b: Sequence[float], r: float | tuple[float, float]) -> Part:
     """Segment a-b with radius ``r`` (or radii tapering from a to b)."""
     ra, rb = (r, r) if np.isscalar(r) else r  # type: ignore[misc]
 
@@ -51,10 +75,10 @@ def capsule(a: Sequence[float], b: Sequence[float], r: float | tuple[float, floa
         dz = Z - (a[2] + t * (b[2] - a[2]))
         return np.sqrt(dx * dx + dy * dy + dz * dz) - (ra + t * (rb - ra))
 
-    return f
+    return Part(f, *_pbox([a, b], max(ra, rb)))
 
 
-def tube(points: Sequence[Sequence[float]], radii: Sequence[float], scale: Sequence[float] = (1, 1, 1)) -> SDF:
+def tube(points: Sequence[Sequence[float]], radii: Sequence[float], scale: Sequence[float] = (1, 1, 1)) -> Part:
     """Polyline tube with a radius per point; ``scale`` squashes the cross-section
     (e.g. ``(1, 0.75, 1)`` makes a vertical tube elliptic, 25 % thinner in y)."""
     pts = [np.asarray(p, float) / np.asarray(scale, float) for p in points]
@@ -70,20 +94,22 @@ def tube(points: Sequence[Sequence[float]], radii: Sequence[float], scale: Seque
         assert out is not None
         return out * k
 
-    return f
+    return Part(f, *_pbox(points, max(radii) * sc / k))
 
 
-def ellipsoid(c: Sequence[float], r: Sequence[float]) -> SDF:
+def ellipsoid(c: Sequence[float], r: Sequence[float]) -> Part:
     """Ellipsoid centred at ``c`` with semi-axes ``r`` (approximate distance)."""
 
     def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
-        q = np.sqrt(((X - c[0]) / r[0]) ** 2 + ((Y - c[1]) / r[1]) ** 2 + ((Z - c[2]) / r[2]) ** 2)
-        return (q - 1.0) * min(r)
+        x, y, z = X - c[0], Y - c[1], Z - c[2]
+        k0 = np.sqrt((x / r[0]) ** 2 + (y / r[1]) ** 2 + (z / r[2]) ** 2)
+        k1 = np.sqrt((x / r[0] ** 2) ** 2 + (y / r[1] ** 2) ** 2 + (z / r[2] ** 2) ** 2)
+        return k0 * (k0 - 1.0) / np.maximum(k1, 1e-9)  # good near the surface (Quilez)
 
-    return f
+    return Part(f, *_pbox([c], r))
 
 
-def box_frame(center: Sequence[float], axes: Sequence[Sequence[float]], half: Sequence[float], round_mm: float = 0.0) -> SDF:
+def box_frame(center: Sequence[float], axes: Sequence[Sequence[float]], half: Sequence[float], round_mm: float = 0.0) -> Part:
     """Oriented box: ``axes`` are three orthonormal directions, ``half`` the half sizes."""
     ax = [np.asarray(a, float) / np.linalg.norm(a) for a in axes]
 
@@ -96,11 +122,12 @@ def box_frame(center: Sequence[float], axes: Sequence[Sequence[float]], half: Se
         inside = np.minimum(np.maximum(np.maximum(qs[0], qs[1]), qs[2]), 0.0)
         return outside + inside - round_mm
 
-    return f
+    ext = sum(np.abs(a) * h for a, h in zip(ax, half))
+    return Part(f, *_pbox([center], ext))
 
 
 def slab(a: Sequence[float], b: Sequence[float], half_t: float | tuple[float, float],
-         z_a: tuple[float, float], z_b: tuple[float, float], round_mm: float = 1.0) -> SDF:
+         z_a: tuple[float, float], z_b: tuple[float, float], round_mm: float = 1.0) -> Part:
     """A plate swept along the horizontal segment a-b (x, y), thickness ``2*half_t``
     across it, spanning z from ``z_a`` at a to ``z_b`` at b (linear between)."""
     ht_a, ht_b = (half_t, half_t) if np.isscalar(half_t) else half_t  # type: ignore[misc]
@@ -116,18 +143,19 @@ def slab(a: Sequence[float], b: Sequence[float], half_t: float | tuple[float, fl
         q0, q1 = d_xy + round_mm, d_z + round_mm
         return np.sqrt(np.maximum(q0, 0) ** 2 + np.maximum(q1, 0) ** 2) + np.minimum(np.maximum(q0, q1), 0) - round_mm
 
-    return f
+    t = max(ht_a, ht_b)
+    lo = (min(a[0], b[0]) - t, min(a[1], b[1]) - t, min(z_a[0], z_b[0]))
+    hi = (max(a[0], b[0]) + t, max(a[1], b[1]) + t, max(z_a[1], z_b[1]))
+    return Part(f, lo, hi)
 
 
 def body(center: Sequence[float], a: float, b_ant: float, b_post: float, h: float,
-         waist: float = 0.07, round_mm: float = 2.0, frame: Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]] | None = None) -> SDF:
+         waist: float = 0.07, round_mm: float = 2.0) -> Part:
     """Vertebral body / disc: elliptic cylinder (half width ``a``, anterior and
     posterior half depths ``b_ant``/``b_post``, half height ``h``), waisted
-    sides and rounded rims.  ``frame`` maps world -> local coordinates."""
+    sides and rounded rims; a negative ``waist`` bulges (discs)."""
 
     def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
-        if frame is not None:
-            X, Y, Z = frame(X, Y, Z)
         x, y, z = X - center[0], Y - center[1], Z - center[2]
         zn = np.clip(z / h, -1.0, 1.0)
         s = 1.0 - waist * (1.0 - zn * zn)
@@ -137,7 +165,8 @@ def body(center: Sequence[float], a: float, b_ant: float, b_post: float, h: floa
         dz = np.abs(z) - h + round_mm
         return np.sqrt(np.maximum(dr, 0) ** 2 + np.maximum(dz, 0) ** 2) + np.minimum(np.maximum(dr, dz), 0) - round_mm
 
-    return f
+    grow = 1.0 + max(0.0, -waist)
+    return Part(f, *_pbox([center], (a * grow, max(b_ant, b_post) * grow, h)))
 
 
 def rotation_x(angle_deg: float) -> np.ndarray:
@@ -159,9 +188,13 @@ def local_frame(origin: Sequence[float], rot: np.ndarray) -> Callable[[Arr, Arr,
     return f
 
 
-def in_frame(sdf: SDF, frame: Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]]) -> SDF:
-    """Evaluate a primitive defined in local coordinates on world points."""
-    return lambda X, Y, Z: sdf(*frame(X, Y, Z))
+def in_frame(part: Part, origin: Sequence[float], rot: np.ndarray) -> Part:
+    """A primitive defined in a local frame (axes = columns of ``rot``), placed in the world."""
+    frame = local_frame(origin, rot)
+    corners = np.array([[x, y, z] for x in (part.lo[0], part.hi[0]) for y in (part.lo[1], part.hi[1])
+                        for z in (part.lo[2], part.hi[2])])
+    world = np.asarray(origin, float) + corners @ rot.T
+    return Part(lambda X, Y, Z: part(*frame(X, Y, Z)), world.min(0), world.max(0))
 
 
 class Canvas:
@@ -196,6 +229,32 @@ class Canvas:
         sl, (X, Y, Z) = self._box(lo, hi)
         inside = sdf(X, Y, Z) < 0
         inside = np.broadcast_to(inside, tuple(s.stop - s.start for s in sl))
+        cur = self.labels[sl]
+        ok = np.isin(cur, np.asarray(over, dtype=np.uint8))
+        self.blocked[label] = self.blocked.get(label, 0) + int((inside & ~ok).sum())
+        write = inside & ok
+        cur[write] = label
+        return int(write.sum())
+
+    def paint_union(self, label: int, parts: Sequence[Part], k: float = 0.0, cuts: Sequence[Part] = (),
+                    over: Sequence[int] = (0,)) -> int:
+        """Paint the smooth union of ``parts`` minus ``cuts``, evaluating each
+        primitive only inside its own box (fast: most of a vertebra's box is
+        far from most of its parts)."""
+        lo = np.min([p.lo for p in parts], axis=0) - k - 1
+        hi = np.max([p.hi for p in parts], axis=0) + k + 1
+        sl, _ = self._box(lo, hi)
+        field = np.full(tuple(s.stop - s.start for s in sl), 1e3, np.float32)
+        for p, is_cut in [(p, False) for p in parts] + [(c, True) for c in cuts]:
+            psl, (X, Y, Z) = self._box(p.lo - k - self.spacing, p.hi + k + self.spacing)
+            sub = tuple(slice(max(a.start, b.start) - b.start, min(a.stop, b.stop) - b.start) for a, b in zip(psl, sl))
+            if any(x.stop <= x.start for x in sub):
+                continue
+            loc = tuple(slice(max(a.start, b.start) - a.start, min(a.stop, b.stop) - a.start) for a, b in zip(psl, sl))
+            d = np.broadcast_to(p(X, Y, Z), tuple(s.stop - s.start for s in psl))[loc]
+            f = field[sub]
+            field[sub] = np.maximum(f, -d) if is_cut else smin(f, d, k)
+        inside = field < 0
         cur = self.labels[sl]
         ok = np.isin(cur, np.asarray(over, dtype=np.uint8))
         self.blocked[label] = self.blocked.get(label, 0) + int((inside & ~ok).sum())

@@ -79,11 +79,17 @@ class SessionScene:
             read.append(("轴位角" if zh else "Axial angle") + f" {state.axial_angle_deg:5.1f}°   "
                         + ("头尾倾角" if zh else "Cranio-caudal") + f" {state.craniocaudal_deg:+5.1f}°")
         pos = self.world_from_patient[:3, 3]
-        panel_pose = pose_from_axis(pos + np.array([0.0, 330.0, -330.0]), np.array([0.0, 0.35, 1.0]))
-        read_pose = pose_from_axis(pos + np.array([0.0, 215.0, -300.0]), np.array([0.0, 0.35, 1.0]))
+        # across the table from where the resident starts, facing them
+        to_head = self.track.head_pose(0.0)[:3, 3] - pos
+        to_head[1] = 0.0
+        n = np.linalg.norm(to_head)
+        d = to_head / n if n > 1e-6 else np.array([0.0, 0.0, 1.0])
+        up = np.array([0.0, 1.0, 0.0])
+        panel_pose = pose_from_axis(pos - 190.0 * d + 150.0 * up, d + 0.6 * up)
+        read_pose = pose_from_axis(pos - 165.0 * d + 88.0 * up, d + 0.6 * up)
         # whole-millimetre readouts change the texture only when the numbers change
-        return [PanelItem("prompt", tuple(lines), panel_pose, 420.0),
-                PanelItem("readouts", tuple(read), read_pose, 420.0)]
+        return [PanelItem("prompt", tuple(lines), panel_pose, 200.0),
+                PanelItem("readouts", tuple(read), read_pose, 200.0)]
 
 
 def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.ndarray, np.ndarray, str]]]:
@@ -123,15 +129,20 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.
     target_ras: dict[str, np.ndarray] = {}
     by_name = {p.name: p for p in parts}
     for t in scenario.targets:
+        lm = bundle.landmarks.get(t.landmark) if t.landmark else None
         if t.point_mm is not None:
             p_ras = np.asarray(t.point_mm, float)
+        elif lm is not None:
+            p_ras = np.asarray(lm.get("incenter_mm") or lm["centroid_mm"], float)
         elif t.structure is not None and t.structure in by_name:
             p_ras = by_name[t.structure].centroid_ras_mm
         else:
             from vr_trainer.scenario.loader import ScenarioError
 
-            raise ScenarioError(f"scenario '{scenario.id}': target '{t.id}' names structure '{t.structure}', "
-                                f"which the bundle {bundle_dir} does not have (it has: {sorted(by_name)[:12]} ...)")
+            what = f"landmark '{t.landmark}'" if t.landmark else f"structure '{t.structure}'"
+            have = sorted(bundle.landmarks) if t.landmark else sorted(by_name)
+            raise ScenarioError(f"scenario '{scenario.id}': target '{t.id}' names {what}, "
+                                f"which the bundle {bundle_dir} does not have (it has: {', '.join(have)})")
         target_ras[t.id] = p_ras
         targets[t.id] = Target(t.id, (world_from_patient @ np.append(p_ras, 1.0))[:3], t.tolerance_mm)
     steps = tuple(StepDef(s.id, s.prompt.en, s.instrument, s.target) for s in scenario.steps)

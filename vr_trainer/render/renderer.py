@@ -327,8 +327,7 @@ class SceneRenderer:
                     if cached is not None:
                         cached[1].release()
                     tex = ctx.texture((img.shape[1], img.shape[0]), 4, img.tobytes())
-                    tex.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
-                tex.build_mipmaps()
+                    tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
                 cached = (panel.lines, tex, img.shape[0] / img.shape[1])
                 self._panels[panel.panel_id] = cached
             _, tex, aspect = cached

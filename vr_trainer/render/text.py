@@ -44,11 +44,32 @@ def covers_cjk() -> bool:
     return p is not None and "DejaVu" not in p
 
 
+def wrap_lines(lines: list[str], font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_px: int) -> list[str]:
+    """Break lines to fit ``max_px``: at spaces for Latin text, anywhere for Chinese."""
+    out: list[str] = []
+    for line in lines:
+        cur = ""
+        for ch in line:
+            if font.getlength(cur + ch) <= max_px or not cur:
+                cur += ch
+                continue
+            cut = cur.rfind(" ")
+            if cut > 0 and ch != " ":
+                out.append(cur[:cut])
+                cur = cur[cut + 1:] + ch
+            else:
+                out.append(cur.rstrip())
+                cur = ch.lstrip()
+        out.append(cur)
+    return out
+
+
 def render_text_rgba(lines: list[str], font_px: int = 28, width_px: int = 512, padding_px: int = 14,
                      fg: tuple[int, int, int] = (235, 245, 255), bg: tuple[int, int, int, int] = (12, 22, 38, 210)
                      ) -> np.ndarray:
     """Rasterise lines of text into a premultiplied-alpha sRGB image (HxWx4 uint8, top row first)."""
     font = _font(font_px)
+    lines = wrap_lines(lines, font, width_px - 2 * padding_px)
     line_h = int(font_px * 1.35)
     h = max(padding_px * 2 + line_h * max(len(lines), 1), 8)
     img = Image.new("RGBA", (width_px, h), bg)

@@ -35,7 +35,8 @@ class InstrumentRef(Strict):
 
 class TargetRef(Strict):
     id: str
-    structure: str | None = None
+    structure: str | None = Field(default=None, description="A bundle structure: its centroid is the target")
+    landmark: str | None = Field(default=None, description="A bundle landmark (e.g. kambin_triangle_L4_L5_left)")
     point_mm: Vec3 | None = Field(default=None, description="Patient frame (RAS) millimetres")
     tolerance_mm: float = Field(default=3.0, gt=0)
 

@@ -17,10 +17,9 @@ import contextlib
 import ctypes
 import logging
 import os
-import queue
-import tempfile
 import threading
 import time
+from collections import deque
 from typing import Any, Iterator
 
 import moderngl
@@ -28,6 +27,9 @@ import numpy as np
 
 from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View
 from vr_trainer.xr.openxr_gl import DepthCopier, EGLContext, GLXHandles, RawFramebuffers
+from vr_trainer.xr.openxr_support import (BINDINGS, DEPTH_FORMATS, HANDS, INSTALL_HINT, LINEAR_FALLBACK, SRGB_FORMATS,
+                                          FrameWaiter, align_world_from_tracking, graphics_kind, pose_matrix_mm,
+                                          quiet_stderr)
 
 try:
     import xr
@@ -35,66 +37,6 @@ except ImportError:  # the optional extra is not installed: open() says so
     xr = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = ("install and start an OpenXR runtime such as SteamVR or Monado (or point XR_RUNTIME_JSON at "
-                "its manifest), or run with --backend desktop")
-# sRGB colour formats in order of preference, then depth formats (GL enums)
-SRGB_FORMATS = {0x8C43: "GL_SRGB8_ALPHA8", 0x8C41: "GL_SRGB8"}
-LINEAR_FALLBACK = {0x8058: "GL_RGBA8"}
-DEPTH_FORMATS = {0x8CAC: "GL_DEPTH_COMPONENT32F", 0x81A6: "GL_DEPTH_COMPONENT24", 0x88F0: "GL_DEPTH24_STENCIL8",
-                 0x81A5: "GL_DEPTH_COMPONENT16"}
-HANDS = ("/user/hand/left", "/user/hand/right")
-
-# interaction profile -> action name -> component paths under /user/hand/<side>/ (both hands unless a dict)
-BINDINGS: dict[str, dict[str, Any]] = {
-    "/interaction_profiles/khr/simple_controller": {
-        "grip_pose": "input/grip/pose", "aim_pose": "input/aim/pose", "trigger": "input/select/click",
-        "primary": "input/menu/click", "haptic": "output/haptic"},
-    "/interaction_profiles/oculus/touch_controller": {
-        "grip_pose": "input/grip/pose", "aim_pose": "input/aim/pose", "trigger": "input/trigger/value",
-        "squeeze": "input/squeeze/value", "primary": {"left": "input/x/click", "right": "input/a/click"},
-        "secondary": {"left": "input/y/click", "right": "input/b/click"}, "haptic": "output/haptic"},
-    "/interaction_profiles/valve/index_controller": {
-        "grip_pose": "input/grip/pose", "aim_pose": "input/aim/pose", "trigger": "input/trigger/value",
-        "squeeze": "input/squeeze/value", "primary": "input/a/click", "secondary": "input/b/click",
-        "haptic": "output/haptic"},
-    "/interaction_profiles/htc/vive_controller": {
-        "grip_pose": "input/grip/pose", "aim_pose": "input/aim/pose", "trigger": "input/trigger/value",
-        "squeeze": "input/squeeze/click", "primary": "input/trackpad/click", "secondary": "input/menu/click",
-        "haptic": "output/haptic"},
-    "/interaction_profiles/microsoft/motion_controller": {
-        "grip_pose": "input/grip/pose", "aim_pose": "input/aim/pose", "trigger": "input/trigger/value",
-        "squeeze": "input/squeeze/click", "primary": "input/trackpad/click", "secondary": "input/menu/click",
-        "haptic": "output/haptic"},
-}
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[list[str]]:
-    """Silence file descriptor 2 (the loader and runtime print there from C); yields what was printed."""
-    captured: list[str] = []
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield captured
-        return
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        try:
-            os.dup2(tmp.fileno(), 2)
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured.append(tmp.read().decode("utf-8", "replace"))
-
-
-def _graphics_kind(preferred: str) -> str:
-    if preferred not in ("auto", "egl", "glx"):
-        raise BackendError(f"OpenXR graphics binding must be auto, egl or glx, not {preferred!r}")
-    if preferred != "auto":
-        return preferred
-    return "glx" if os.environ.get("DISPLAY") else "egl"
 
 
 def _probe_runtime(result: list[bool]) -> None:
@@ -122,80 +64,13 @@ def runtime_available(timeout_s: float = 10.0) -> bool:
     return bool(result and result[0])
 
 
-def pose_matrix_mm(pose: Any) -> np.ndarray:
-    """An ``XrPosef`` (metres, quaternion x y z w) as a 4x4 in millimetres."""
-    q, p = pose.orientation, pose.position
-    x, y, z, w = q.x, q.y, q.z, q.w
-    m = np.eye(4)
-    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
-    m[:3, 3] = (p.x * 1000.0, p.y * 1000.0, p.z * 1000.0)
-    return m
-
-
-def standing_world_from_tracking(world_from_head_mm: np.ndarray, space: str) -> np.ndarray:
-    """Place the tracking space so its origin (STAGE: floor under the user; LOCAL: the
-    start head position) lies at a world head pose, turned about y only."""
-    fwd = -world_from_head_mm[:3, 2]
-    yaw = float(np.arctan2(-fwd[0], -fwd[2]))
-    c, s = np.cos(yaw), np.sin(yaw)
-    m = np.eye(4)
-    m[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
-    m[:3, 3] = world_from_head_mm[:3, 3]
-    if space == "stage":
-        m[1, 3] = 0.0
-    return m
-
-
-class FrameWaiter:
-    """Runs ``xrWaitFrame`` on a helper thread so the caller can give up after a timeout
-    (the OpenXR spec allows xrWaitFrame on another thread than xrBeginFrame)."""
-
-    def __init__(self) -> None:
-        self._req: queue.Queue = queue.Queue()
-        self._res: queue.Queue = queue.Queue()
-        self.hung = False
-        self._thread = threading.Thread(target=self._run, name="openxr-wait-frame", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            session = self._req.get()
-            if session is None:
-                return
-            try:
-                self._res.put((True, xr.wait_frame(session, xr.FrameWaitInfo())))
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                self._res.put((False, e))
-
-    def wait(self, session: Any, timeout_s: float) -> Any:
-        if self.hung:
-            raise BackendError("the OpenXR runtime stopped delivering frames earlier in this session")
-        self._req.put(session)
-        try:
-            ok, value = self._res.get(timeout=timeout_s)
-        except queue.Empty:
-            self.hung = True
-            raise BackendError(f"the OpenXR runtime delivered no frame for {timeout_s:.0f} s (xrWaitFrame hung); "
-                               "check that the headset is on and the runtime is running, or use --backend desktop") from None
-        if not ok:
-            raise value
-        return value
-
-    def stop(self) -> None:
-        if not self.hung:
-            self._req.put(None)
-            self._thread.join(1.0)
-
-
 class OpenXRBackend(DisplayBackend):
     """Frames from an OpenXR runtime; the loop renders each eye into ``view.framebuffer``."""
 
     name = "openxr"
 
     def __init__(self, max_frames: int | None = None, *, reference_space: str = "stage", graphics: str = "auto",
-                 world_from_tracking: np.ndarray | None = None, track: Any = None,
+                 world_from_tracking: np.ndarray | None = None, track: Any = None, align: str = "auto",
                  frame_timeout_s: float = 10.0, start_timeout_s: float = 20.0, app_name: str = "vr-trainer",
                  depth_range_mm: tuple[float, float] = (30.0, 20000.0)) -> None:
         if reference_space not in ("stage", "local"):
@@ -205,6 +80,11 @@ class OpenXRBackend(DisplayBackend):
         self.graphics_pref = graphics
         self._world_from_tracking = None if world_from_tracking is None else np.asarray(world_from_tracking, float)
         self._track = track
+        if align not in ("auto", "yaw", "full"):
+            raise BackendError(f"OpenXR alignment must be auto, yaw or full, not {align!r}")
+        self.align = align
+        self.align_used = "fixed" if world_from_tracking is not None else "none"
+        self._aligned = world_from_tracking is not None or track is None
         self.frame_timeout_s = frame_timeout_s
         self.start_timeout_s = start_timeout_s
         self.app_name = app_name
@@ -222,7 +102,14 @@ class OpenXRBackend(DisplayBackend):
         self.haptics_sent = 0
         self.frames_submitted = 0
         self.end_reason = ""
-        self.display_period_s = 0.0
+        self.display_period_s = 0.0  # the runtime's period for this app now (it lengthens it when we are slow)
+        self.nominal_period_s = 0.0  # the display's refresh period (runtime's refresh rate, else shortest seen)
+        self.refresh_from = "frame timing"
+        self._periods_seen = 0
+        # per submitted frame: (predicted display time s, xrWaitFrame ms, begin->end ms), the latest 10k
+        self.timings: deque[tuple[float, float, float]] = deque(maxlen=10_000)
+        self._t_waited = 0.0
+        self._wait_ms = 0.0
         self._exts: set[str] = set()
         self._egl: EGLContext | None = None
         self._glx: GLXHandles | None = None
@@ -249,6 +136,7 @@ class OpenXRBackend(DisplayBackend):
         self._last_aims: list[np.ndarray | None] = [None, None]
         self._acquired: list[tuple[Any, int]] = []
         self._active_hand = 1
+        self._blend_mode: Any = None
         self._closed = False
 
     # ---- start-up ----------------------------------------------------------------------------
@@ -268,7 +156,7 @@ class OpenXRBackend(DisplayBackend):
         return self.ctx
 
     def _open(self) -> None:
-        self.graphics_kind = _graphics_kind(self.graphics_pref)
+        self.graphics_kind = graphics_kind(self.graphics_pref)
         with quiet_stderr() as noise:
             try:
                 available = {e.extension_name.decode() if isinstance(e.extension_name, bytes) else str(e.extension_name)
@@ -280,15 +168,14 @@ class OpenXRBackend(DisplayBackend):
                 err = None
         if err is not None or not available:
             log.debug("OpenXR loader said: %s", "".join(noise).strip())
-            why = type(err).__name__ if err is not None else "no extensions"
-            raise BackendError(f"no OpenXR runtime is available ({why}): " + INSTALL_HINT)
+            raise BackendError(f"no OpenXR runtime is available ({self._why_unavailable(err)}): " + INSTALL_HINT)
         need = ["XR_KHR_opengl_enable"] + (["XR_MNDX_egl_enable"] if self.graphics_kind == "egl" else [])
         missing = [n for n in need if n not in available]
         if missing:
             raise BackendError(f"the OpenXR runtime lacks {', '.join(missing)} (needed for OpenGL"
                                f"{' without a display' if self.graphics_kind == 'egl' else ''}); "
                                "run it under X with DISPLAY set, or use --backend desktop")
-        enabled = need + [n for n in ("XR_KHR_composition_layer_depth",) if n in available]
+        enabled = need + [n for n in ("XR_KHR_composition_layer_depth", "XR_FB_display_refresh_rate") if n in available]
         self._exts = set(enabled)
         with quiet_stderr() as noise:
             try:
@@ -299,7 +186,8 @@ class OpenXRBackend(DisplayBackend):
                     enabled_extension_names=enabled))
             except xr.XrException as e:
                 log.debug("OpenXR runtime said: %s", "".join(noise).strip())
-                raise BackendError(f"no OpenXR runtime is available ({type(e).__name__}): " + INSTALL_HINT) from None
+                raise BackendError(f"no OpenXR runtime is available ({self._why_unavailable(e)}): "
+                                   + INSTALL_HINT) from None
         props = xr.get_instance_properties(self.instance)
         self.runtime_name = props.runtime_name.decode(errors="replace") if isinstance(props.runtime_name, bytes) \
             else str(props.runtime_name)
@@ -317,10 +205,20 @@ class OpenXRBackend(DisplayBackend):
         self._create_gl()
         self.session = xr.create_session(self.instance, xr.SessionCreateInfo(
             next=ctypes.cast(ctypes.pointer(self._binding), ctypes.c_void_p), system_id=self.system_id))
+        if "XR_FB_display_refresh_rate" in self._exts:
+            with contextlib.suppress(xr.XrException):
+                hz = xr.get_display_refresh_rate_fb(self.session)
+                hz = float(getattr(hz, "value", hz))
+                if hz > 0:
+                    self.nominal_period_s, self.refresh_from = 1.0 / hz, "XR_FB_display_refresh_rate"
         self._create_spaces()
         self._create_actions()
         self._create_swapchains()
-        self._waiter = FrameWaiter()
+        modes = [int(m) for m in xr.enumerate_environment_blend_modes(
+            self.instance, self.system_id, xr.ViewConfigurationType.PRIMARY_STEREO)]
+        opaque = int(xr.EnvironmentBlendMode.OPAQUE.value)
+        self._blend_mode = xr.EnvironmentBlendMode(opaque if opaque in modes or not modes else modes[0])
+        self._waiter = FrameWaiter(lambda session: xr.wait_frame(session, xr.FrameWaitInfo()))
         deadline = time.monotonic() + self.start_timeout_s
         while not self._running:
             self._poll_events()
@@ -330,6 +228,13 @@ class OpenXRBackend(DisplayBackend):
                 raise BackendError(f"the OpenXR runtime did not start the session within {self.start_timeout_s:.0f} s "
                                    f"(state {self._state_name()}); is the headset awake?")
             time.sleep(0.005)
+
+    @staticmethod
+    def _why_unavailable(err: Exception | None) -> str:
+        manifest = os.environ.get("XR_RUNTIME_JSON")
+        if manifest and not os.path.isfile(manifest):
+            return f"XR_RUNTIME_JSON names {manifest}, which does not exist"
+        return type(err).__name__ if err is not None else "the runtime offers no extensions"
 
     def _graphics_requirements(self) -> None:
         fn = ctypes.cast(xr.get_instance_proc_addr(self.instance, "xrGetOpenGLGraphicsRequirementsKHR"),
@@ -369,13 +274,31 @@ class OpenXRBackend(DisplayBackend):
                     reference_space_type=kind, pose_in_reference_space=xr.Posef()))
         self.space_name = self.requested_space if self.requested_space in self._spaces else "local"
         self._space = self._spaces[self.space_name]
-        if self._world_from_tracking is None:
-            if self._track is not None:
-                self._world_from_tracking = standing_world_from_tracking(self._track.head_pose(0.0), self.space_name)
-            else:
-                self._world_from_tracking = np.eye(4)
-                if self.space_name == "local":  # LOCAL's origin is the head at start: lift it to eye height
-                    self._world_from_tracking[1, 3] = 1650.0
+        self._spaces["view"] = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
+            reference_space_type=xr.ReferenceSpaceType.VIEW, pose_in_reference_space=xr.Posef()))
+        if self._world_from_tracking is None:  # until aligned to the scenario's first head pose (first frame)
+            self._world_from_tracking = np.eye(4)
+            if self.space_name == "local":  # LOCAL's origin is the head at start: lift it to eye height
+                self._world_from_tracking[1, 3] = 1650.0
+
+    def recenter(self) -> None:
+        """Re-place the tracking space at the next frame so the head is where the scenario starts."""
+        if self._track is not None:
+            self._aligned = False
+
+    def _align(self, display_time: int) -> None:
+        """Map the tracked head onto the scenario's first head pose (see align_world_from_tracking)."""
+        loc = xr.locate_space(self._spaces["view"], self._space, display_time)
+        ok = xr.SpaceLocationFlags.POSITION_VALID_BIT | xr.SpaceLocationFlags.ORIENTATION_VALID_BIT
+        if (loc.location_flags & ok) != ok:
+            return
+        mode = self.align
+        if mode == "auto":  # a simulated headset has nobody inside to look down at the patient
+            mode = "full" if "simulated" in self.system_name.lower() else "yaw"
+        self._world_from_tracking = align_world_from_tracking(
+            self._track.head_pose(0.0), pose_matrix_mm(loc.pose), mode, keep_height=self.space_name == "stage")
+        self.align_used = mode
+        self._aligned = True
 
     def _create_actions(self) -> None:
         inst = self.instance
@@ -533,13 +456,22 @@ class OpenXRBackend(DisplayBackend):
 
     def _begin(self) -> Frame:
         assert self._waiter is not None
+        t0 = time.perf_counter()
         fs = self._waiter.wait(self.session, self.frame_timeout_s)
+        self._t_waited = time.perf_counter()
+        self._wait_ms = (self._t_waited - t0) * 1000.0
         xr.begin_frame(self.session, xr.FrameBeginInfo())
         self.display_period_s = fs.predicted_display_period / 1e9
+        self._periods_seen += 1
+        if self.refresh_from != "XR_FB_display_refresh_rate" and self._periods_seen > 3 and self.display_period_s > 0:
+            # the first periods can be a guess made before the compositor has timed a frame
+            self.nominal_period_s = min(self.nominal_period_s or np.inf, self.display_period_s)
         t = fs.predicted_display_time
         views: list[View] = []
         should_render = bool(fs.should_render)
         xr_views: Any = None
+        if not self._aligned:
+            self._align(t)
         if should_render:
             vstate, xr_views = xr.locate_views(self.session, xr.ViewLocateInfo(
                 view_configuration_type=xr.ViewConfigurationType.PRIMARY_STEREO, display_time=t, space=self._space))
@@ -609,13 +541,15 @@ class OpenXRBackend(DisplayBackend):
         arr = (ctypes.POINTER(xr.CompositionLayerBaseHeader) * len(layers))(*layers)
         try:
             xr.end_frame(self.session, xr.FrameEndInfo(
-                display_time=fs.predicted_display_time, environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
+                display_time=fs.predicted_display_time, environment_blend_mode=self._blend_mode,
                 layer_count=len(layers), layers=arr))
         except (xr.SessionLostError, xr.InstanceLostError) as e:
             self._finish(f"runtime lost the session ({type(e).__name__})")
             return
         if layers:
             self.frames_submitted += 1
+            self.timings.append((fs.predicted_display_time / 1e9, self._wait_ms,
+                                 (time.perf_counter() - self._t_waited) * 1000.0))
 
     def _release_images(self) -> None:
         for swapchain, _ in self._acquired:
@@ -697,8 +631,10 @@ class OpenXRBackend(DisplayBackend):
         return {
             "backend": self.name, "runtime": self.runtime_name, "runtime_version": self.runtime_version,
             "system": self.system_name, "graphics_binding": self.graphics_kind,
-            "reference_space": self.space_name.upper(),
-            "display_period_ms": round(self.display_period_s * 1000.0, 3) if self.display_period_s else None,
+            "reference_space": self.space_name.upper(), "alignment": self.align_used,
+            "display_period_ms": round(self.nominal_period_s * 1000.0, 3) if self.nominal_period_s else None,
+            "display_period_from": self.refresh_from if self.nominal_period_s else None,
+            "app_period_ms": round(self.display_period_s * 1000.0, 3) if self.display_period_s else None,
             "swapchain_size": list(sc["size"]) if sc else None, "swapchain_format": fmt,
             "depth_layer": None if sc is None or sc["depth_format"] is None else DEPTH_FORMATS[sc["depth_format"]],
             "interaction_profiles": list(self.profiles_accepted), "frames_submitted": self.frames_submitted,

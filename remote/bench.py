@@ -1,0 +1,164 @@
+"""`vr-trainer bench stream`: what streaming costs and how late things arrive.
+
+In one run, on this machine, with a real frame loop paced like a headset and Debian's
+Chromium as the expert:
+
+* glass-to-glass latency: frame ids are stamped in the video; the browser logs when
+  it shows each id; latency = browser time - the time the loop finished rendering
+  that frame (both wall clocks on this machine). Median and p95 (target median
+  <= 80 ms at 720p30 on loopback).
+* render frame time with vs without streaming: the loop's own step time, baseline
+  measured before and after the streaming phase (target <= 10 % more).
+* stroke-to-headset latency: the browser sends strokes; latency = the time the
+  first frame containing the stroke finished rendering - the browser's send time
+  (target median <= 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from remote.errors import RemoteError
+
+TARGETS = {"glass_to_glass_median_ms": 80.0, "frame_time_ratio": 1.10, "stroke_to_headset_median_ms": 50.0}
+
+
+def register_bench(bench_subparsers: Any) -> None:
+    b = bench_subparsers.add_parser("stream", help="glass-to-glass, render cost and stroke latency of mentoring")
+    b.add_argument("--size", default="1280x720", help="mirror/video size WxH (two eyes side by side)")
+    b.add_argument("--fps", type=float, default=30.0)
+    b.add_argument("--seconds", type=float, default=10.0, help="length of each measured phase")
+    b.add_argument("--strokes", type=int, default=20)
+    b.add_argument("--scene", default="auto", choices=["auto", "default", "board"],
+                   help="auto: the built-in scenario when it loads, else a plain board")
+    b.add_argument("--codec", default="VP8", choices=["VP8", "H264"])
+    b.set_defaults(func=cmd_bench_stream)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {"n": len(values), "median": _pct(values, 50), "p95": _pct(values, 95), "max": _pct(values, 100)}
+
+
+def _pick_scene(scene: str) -> str:
+    if scene != "auto":
+        return scene
+    try:
+        from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+
+        load_scenario(default_scenario_path())
+        return "default"
+    except Exception:  # noqa: BLE001 - the built-in scenario is not there yet
+        return "board"
+
+
+def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: int, scene: str = "auto",
+                 codec: str = "VP8") -> dict[str, Any]:
+    from remote.browser import Chromium
+    from remote.harness import LoopThread
+    from remote.peer import IceOptions
+    from remote.publisher import StreamConfig
+    from remote.server import ServerConfig, ServerThread
+    from remote.tokens import TokenSigner
+    from remote.trainee import BridgeConfig, TraineeBridge
+
+    w, h = size
+    if w % 2:
+        raise RemoteError("--size: width must be even (two eyes side by side)")
+    scene = _pick_scene(scene)
+    lt = LoopThread(eye_size=(w // 2, h), fps=fps, scene=scene).start()
+    out: dict[str, Any] = {"size": [w, h], "fps": fps, "scene": scene, "codec": codec, "targets": TARGETS}
+    server = browser = bridge = None
+    try:
+        time.sleep(1.0)
+        lt.reset_timing()
+        time.sleep(seconds / 2)
+        base_a = list(lt.frame_ms)
+
+        signer = TokenSigner(secrets.token_bytes(32))
+        server = ServerThread(signer, ServerConfig(port=0)).start()
+        cfg = BridgeConfig(StreamConfig(max_size=(w, h), fps=fps, codec=codec), audio="none",
+                           ice=IceOptions(loopback_only=True))
+        bridge = TraineeBridge(server.url, signer.issue("bench", "trainee", "resident"), cfg)
+        lt.call(lambda loop: bridge.attach(loop), timeout_s=15)
+        browser = Chromium()
+        browser.driver.get(f"{server.url}/console#token={signer.issue('bench', 'expert', 'bench')}")
+        deadline = time.monotonic() + 30
+        while (browser.console_state().get("framesWithId") or 0) < 30:
+            if time.monotonic() > deadline:
+                raise RemoteError("the browser did not receive the video within 30 s")
+            time.sleep(0.2)
+        time.sleep(1.0)
+        lt.reset_timing()
+        t_start = time.time()
+        rng = random.Random(1)
+        for k in range(n_strokes):
+            time.sleep(seconds / max(n_strokes, 1))
+            x, y = rng.uniform(0.15, 0.35), rng.uniform(0.3, 0.7)
+            browser.js("const s = vrConsole.state; vrConsole.send({type: 'stroke', id: arguments[0], "
+                       "frame_id: s.currentFrameId, points: [[arguments[1], arguments[2]], [arguments[1] + 0.05, "
+                       "arguments[2]]], t_ms: performance.timeOrigin + performance.now()});", f"b{k}", x, y)
+        time.sleep(max(0.5, seconds - seconds / max(n_strokes, 1) * n_strokes))
+        streaming = list(lt.frame_ms)
+        state = browser.console_state()
+        published = dict(lt.publish_wall_s)
+        g2g = [t_ms / 1000.0 - published[fid] for fid, t_ms in state.get("frameLog", [])
+               if fid in published and t_ms / 1000.0 >= t_start]
+        strokes = []
+        for a in bridge.applier.applied:
+            if a.sent_ms is not None and a.render_index in published:
+                strokes.append(published[a.render_index] - a.sent_ms / 1000.0)
+        readback = [published[i + 1] - published[i] for i in published if i + 1 in published]
+        out["browser_stats"] = state.get("stats")
+        out["bridge"] = bridge.stats()
+        browser.quit()
+        browser = None
+        bridge.close()
+        bridge = None
+        lt.call(lambda loop: loop.state.annotations.clear())
+        lt.reset_timing()
+        time.sleep(seconds / 2)
+        base_b = list(lt.frame_ms)
+    finally:
+        if browser is not None:
+            browser.quit()
+        if bridge is not None:
+            bridge.close()
+        if server is not None:
+            server.stop()
+        lt.stop()
+    base = base_a + base_b
+    out["glass_to_glass_ms"] = _summary([x * 1000.0 for x in g2g])
+    out["readback_delay_ms"] = _summary([x * 1000.0 for x in readback])
+    out["stroke_to_headset_ms"] = _summary([x * 1000.0 for x in strokes])
+    out["frame_ms_without_streaming"] = _summary(base)
+    out["frame_ms_with_streaming"] = _summary(streaming)
+    ratio = (statistics.median(streaming) / statistics.median(base)) if base and streaming else None
+    out["frame_time_ratio"] = round(ratio, 3) if ratio else None
+    out["meets_targets"] = {
+        "glass_to_glass": out["glass_to_glass_ms"]["median"] is not None
+        and out["glass_to_glass_ms"]["median"] <= TARGETS["glass_to_glass_median_ms"],
+        "frame_time": ratio is not None and ratio <= TARGETS["frame_time_ratio"],
+        "stroke_to_headset": out["stroke_to_headset_ms"]["median"] is not None
+        and out["stroke_to_headset_ms"]["median"] <= TARGETS["stroke_to_headset_median_ms"],
+    }
+    return out
+
+
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    from vr_trainer.app.run import parse_size
+
+    res = bench_stream(parse_size(args.size), args.fps, args.seconds, args.strokes, args.scene, args.codec)
+    print(json.dumps(res, indent=2))
+    return 0

@@ -1,0 +1,70 @@
+"""Debian's Chromium driven by selenium (benchmarks, end-to-end tests).
+
+Flags from the measured recipe: headless, no sandbox as root, no GPU, no QUIC, a
+fresh profile, fake microphone and camera that need no permission prompt."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from remote.errors import RemoteError
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+         "--autoplay-policy=no-user-gesture-required", "--disable-background-timer-throttling",
+         "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows")
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
+class Chromium:
+    """One headless Chromium with its own empty profile; ``quit()`` removes the profile."""
+
+    def __init__(self, window_size: tuple[int, int] = (1280, 860), page_load_timeout_s: float = 20.0) -> None:
+        if not chromium_available():
+            raise RemoteError("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver")
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.profile = tempfile.mkdtemp(prefix="vr-chromium-")
+        opts = webdriver.ChromeOptions()
+        for f in FLAGS:
+            opts.add_argument(f)
+        opts.add_argument(f"--window-size={window_size[0]},{window_size[1]}")
+        opts.add_argument(f"--user-data-dir={self.profile}")
+        opts.binary_location = CHROMIUM
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        try:
+            self.driver: Any = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=os.devnull), options=opts)
+        except Exception:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
+        self.driver.set_page_load_timeout(page_load_timeout_s)
+        self.driver.set_script_timeout(page_load_timeout_s)
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def console_state(self) -> dict[str, Any]:
+        return self.js("return window.vrConsole ? JSON.parse(JSON.stringify(window.vrConsole.state)) : null") or {}
+
+    def quit(self) -> None:
+        try:
+            self.driver.quit()
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+    def __enter__(self) -> "Chromium":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.quit()

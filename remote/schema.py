@@ -1,0 +1,302 @@
+"""The versioned message schema: data-channel messages (console <-> trainee) and
+signalling messages (browser/trainee <-> server), with size and rate limits.
+
+Every message is a JSON object with ``v`` (protocol version, :data:`PROTOCOL_VERSION`)
+and ``type``. Unknown fields are refused (``extra="forbid"``), numbers must be finite
+and in range, strings are bounded. :class:`MessageGate` applies, in order: size limit,
+rate limit (token buckets), parse + validate; anything refused is dropped and counted
+in :attr:`MessageGate.counters` - it never raises.
+
+Video coordinates (``point``, ``points``) are normalised to the video picture:
+(0, 0) top-left, (1, 1) bottom-right.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from remote import PROTOCOL_VERSION
+
+MAX_DATA_MESSAGE_BYTES = 32 * 1024
+MAX_SIGNAL_MESSAGE_BYTES = 96 * 1024
+MAX_STROKE_POINTS = 1000
+MAX_NOTE_CHARS = 1000
+MAX_LABEL_CHARS = 200
+
+Version = Annotated[int, Field(strict=True, ge=PROTOCOL_VERSION, le=PROTOCOL_VERSION)]
+MarkId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+FrameId = Annotated[int, Field(strict=True, ge=0, lt=1 << 24)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Point = tuple[Unit, Unit]
+ColorRGBA = tuple[Unit, Unit, Unit, Unit]
+Seq = Annotated[int, Field(strict=True, ge=0, lt=1 << 53)]
+TimeMs = Annotated[float, Field(ge=0.0, le=1e15, allow_inf_nan=False)]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    v: Version
+
+
+# ---- data channel: both directions -------------------------------------------------
+class Heartbeat(_Msg):
+    type: Literal["hb"]
+    seq: Seq
+    t_ms: TimeMs
+
+
+class HeartbeatAck(_Msg):
+    type: Literal["hb_ack"]
+    seq: Seq
+    t_ms: TimeMs
+
+
+class Bye(_Msg):
+    type: Literal["bye"]
+
+
+# ---- data channel: console -> trainee ----------------------------------------------
+class Hold(_Msg):
+    """Keep this video frame's depth and matrices (freeze-frame, or a stroke being drawn)."""
+
+    type: Literal["hold"]
+    frame_id: FrameId
+
+
+class Release(_Msg):
+    type: Literal["release"]
+    frame_id: FrameId
+
+
+class StrokeMsg(_Msg):
+    type: Literal["stroke"]
+    id: MarkId
+    frame_id: FrameId
+    points: Annotated[list[Point], Field(min_length=2, max_length=MAX_STROKE_POINTS)]
+    color: ColorRGBA = (0.1, 1.0, 0.2, 1.0)
+    width_px: Annotated[float, Field(ge=1.0, le=32.0)] = 4.0
+    t_ms: TimeMs | None = None
+
+
+class PinMsg(_Msg):
+    type: Literal["pin"]
+    id: MarkId
+    frame_id: FrameId
+    point: Point
+    color: ColorRGBA = (1.0, 0.85, 0.1, 1.0)
+    label: Annotated[str, Field(max_length=MAX_LABEL_CHARS)] = ""
+    t_ms: TimeMs | None = None
+
+
+class LaserMsg(_Msg):
+    """The laser pointer: a transient marker; ``point`` None turns it off."""
+
+    type: Literal["laser"]
+    frame_id: FrameId
+    point: Point | None
+
+
+class UndoMsg(_Msg):
+    type: Literal["undo"]
+
+
+class ClearMsg(_Msg):
+    type: Literal["clear"]
+
+
+class NoteMsg(_Msg):
+    type: Literal["note"]
+    id: MarkId
+    text: Annotated[str, Field(min_length=1, max_length=MAX_NOTE_CHARS)]
+
+
+class SyncMsg(_Msg):
+    """Ask for the current marks and notes (sent on join and after a reload)."""
+
+    type: Literal["sync"]
+
+
+ConsoleMessage = Annotated[Union[Heartbeat, HeartbeatAck, Bye, Hold, Release, StrokeMsg, PinMsg, LaserMsg, UndoMsg,
+                                 ClearMsg, NoteMsg, SyncMsg], Field(discriminator="type")]
+CONSOLE_ADAPTER: TypeAdapter = TypeAdapter(ConsoleMessage)
+ANNOTATION_TYPES = frozenset({"hold", "release", "stroke", "pin", "laser", "undo", "clear", "note"})
+
+# ---- signalling over the server's WebSocket ----------------------------------------
+PeerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+class Join(_Msg):
+    type: Literal["join"]
+    token: Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class SdpPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    kind: Literal["offer", "answer"]
+    sdp: Annotated[str, Field(min_length=1, max_length=MAX_SIGNAL_MESSAGE_BYTES - 1024)]
+
+
+class CandidatePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    kind: Literal["candidate"]
+    candidate: Annotated[str, Field(max_length=1024)]
+    sdpMid: Annotated[str, Field(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=64)] | None = None
+
+
+class EndOfCandidates(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    kind: Literal["end-of-candidates"]
+
+
+class Signal(_Msg):
+    type: Literal["signal"]
+    to: PeerId | None = None  # viewers may only signal the trainee; the server fills in "from"
+    data: Annotated[Union[SdpPayload, CandidatePayload, EndOfCandidates], Field(discriminator="kind")]
+
+
+class Ping(_Msg):
+    type: Literal["ping"]
+
+
+class Leave(_Msg):
+    type: Literal["leave"]
+
+
+SignalMessage = Annotated[Union[Join, Signal, Ping, Leave], Field(discriminator="type")]
+SIGNAL_ADAPTER: TypeAdapter = TypeAdapter(SignalMessage)
+
+
+def json_schema() -> dict[str, Any]:
+    """The published JSON Schema of both message families (for docs and other clients)."""
+    return {"version": PROTOCOL_VERSION, "console": CONSOLE_ADAPTER.json_schema(),
+            "signal": SIGNAL_ADAPTER.json_schema()}
+
+
+def encode(msg: dict[str, Any]) -> str:
+    """Serialise an outgoing message (adds ``v``)."""
+    return json.dumps({"v": PROTOCOL_VERSION, **msg}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# ---- limits ------------------------------------------------------------------------
+@dataclass
+class TokenBucket:
+    """``rate_per_s`` tokens a second, at most ``burst`` saved up."""
+
+    rate_per_s: float
+    burst: float
+    tokens: float = -1.0
+    last_s: float = 0.0
+
+    def take(self, now_s: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.last_s = self.burst, now_s
+        self.tokens = min(self.burst, self.tokens + (now_s - self.last_s) * self.rate_per_s)
+        self.last_s = now_s
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+# per-type limits (messages a second, burst); "*" is the overall limit for one peer
+DEFAULT_CONSOLE_RATES: dict[str, tuple[float, float]] = {
+    "*": (120.0, 240.0),
+    "laser": (40.0, 60.0),
+    "stroke": (20.0, 40.0),
+    "pin": (10.0, 20.0),
+    "note": (5.0, 10.0),
+    "hold": (20.0, 40.0),
+    "release": (20.0, 40.0),
+    "undo": (10.0, 20.0),
+    "clear": (5.0, 10.0),
+    "sync": (2.0, 5.0),
+    "hb": (5.0, 10.0),
+    "hb_ack": (5.0, 10.0),
+}
+DEFAULT_SIGNAL_RATES: dict[str, tuple[float, float]] = {"*": (60.0, 200.0)}
+
+
+@dataclass
+class MessageGate:
+    """Size limit, rate limits, parse and validate; counts everything it drops.
+
+    ``counters`` keys: received, accepted, oversized, rate_limited, malformed,
+    unknown_type, bad_version, binary."""
+
+    adapter: TypeAdapter
+    max_bytes: int
+    rates: dict[str, tuple[float, float]]
+    counters: Counter = field(default_factory=Counter)
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+
+    @classmethod
+    def for_console(cls, rates: dict[str, tuple[float, float]] | None = None) -> "MessageGate":
+        return cls(CONSOLE_ADAPTER, MAX_DATA_MESSAGE_BYTES, dict(rates or DEFAULT_CONSOLE_RATES))
+
+    @classmethod
+    def for_signal(cls, rates: dict[str, tuple[float, float]] | None = None) -> "MessageGate":
+        return cls(SIGNAL_ADAPTER, MAX_SIGNAL_MESSAGE_BYTES, dict(rates or DEFAULT_SIGNAL_RATES))
+
+    def _allow(self, key: str, now_s: float) -> bool:
+        rate = self.rates.get(key)
+        if rate is None:
+            return True
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = TokenBucket(*rate)
+        return b.take(now_s)
+
+    def admit(self, raw: object, now_s: float | None = None) -> BaseModel | None:
+        """The validated message, or None (dropped and counted)."""
+        self.counters["received"] += 1
+        if not isinstance(raw, str):
+            self.counters["binary"] += 1
+            return None
+        if len(raw) > self.max_bytes or len(raw.encode("utf-8", "surrogatepass")) > self.max_bytes:
+            self.counters["oversized"] += 1
+            return None
+        now = time.monotonic() if now_s is None else now_s
+        if not self._allow("*", now):
+            self.counters["rate_limited"] += 1
+            return None
+        try:
+            msg = self.adapter.validate_json(raw)
+        except ValidationError as e:
+            self.counters[_classify(e)] += 1
+            return None
+        except Exception:  # noqa: BLE001 - recursion, unicode: whatever a hostile peer finds
+            self.counters["malformed"] += 1
+            return None
+        if not self._allow(msg.type, now):
+            self.counters["rate_limited"] += 1
+            return None
+        self.counters["accepted"] += 1
+        return msg
+
+    @property
+    def dropped(self) -> int:
+        c = self.counters
+        return c["received"] - c["accepted"]
+
+
+def _classify(e: ValidationError) -> str:
+    try:
+        errs = e.errors(include_url=False, include_input=False)
+    except Exception:  # noqa: BLE001
+        return "malformed"
+    if not errs:
+        return "malformed"
+    first = errs[0]
+    if first.get("type") == "union_tag_invalid":
+        return "unknown_type"
+    loc = first.get("loc") or ()
+    if len(loc) == 2 and loc[1] == "v":
+        return "bad_version"
+    return "malformed"

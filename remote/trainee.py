@@ -1,0 +1,505 @@
+"""The resident's side: publish the mirror view to the mentoring session and apply
+the mentor's marks.
+
+``TraineeBridge(url, token).attach(loop)`` adds a :class:`MirrorFrameSource` to the
+loop's sinks and a :class:`MentorInbox` to its inboxes, then runs an asyncio loop in
+its own thread: a WebSocket to the server for signalling, and per viewer one
+:class:`ViewerLink` (an aiortc peer connection that offers: video sendonly, audio,
+and a data channel "mentor"). Nothing on the render thread awaits; the network
+thread hands work over through the inbox, the render thread hands frames over
+through the latest-frame slot and replies through ``call_soon_threadsafe``.
+
+Options ride on the URL's query string: ``fps`` (default 30), ``size`` (largest
+video, default 1280x720), ``codec`` (VP8 | H264), ``audio`` (auto | none |
+FORMAT:DEVICE), ``loopback`` (1 offers 127.0.0.1 too; default when the server is on
+loopback). ``VR_TRAINER_MENTOR_CA`` names a CA bundle for a self-signed server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from remote import framecode
+from remote.annotate import AnnotationApplier, MentorInbox, Sender
+from remote.audio import open_microphone, open_speaker
+from remote.errors import RemoteError
+from remote.peer import IceOptions, add_browser_candidate, configure_ice, prefer_codec, rtc_configuration
+from remote.publisher import MirrorFrameSource, MirrorVideoTrack, StreamConfig
+from remote.schema import ANNOTATION_TYPES, MessageGate, NoteMsg, encode
+from remote.server import is_loopback_host
+
+log = logging.getLogger("remote.trainee")
+VIEWER_ROLES = ("expert", "observer")
+MAX_DC_BUFFERED_BYTES = 1 << 20
+
+
+@dataclass
+class BridgeConfig:
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    audio: str = "auto"
+    ice: IceOptions | None = None  # None: offer 127.0.0.1 too when the server is on loopback
+    heartbeat_interval_s: float = 1.0
+    dead_after_s: float = 3.5
+    connect_timeout_s: float = 20.0
+    reconnect_max_s: float = 5.0
+    connect_wait_s: float = 3.0
+    console_rates: dict[str, tuple[float, float]] | None = None
+    max_links: int = 8
+    ca_file: str | None = None
+
+
+def parse_mentor_url(url: str) -> tuple[str, str, dict[str, str]]:
+    """(http base URL, WebSocket URL, options) from ``--mentor``."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteError(f"--mentor {url!r}: give the server's address, e.g. http://127.0.0.1:8765")
+    opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    ws = urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
+    return base, ws, opts
+
+
+def config_from_options(opts: dict[str, str], base: BridgeConfig | None = None) -> BridgeConfig:
+    cfg = base or BridgeConfig()
+    try:
+        if "fps" in opts:
+            cfg.stream.fps = float(opts["fps"])
+            if not 1 <= cfg.stream.fps <= 120:
+                raise ValueError
+        if "size" in opts:
+            w, h = (int(x) for x in opts["size"].lower().split("x"))
+            if not (framecode.STAMP_WIDTH_PX <= w <= 4096 and 16 <= h <= 4096):
+                raise ValueError
+            cfg.stream.max_size = (w, h)
+    except ValueError:
+        raise RemoteError("--mentor options: fps must be 1-120 and size like 1280x720") from None
+    if "codec" in opts:
+        if opts["codec"].upper() not in ("VP8", "H264"):
+            raise RemoteError("--mentor option codec must be VP8 or H264")
+        cfg.stream.codec = opts["codec"].upper()
+    if "audio" in opts:
+        cfg.audio = opts["audio"]
+    if "loopback" in opts:
+        cfg.ice = IceOptions(include_loopback=opts["loopback"] not in ("0", "false", "no"))
+    return cfg
+
+
+class ViewerLink:
+    """One viewer (browser or, later, an SFU) on the trainee's side."""
+
+    def __init__(self, bridge: "TraineeBridge", info: dict[str, Any]) -> None:
+        self.bridge = bridge
+        self.peer_id = str(info["peer_id"])
+        self.role = str(info.get("role", "observer"))
+        self.sender = Sender(self.peer_id, str(info.get("name") or self.peer_id), self.role)
+        self.gate = MessageGate.for_console(bridge.config.console_rates)
+        self.pc: RTCPeerConnection | None = None
+        self.dc: Any = None
+        self.track: MirrorVideoTrack | None = None
+        self.started_s = time.monotonic()
+        self.last_rx_s = self.started_s
+        self.opened = False
+        self.closed = False
+        self.rtt_ms: float | None = None
+        self.counters: Counter = Counter()
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def can_annotate(self) -> bool:
+        return self.role == "expert"
+
+    async def start(self) -> None:
+        b = self.bridge
+        pc = self.pc = RTCPeerConnection(rtc_configuration(b.ice_servers, b.ice_policy))
+        self.track = MirrorVideoTrack(b.source)
+        video = pc.addTransceiver(self.track, direction="sendonly")
+        prefer_codec(video, b.config.stream.codec)
+        mic = b.microphone_for_link()
+        pc.addTransceiver(mic if mic is not None else "audio", direction="sendrecv" if mic is not None else "recvonly")
+        self.dc = pc.createDataChannel("mentor", ordered=True)
+        self.dc.on("open", self._on_open)
+        self.dc.on("message", self._on_message)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_state)
+        await pc.setLocalDescription(await pc.createOffer())
+        await b.signal(self.peer_id, {"kind": "offer", "sdp": pc.localDescription.sdp})
+        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+
+    async def on_signal(self, data: dict[str, Any]) -> None:
+        if self.pc is None or self.closed:
+            return
+        kind = data.get("kind")
+        try:
+            if kind == "answer" and self.pc.signalingState == "have-local-offer":
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+            elif kind in ("candidate", "end-of-candidates"):
+                if not await add_browser_candidate(self.pc, data):
+                    self.counters["candidates_skipped"] += 1
+            else:
+                self.counters["signal_ignored"] += 1
+        except Exception as e:  # noqa: BLE001 - a bad answer ends this link, not the session
+            log.warning("viewer %s: bad %s (%s); dropping the link", self.peer_id, kind, e)
+            await self.bridge.drop_link(self, "bad signal")
+
+    def send(self, msg: dict[str, Any]) -> bool:
+        dc = self.dc
+        if dc is None or dc.readyState != "open" or self.closed:
+            return False
+        if dc.bufferedAmount > MAX_DC_BUFFERED_BYTES:
+            self.counters["send_dropped"] += 1
+            return False
+        try:
+            dc.send(encode(msg))
+        except Exception:  # noqa: BLE001 - channel closing under us
+            return False
+        return True
+
+    def _on_open(self) -> None:
+        self.opened = True
+        self.last_rx_s = time.monotonic()
+        b = self.bridge
+        self.send({"type": "hello", "peer_id": self.peer_id, "role": self.role, "name": self.sender.name,
+                   "can_annotate": self.can_annotate, "session_id": b.session_id,
+                   "frame_code": {"cell_px": framecode.CELL_PX, "cells": framecode.N_CELLS},
+                   "fps": b.config.stream.fps})
+        self.send({"type": "notes", "notes": b.notes})
+        b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
+
+    def _on_message(self, raw: Any) -> None:
+        now = time.monotonic()
+        self.last_rx_s = now
+        msg = self.gate.admit(raw, now)
+        if msg is None:
+            return
+        t = msg.type
+        if t == "hb":
+            self.send({"type": "hb_ack", "seq": msg.seq, "t_ms": msg.t_ms})
+        elif t == "hb_ack":
+            self.rtt_ms = max(0.0, time.time() * 1000.0 - msg.t_ms)
+        elif t == "bye":
+            asyncio.ensure_future(self.bridge.drop_link(self, "bye"))
+        elif t == "sync":
+            b = self.bridge
+            self.send({"type": "notes", "notes": b.notes})
+            b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
+        elif t in ANNOTATION_TYPES:
+            if not self.can_annotate:
+                self.counters["refused_role"] += 1
+                self.send({"type": "ack", "ref": getattr(msg, "id", t), "ok": False,
+                           "reason": "observers can watch but not annotate"})
+                return
+            if isinstance(msg, NoteMsg):
+                self.bridge.add_note(self.sender, msg)
+            self.bridge.inbox.put(self.bridge.applier.make(self.sender, msg))
+
+    def _on_track(self, track: Any) -> None:
+        if track.kind == "audio":
+            self._tasks.append(asyncio.ensure_future(self.bridge.consume_audio(self, track)))
+
+    async def _on_state(self) -> None:
+        if self.pc is not None and self.pc.connectionState in ("failed", "closed"):
+            await self.bridge.drop_link(self, self.pc.connectionState)
+
+    async def _heartbeat(self) -> None:
+        cfg = self.bridge.config
+        seq = 0
+        while not self.closed:
+            await asyncio.sleep(cfg.heartbeat_interval_s)
+            now = time.monotonic()
+            if self.opened:
+                seq += 1
+                self.send({"type": "hb", "seq": seq, "t_ms": time.time() * 1000.0})
+                if now - self.last_rx_s > cfg.dead_after_s:
+                    self.bridge.counters["dead_peers"] += 1
+                    log.warning("viewer %s silent for %.1f s: dropping", self.peer_id, now - self.last_rx_s)
+                    await self.bridge.drop_link(self, "heartbeat")
+                    return
+            elif now - self.started_s > cfg.connect_timeout_s:
+                self.bridge.counters["connect_timeouts"] += 1
+                await self.bridge.drop_link(self, "connect timeout")
+                return
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.send({"type": "bye"})
+        self.closed = True
+        for t in self._tasks:
+            if t is not asyncio.current_task():
+                t.cancel()
+        if self.track is not None:
+            self.track.stop()
+        if self.pc is not None:
+            try:
+                await asyncio.wait_for(self.pc.close(), 5.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+
+
+class TraineeBridge:
+    """Connects a running :class:`~vr_trainer.app.loop.FrameLoop` to a mentoring session."""
+
+    def __init__(self, mentor_url: str, token: str, config: BridgeConfig | None = None) -> None:
+        if not token:
+            raise RemoteError("--mentor needs --token (a trainee token from `vr-trainer mentor token`)")
+        self.base_url, self.ws_url, opts = parse_mentor_url(mentor_url)
+        self.config = config_from_options(opts, config)
+        self.token = token
+        host = urlsplit(self.base_url).hostname or ""
+        configure_ice(self.config.ice or IceOptions(include_loopback=is_loopback_host(host)))
+        self.source = MirrorFrameSource(self.config.stream)
+        self.applier = AnnotationApplier(self._reply_threadsafe, self._broadcast_marks_threadsafe)
+        self.inbox = MentorInbox(self.applier)
+        self.links: dict[str, ViewerLink] = {}
+        self.notes: list[dict[str, Any]] = []
+        self.counters: Counter = Counter()
+        self.session_id = ""
+        self.peer_id = ""
+        self.ice_servers: list[dict[str, Any]] = []
+        self.ice_policy = "all"
+        self.error: str | None = None
+        self.audio_frames_in = 0
+        self._loop: Any = None
+        self._aloop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._thread_main, name="mentor-bridge", daemon=True)
+        self._first_outcome = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._main_task: asyncio.Task | None = None
+        self._mic: Any = None
+        self._relay = MediaRelay()
+        self._speaker: Any = None
+        self._ws: Any = None
+
+    # ---- render-thread API ------------------------------------------------------
+    def attach(self, loop: Any) -> None:
+        """Publish ``loop``'s mirror and feed its inbox; returns once the server answered
+        (or after ``connect_wait_s``). A refused token raises :class:`RemoteError`."""
+        self._loop = loop
+        loop.sinks.append(self.source)
+        loop.inboxes.append(self.inbox)
+        self._thread.start()
+        self._first_outcome.wait(self.config.connect_wait_s)
+        if self.error is not None:
+            self.close()
+            raise RemoteError(f"mentor server {self.base_url} refused this session: {self.error}")
+        if not self.session_id:
+            log.warning("mentor server %s not reachable yet; retrying in the background", self.base_url)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        if self._loop is not None:
+            for lst, item in ((self._loop.sinks, self.source), (self._loop.inboxes, self.inbox)):
+                if item in lst:
+                    lst.remove(item)
+        if self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._aloop).result(timeout_s)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+            self._aloop.call_soon_threadsafe(self._aloop.stop)
+            self._thread.join(timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        gates: Counter = Counter()
+        for link in list(self.links.values()):
+            gates.update(link.gate.counters)
+            gates.update(link.counters)
+        return {"links": len(self.links), "published": self.source.published, "converted": self.source.converted,
+                "audio_frames_in": self.audio_frames_in, "inbox_dropped": self.inbox.dropped,
+                **dict(self.counters), **{f"msg_{k}": v for k, v in gates.items()},
+                **{f"applied_{k}": v for k, v in self.applier.counters.items()}}
+
+    # ---- thread-safe hand-overs -------------------------------------------------
+    def _reply_threadsafe(self, peer_id: str, msg: dict[str, Any]) -> None:
+        try:
+            self._aloop.call_soon_threadsafe(self._reply, peer_id, msg)
+        except RuntimeError:
+            pass
+
+    def _reply(self, peer_id: str, msg: dict[str, Any]) -> None:
+        link = self.links.get(peer_id)
+        if link is not None:
+            link.send(msg)
+
+    def _broadcast_marks_threadsafe(self, marks: list[dict[str, Any]]) -> None:
+        try:
+            self._aloop.call_soon_threadsafe(self.broadcast, {"type": "marks", "marks": marks})
+        except RuntimeError:
+            pass
+
+    def broadcast(self, msg: dict[str, Any]) -> None:
+        for link in list(self.links.values()):
+            link.send(msg)
+
+    def add_note(self, sender: Sender, msg: NoteMsg) -> None:
+        self.notes.append({"id": f"{sender.name}/{msg.id}", "author": sender.name, "text": msg.text,
+                           "t_ms": time.time() * 1000.0})
+        del self.notes[:-50]
+        self.broadcast({"type": "notes", "notes": self.notes})
+
+    # ---- network thread ---------------------------------------------------------
+    def _thread_main(self) -> None:
+        asyncio.set_event_loop(self._aloop)
+        self.source.bind(self._aloop)
+        self._stop = asyncio.Event()
+        self._main_task = self._aloop.create_task(self._main())
+        try:
+            self._aloop.run_forever()
+        finally:
+            self._aloop.close()
+
+    def microphone_for_link(self) -> Any:
+        return self._relay.subscribe(self._mic) if self._mic is not None else None
+
+    async def consume_audio(self, link: ViewerLink, track: Any) -> None:
+        """Play (or at least drain and count) a viewer's microphone."""
+        if self._speaker is None and self.config.audio != "none":
+            self._speaker = open_speaker(self.config.audio)
+            if self._speaker is not None:
+                self._speaker.addTrack(self._relay.subscribe(track))
+                await self._speaker.start()
+        mine = self._relay.subscribe(track) if self._speaker is not None else track
+        try:
+            while True:
+                await mine.recv()
+                self.audio_frames_in += 1
+        except (MediaStreamError, asyncio.CancelledError):
+            pass
+
+    async def _main(self) -> None:
+        self._mic = await asyncio.get_running_loop().run_in_executor(None, open_microphone, self.config.audio)
+        ssl_ctx: Any = None
+        if self.ws_url.startswith("wss:"):
+            ca = self.config.ca_file or os.environ.get("VR_TRAINER_MENTOR_CA")
+            ssl_ctx = ssl.create_default_context(cafile=ca) if ca else True
+        delay_s = 0.25
+        async with aiohttp.ClientSession() as http:
+            while self._stop is not None and not self._stop.is_set():
+                try:
+                    async with http.ws_connect(self.ws_url, heartbeat=5.0, ssl=ssl_ctx,
+                                               max_msg_size=256 * 1024) as ws:
+                        self._ws = ws
+                        await ws.send_str(encode({"type": "join", "token": self.token}))
+                        async for raw in ws:
+                            if raw.type != aiohttp.WSMsgType.TEXT:
+                                break
+                            delay_s = 0.25
+                            await self._on_server(raw.data)
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                    self.counters["server_unreachable"] += 1
+                    log.info("mentor server: %s", e)
+                    self._first_outcome.set()
+                finally:
+                    self._ws = None
+                if self.error is not None:
+                    break
+                self.counters["server_reconnects"] += 1
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay_s)
+                except asyncio.TimeoutError:
+                    pass
+                delay_s = min(self.config.reconnect_max_s, delay_s * 2)
+            for link in list(self.links.values()):
+                await self.drop_link(link, "closing")
+
+    async def _on_server(self, text: str) -> None:
+        import json
+
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            return
+        kind = msg.get("type")
+        if kind == "welcome":
+            self.session_id, self.peer_id = msg.get("session_id", ""), msg.get("peer_id", "")
+            self.ice_servers = list(msg.get("ice_servers") or [])
+            self.ice_policy = msg.get("ice_transport_policy", "all")
+            present = {p["peer_id"] for p in msg.get("peers", [])}
+            for pid, link in list(self.links.items()):
+                if pid not in present:
+                    await self.drop_link(link, "gone after reconnect")
+            self._first_outcome.set()
+            for p in msg.get("peers", []):
+                if p.get("peer_id") not in self.links:
+                    await self._add_link(p)
+        elif kind == "peer-joined":
+            await self._add_link(msg.get("peer") or {})
+        elif kind == "peer-left":
+            link = self.links.get(str(msg.get("peer_id")))
+            if link is not None:
+                await self.drop_link(link, "left")
+        elif kind == "signal":
+            link = self.links.get(str(msg.get("from")))
+            if link is not None and isinstance(msg.get("data"), dict):
+                await link.on_signal(msg["data"])
+        elif kind == "error":
+            code = msg.get("code")
+            if code in ("unauthorized", "replaced", "full"):
+                self.error = str(msg.get("message") or code)
+                log.error("mentor server: %s", self.error)
+                self._first_outcome.set()
+
+    async def _add_link(self, info: dict[str, Any]) -> None:
+        if info.get("role") not in VIEWER_ROLES or not info.get("peer_id"):
+            return
+        if len(self.links) >= self.config.max_links:
+            self.counters["links_refused"] += 1
+            return
+        link = ViewerLink(self, info)
+        self.links[link.peer_id] = link
+        self.counters["links_opened"] += 1
+        try:
+            await link.start()
+        except Exception as e:  # noqa: BLE001
+            log.warning("viewer %s: could not start (%s)", link.peer_id, e)
+            await self.drop_link(link, "start failed")
+
+    async def drop_link(self, link: ViewerLink, reason: str) -> None:
+        if self.links.get(link.peer_id) is link:
+            del self.links[link.peer_id]
+            self.counters["links_closed"] += 1
+            log.info("viewer %s (%s) closed: %s", link.peer_id, link.role, reason)
+            self.inbox.put(lambda loop, pid=link.peer_id: self._forget_peer(loop, pid))
+        await link.close()
+
+    def _forget_peer(self, loop: Any, peer_id: str) -> None:
+        from remote.annotate import LASER_PREFIX, remove_mark
+
+        for key in [k for k in self.applier.held if k[0] == peer_id]:
+            del self.applier.held[key]
+        pin_id = f"{LASER_PREFIX}{peer_id}"
+        if self.applier.lasers.pop(pin_id, None) is not None:
+            remove_mark(loop.state.annotations, pin_id)
+
+    async def signal(self, to: str, data: dict[str, Any]) -> None:
+        ws = self._ws
+        if ws is None or ws.closed:
+            return
+        await ws.send_str(encode({"type": "signal", "to": to, "data": data}))
+
+    async def _shutdown(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+        if self._main_task is not None:
+            try:
+                await asyncio.wait_for(self._main_task, 4.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                self._main_task.cancel()
+        if self._speaker is not None:
+            await self._speaker.stop()

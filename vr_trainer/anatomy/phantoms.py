@@ -1,0 +1,136 @@
+"""Reproducible synthetic phantoms, made through the real import pipeline.
+
+Each phantom is painted as a label volume on a RAS millimetre grid, turned
+into a CT-like Hounsfield volume (tissue values, cortical shell, seeded
+noise, blur), and both go through :func:`pipeline.structures_from_labels`,
+exactly as a segmented patient CT would.  Run::
+
+    python -m vr_trainer.anatomy.phantoms --out assets [--only spine] [--volumes DIR]
+
+Same seed and spacing -> byte-identical bundles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .bundle import write_bundle
+from .phantom_sdf import Canvas
+from .pipeline import LabelSpec, structures_from_labels
+from .volume import Volume
+
+GENERATOR_VERSION = 1
+DEFAULT_SEED = 20261125
+
+
+def _spine(spacing_mm: float) -> tuple[Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]:
+    from . import phantom_spine as P
+
+    canvas = Canvas(P.BOUNDS_MM[0], P.BOUNDS_MM[1], spacing_mm)
+    specs, landmarks = P.build(canvas)
+    hu, bones = P.hu_table()
+    return canvas, specs, landmarks, hu, bones
+
+
+def _knee(spacing_mm: float) -> tuple[Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]:
+    from . import phantom_joints as J
+
+    return J.build_knee(spacing_mm)
+
+
+def _hip(spacing_mm: float) -> tuple[Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]:
+    from . import phantom_joints as J
+
+    return J.build_hip(spacing_mm)
+
+
+#: name -> (builder, voxel size in mm, bundle folder, description)
+PHANTOMS: dict[str, tuple[Callable[[float], Any], float, str, str]] = {
+    "spine": (_spine, 0.5, "spine_l3_s1", "lumbar spine L3-S1 with left L4-L5 herniation"),
+    "knee": (_knee, 0.6, "knee", "right knee: distal femur, proximal tibia, patella, cartilage"),
+    "hip": (_hip, 1.0, "hip", "pelvis with acetabula and right proximal femur"),
+}
+
+
+def make_volumes(name: str, seed: int = DEFAULT_SEED, spacing_mm: float | None = None) -> tuple[Volume, Volume, dict[int, LabelSpec], dict[str, Any]]:
+    """Synthetic (CT in HU, label map) volumes for phantom ``name``."""
+    builder, default_spacing, _folder, desc = PHANTOMS[name]
+    sp = float(spacing_mm or default_spacing)
+    canvas, specs, landmarks, hu_by_label, bones = builder(sp)
+    hu = canvas.hu_volume(hu_by_label, bones, seed=seed)
+    digest = hashlib.sha256(canvas.labels.tobytes()).hexdigest()
+    ct = Volume(array=hu, affine=canvas.affine.copy(), source_units="mm", name=f"phantom:{name}:ct",
+                inputs=[{"kind": "synthetic_ct", "sha256": hashlib.sha256(hu.tobytes()).hexdigest()}])
+    labels = Volume(array=canvas.labels, affine=canvas.affine.copy(), source_units="mm",
+                    name=f"phantom:{name}:labels", inputs=[{"kind": "synthetic_labels", "sha256": digest}])
+    labels.notes["blocked_voxels"] = {specs[k].name: v for k, v in canvas.blocked.items() if v and k in specs}
+    labels.notes["description"] = desc
+    return ct, labels, specs, landmarks
+
+
+def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing_mm: float | None = None,
+                 volumes_dir: Path | None = None) -> Path:
+    """Generate phantom ``name`` and write its bundle under ``out_root``."""
+    _builder, default_spacing, folder, desc = PHANTOMS[name]
+    ct, labels, specs, landmarks = make_volumes(name, seed, spacing_mm)
+    if volumes_dir is not None:
+        _save_nifti(ct, volumes_dir / f"{folder}_ct.nii.gz")
+        _save_nifti(labels, volumes_dir / f"{folder}_labels.nii.gz")
+    structures, unmapped = structures_from_labels(labels, specs, ct=ct)
+    if unmapped:
+        raise RuntimeError(f"phantom {name}: labels without specs {unmapped}")
+    provenance = {
+        "source": "synthetic phantom",
+        "generator": "vr_trainer.anatomy.phantoms",
+        "generator_version": GENERATOR_VERSION,
+        "phantom": name,
+        "description": desc,
+        "seed": seed,
+        "voxel_mm": float(spacing_mm or default_spacing),
+        "grid_shape": list(labels.array.shape),
+        "inputs": ct.inputs + labels.inputs,
+        "pipeline": "labels -> gaussian 0.8 voxel -> marching cubes (ascent) -> taubin -> "
+                    "fast-simplification to tissue budget -> repair",
+    }
+    return write_bundle(
+        out_root / folder, structures, source_units="mm", provenance=provenance,
+        deidentification={"status": "not_applicable", "reason": "synthetic phantom, no patient data"},
+        landmarks=landmarks,
+    )
+
+
+def _save_nifti(vol: Volume, path: Path) -> None:
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = nib.Nifti1Image(vol.array, vol.affine)
+    img.header.set_xyzt_units("mm")
+    nib.save(img, str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: regenerate the shipped phantom bundles."""
+    ap = argparse.ArgumentParser(prog="python -m vr_trainer.anatomy.phantoms", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("assets"), help="folder that receives the bundles")
+    ap.add_argument("--only", choices=sorted(PHANTOMS), action="append", help="phantom(s) to make (default all)")
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap.add_argument("--spacing-mm", type=float, default=None, help="voxel size override (mm)")
+    ap.add_argument("--volumes", type=Path, default=None, help="also save the CT and label volumes as NIfTI here")
+    args = ap.parse_args(argv)
+    for name in args.only or list(PHANTOMS):
+        t0 = time.perf_counter()
+        path = make_phantom(name, args.out, seed=args.seed, spacing_mm=args.spacing_mm, volumes_dir=args.volumes)
+        size_kb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1024
+        print(f"{name}: {path} ({size_kb:.0f} KB, {time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
