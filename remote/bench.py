@@ -105,7 +105,7 @@ def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: i
         rng = random.Random(1)
         for k in range(n_strokes):
             time.sleep(seconds / max(n_strokes, 1))
-            x, y = rng.uniform(0.15, 0.35), rng.uniform(0.3, 0.7)
+            x, y = rng.uniform(0.2, 0.28), rng.uniform(0.4, 0.6)
             browser.js("const s = vrConsole.state; vrConsole.send({type: 'stroke', id: arguments[0], "
                        "frame_id: s.currentFrameId, points: [[arguments[1], arguments[2]], [arguments[1] + 0.05, "
                        "arguments[2]]], t_ms: performance.timeOrigin + performance.now()});", f"b{k}", x, y)
@@ -113,8 +113,21 @@ def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: i
         streaming = list(lt.frame_ms)
         state = browser.console_state()
         published = dict(lt.publish_wall_s)
-        g2g = [t_ms / 1000.0 - published[fid] for fid, t_ms in state.get("frameLog", [])
-               if fid in published and t_ms / 1000.0 >= t_start]
+        log = [e for e in state.get("frameLog", []) if e[0] in published and e[1] / 1000.0 >= t_start]
+        g2g = [e[1] / 1000.0 - published[e[0]] for e in log]
+        sent: dict[int, float] = {}
+        for link in list(bridge.links.values()):
+            if link.track is not None:
+                sent.update({fid: t for fid, t in link.track.sent_ids if fid not in sent})
+        parts = {"render_to_encoder_ms": [sent[e[0]] - published[e[0]] for e in log if e[0] in sent],
+                 "encoder_to_received_ms": [e[2] / 1000.0 - sent[e[0]] for e in log if e[0] in sent and e[2]],
+                 "received_to_shown_ms": [(e[1] - e[2]) / 1000.0 for e in log if e[2]]}
+        out["glass_to_glass_parts"] = {k: _summary([x * 1000.0 for x in v]) for k, v in parts.items()}
+        reasons: dict[str, int] = {}
+        for a in state.get("acks", []):
+            if not a.get("ok"):
+                reasons[a.get("reason", "")] = reasons.get(a.get("reason", ""), 0) + 1
+        out["strokes_refused"] = reasons
         strokes = []
         for a in bridge.applier.applied:
             if a.sent_ms is not None and a.render_index in published:

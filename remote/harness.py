@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-BOARD_SIZE_MM = (420.0, 320.0, 20.0)
+BOARD_SIZE_MM = (800.0, 600.0, 20.0)
 BOARD_HEAD_MM = (0.0, 0.0, 600.0)
 
 

@@ -168,7 +168,7 @@ class MirrorVideoTrack(MediaStreamTrack):
         self._last_version = 0
         self._last: EncodedSource | None = None
         self.frames_sent = 0
-        self.sent_ids: list[tuple[int, float]] = []  # (frame id, perf time) of the last sends
+        self.sent_ids: list[tuple[int, float]] = []  # (frame id, wall time) handed to the encoder
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -197,7 +197,7 @@ class MirrorVideoTrack(MediaStreamTrack):
         frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
         self._last_pts, self._last_sent_s = pts, now
         self.frames_sent += 1
-        self.sent_ids.append((src.frame_id, now))
+        self.sent_ids.append((src.frame_id, time.time()))
         if len(self.sent_ids) > 600:
             del self.sent_ids[:300]
         return frame

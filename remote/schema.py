@@ -238,11 +238,11 @@ class MessageGate:
 
     @classmethod
     def for_console(cls, rates: dict[str, tuple[float, float]] | None = None) -> "MessageGate":
-        return cls(CONSOLE_ADAPTER, MAX_DATA_MESSAGE_BYTES, dict(rates or DEFAULT_CONSOLE_RATES))
+        return cls(CONSOLE_ADAPTER, MAX_DATA_MESSAGE_BYTES, dict(DEFAULT_CONSOLE_RATES if rates is None else rates))
 
     @classmethod
     def for_signal(cls, rates: dict[str, tuple[float, float]] | None = None) -> "MessageGate":
-        return cls(SIGNAL_ADAPTER, MAX_SIGNAL_MESSAGE_BYTES, dict(rates or DEFAULT_SIGNAL_RATES))
+        return cls(SIGNAL_ADAPTER, MAX_SIGNAL_MESSAGE_BYTES, dict(DEFAULT_SIGNAL_RATES if rates is None else rates))
 
     def _allow(self, key: str, now_s: float) -> bool:
         rate = self.rates.get(key)

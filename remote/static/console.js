@@ -119,6 +119,9 @@ async function onSignal(from, data) {
   closePeer();
   const conn = pc = new RTCPeerConnection({ iceServers: state.iceServers || [], iceTransportPolicy: state.icePolicy || 'all' });
   conn.ontrack = (ev) => {
+    // ask for the smallest jitter buffer: a mentor wants the picture now, not smooth later
+    try { ev.receiver.jitterBufferTarget = 0; } catch {}
+    try { ev.receiver.playoutDelayHint = 0; } catch {}
     if (ev.track.kind === 'video') { video.srcObject = ev.streams[0] || new MediaStream([ev.track]); video.play().catch(() => {}); }
     else { $('remote-audio').srcObject = new MediaStream([ev.track]); $('remote-audio').play().catch(() => {}); }
   };
@@ -230,13 +233,14 @@ async function pollStats() {
 }
 
 // ---- video frames and their ids ------------------------------------------------------
-function onVideoFrame(now) {
+function onVideoFrame(now, meta) {
   const id = codeReader.read(video);
   state.framesSeen += 1;
   if (id !== null) {
     state.currentFrameId = id;
     state.framesWithId += 1;
-    state.frameLog.push([id, performance.timeOrigin + now]);
+    const rx = meta && meta.receiveTime !== undefined ? performance.timeOrigin + meta.receiveTime : null;
+    state.frameLog.push([id, performance.timeOrigin + now, rx]);
     if (state.frameLog.length > 1200) state.frameLog.splice(0, 600);
   }
   video.requestVideoFrameCallback(onVideoFrame);

@@ -55,7 +55,9 @@ def test_window_shows_anatomy_and_responds_to_keys(xvfb, tmp_path):
         geo = subprocess.run(["xdotool", "getwindowgeometry", wid], env=env, capture_output=True, text=True).stdout
         assert "640x240" in geo, geo  # side by side, two 320x240 eyes
         before = _grab(xvfb)[:240, :640]
-        assert _non_background(before) > 0.05, "the window shows the anatomy"
+        b = before.astype(int)
+        bone = (b[..., 0] > 150) & (b[..., 1] > 140) & (b[..., 2] > 100)
+        assert _non_background(before) > 0.02 and bone.mean() > 0.01, "the window shows the anatomy"
         left, right = before[:, :320].astype(int), before[:, 320:].astype(int)
         assert np.abs(left - right).mean() > 1.0, "the two eyes differ"
         subprocess.run(["xdotool", "windowactivate", "--sync", wid], env=env, capture_output=True)

@@ -105,7 +105,13 @@ def _read_all(folder: Path) -> tuple[list[Any], list[str], int]:
     datasets, digests, total = [], [], 0
     for i, p in enumerate(files):
         try:
-            ds = pydicom.dcmread(str(p))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = pydicom.dcmread(str(p))
+            if any("end of file" in str(w.message).lower() for w in caught):
+                raise AnatomyError(f"{p}: DICOM file is truncated (ends before its data does); re-export the series")
+        except AnatomyError:
+            raise
         except InvalidDicomError:
             if _looks_like_dicom(p):
                 raise AnatomyError(f"{p}: DICOM file is corrupt (cannot parse); re-export the series") from None

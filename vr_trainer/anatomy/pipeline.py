@@ -52,12 +52,16 @@ def structures_from_labels(
     budgets: Mapping[str, int] | None = None,
     sigma_mm: float | None = None,
     only: Iterable[int] | None = None,
+    min_voxels: int = 8,
+    skipped: list[int] | None = None,
 ) -> tuple[list[Structure], list[int]]:
     """One structure per label id present in ``labels`` and known to ``specs``.
 
     Returns ``(structures, unmapped_ids)``; ids present in the volume but not
     in ``specs`` are left out and reported so the caller can tell the user.
-    ``ct`` (same grid) adds each structure's mean Hounsfield value.
+    ``ct`` (same grid) adds each structure's mean Hounsfield value.  Labels
+    with fewer than ``min_voxels`` voxels (specks) are skipped and appended to
+    ``skipped`` when given.
     """
     budgets = dict(FACE_BUDGET if budgets is None else budgets)
     arr = labels.array
@@ -81,6 +85,10 @@ def structures_from_labels(
         sl = boxes[lid]
         mask = arr[sl] == lid
         nvox = int(mask.sum())
+        if nvox < min_voxels:
+            if skipped is not None:
+                skipped.append(int(lid))
+            continue
         mesh = mask_surface(mask, labels.affine, sigma_mm=sigma_mm, start_vox=np.array([s.start for s in sl]))
         if mesh is None or len(mesh.faces) == 0:
             continue
@@ -121,10 +129,12 @@ def structures_from_threshold(
     hi_ = np.array([min(int(ix[-1]) + 3, arr.shape[i]) for i, ix in enumerate(idx)])
     crop = arr[lo[0] : hi_[0], lo[1] : hi_[1], lo[2] : hi_[2]]
     sigma = 0.5 * float(spacing_of(ct.affine).min())
-    steps = list(progress(["contour", "clean"], "bone surface", total=2))
+    bar = tqdm(total=2, desc="bone surface", file=sys.stderr, disable=None, leave=False)
     mesh = iso_surface(crop, float(threshold_hu), ct.affine, sigma_mm=sigma, start_vox=lo)
+    bar.update()
     if mesh is None:
         raise AnatomyError(f"{ct.name}: no surface at {threshold_hu:g} HU; lower --threshold-hu")
-    del steps
     mesh = finish(mesh, max_faces, smooth_iterations=4)
+    bar.update()
+    bar.close()
     return [Structure.from_mesh(name, tissue, mesh, threshold_hu=float(threshold_hu))]

@@ -45,8 +45,9 @@ class Volume:
         return self.spacing_mm * np.asarray(self.array.shape[:3])
 
 
-def input_record(path: Path, kind: str, *, keep_name: bool = True) -> dict[str, Any]:
-    """Provenance of one input file: kind, size and sha256 (name optional)."""
+def input_record(path: Path, kind: str, *, keep_name: bool = False) -> dict[str, Any]:
+    """Provenance of one input file: kind, size and sha256.  File names are left
+    out by default: they often carry patient names or UIDs."""
     rec: dict[str, Any] = {"kind": kind, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     if keep_name:
         rec["name"] = path.name
@@ -91,7 +92,7 @@ def read_nifti(path: Path, *, labels: bool = False) -> Volume:
     affine[:3, :4] *= scale
     source_units = {"meter": "m", "micron": "um", "mm": "mm"}.get(unit or "", "mm")
     vol = Volume(array=data, affine=affine, source_units=source_units, name=str(path),
-                 inputs=[input_record(path, "nifti")])
+                 inputs=[input_record(path, "nifti", keep_name=False)])
     if unit in (None, "unknown"):
         vol.notes["units"] = "NIfTI header gives no spatial unit; millimetres assumed (NIfTI default)"
     check_plausible_spacing(vol, str(path))
@@ -141,7 +142,7 @@ def read_nrrd(path: Path, *, labels: bool = False) -> Volume:
         raise AnatomyError(f"{path}: NRRD space {space!r} is not supported; use RAS or LPS")
     arr = np.asarray(data)
     vol = Volume(array=arr, affine=affine, source_units="mm" if k == 1.0 else unit, name=str(path),
-                 inputs=[input_record(path, "nrrd")], notes=notes)
+                 inputs=[input_record(path, "nrrd", keep_name=False)], notes=notes)
     check_plausible_spacing(vol, str(path))
     return vol
 

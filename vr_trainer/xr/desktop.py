@@ -83,6 +83,8 @@ class DesktopBackend(DisplayBackend):
     def _on_key(self, _win: Any, key: int, _sc: int, action: int, _mods: int) -> None:
         if key == glfw.KEY_V and action == glfw.PRESS:
             self._toggle_layout = True
+        elif key == glfw.KEY_ESCAPE and action == glfw.PRESS:
+            glfw.set_window_should_close(self.window, True)  # a quick tap must not be missed between polls
 
     # ---- frames -------------------------------------------------------------
     def head_pose(self) -> np.ndarray:
@@ -114,9 +116,7 @@ class DesktopBackend(DisplayBackend):
                      for k, p in enumerate(eye_poses(head, self.ipd_mm))]
             inp = InputState(hands=[HandInput(), self._hand_input(head, views[0])], active_hand=1,
                              focused=True,  # a desktop window keeps input even when unfocused (tests, second monitor)
-                             quit_requested=glfw.get_key(self.window, glfw.KEY_ESCAPE) == glfw.PRESS, keys=keys)
-            if inp.quit_requested:
-                return
+                             keys=keys)
             yield Frame(i, now - t0, views, inp)
             i += 1
 

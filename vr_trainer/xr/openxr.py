@@ -20,16 +20,27 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import moderngl
 import numpy as np
 
 from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View
 from vr_trainer.xr.openxr_gl import DepthCopier, EGLContext, GLXHandles, RawFramebuffers
-from vr_trainer.xr.openxr_support import (BINDINGS, DEPTH_FORMATS, HANDS, INSTALL_HINT, LINEAR_FALLBACK, SRGB_FORMATS,
-                                          FrameWaiter, align_world_from_tracking, graphics_kind, pose_matrix_mm,
-                                          quiet_stderr)
+from vr_trainer.xr.openxr_support import (
+    BINDINGS,
+    DEPTH_FORMATS,
+    HANDS,
+    INSTALL_HINT,
+    LINEAR_FALLBACK,
+    SRGB_FORMATS,
+    FrameWaiter,
+    align_world_from_tracking,
+    graphics_kind,
+    pose_matrix_mm,
+    quiet_stderr,
+)
 
 try:
     import xr
@@ -245,6 +256,7 @@ class OpenXRBackend(DisplayBackend):
             raise res
 
     def _create_gl(self) -> None:
+        gpa: Callable[[bytes], int]
         if self.graphics_kind == "egl":
             self._egl = EGLContext()
             self.ctx = moderngl.create_context(require=330)
@@ -570,7 +582,7 @@ class OpenXRBackend(DisplayBackend):
         for k, path in enumerate(self._hand_paths):
             hand = inp.hands[k]
 
-            def get(name: str, fn: Any) -> Any:
+            def get(name: str, fn: Any, path: Any = path) -> Any:
                 return fn(self.session, xr.ActionStateGetInfo(action=self._actions[name], subaction_path=path))
             hand.trigger = float(get("trigger", xr.get_action_state_float).current_state)
             hand.grip = float(get("squeeze", xr.get_action_state_float).current_state)
@@ -623,7 +635,7 @@ class OpenXRBackend(DisplayBackend):
 
     def eye_textures(self) -> list[moderngl.Texture]:
         """The last submitted eye images as GPU textures (display-encoded sRGB values), for a mirror."""
-        return [f.color_attachments[0] for f in self._eye_copies]
+        return [cast(moderngl.Texture, f.color_attachments[0]) for f in self._eye_copies]
 
     def info(self) -> dict[str, Any]:
         sc = self._swapchains[0] if self._swapchains else None

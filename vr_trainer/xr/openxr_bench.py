@@ -94,7 +94,7 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3) -
         "graphics_binding": info["graphics_binding"], "gl_renderer": gl_renderer,
         "swapchain_size": info["swapchain_size"], "swapchain_format": info["swapchain_format"],
         "depth_layer": info["depth_layer"],
-        "frames": n, "frames_measured": int(len(timings)), "wall_s": round(wall_s, 3),
+        "frames": n, "frames_measured": len(timings), "wall_s": round(wall_s, 3),
         "display_period_ms": info["display_period_ms"],
         **pacing(timings[:, 0], period_s),
         "frame_ms_median": round(float(np.median(step_ms)), 3) if len(step_ms) else None,

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 import moderngl
 
@@ -112,7 +113,7 @@ class GLXHandles:
         self.get_proc_address = gpa
 
     @classmethod
-    def current(cls) -> "GLXHandles":
+    def current(cls) -> GLXHandles:
         gl = _load(("libGL.so.1", "libGL.so"))
         gl.glXGetCurrentDisplay.restype = _vp
         gl.glXGetCurrentDrawable.restype = ctypes.c_ulong
@@ -215,7 +216,7 @@ class DepthCopier:
         ctx.depth_func = "1"  # always pass, always write
         src.compare_func = ""
         src.use(0)
-        self.prog["u_depth"].value = 0
+        cast(moderngl.Uniform, self.prog["u_depth"]).value = 0
         self.vao.render(moderngl.TRIANGLES, vertices=3)
         ctx.depth_func = "<"
 

@@ -1,0 +1,62 @@
+"""The frame id stamped in the picture survives VP8 at low bit rates and reads back."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from remote import framecode as fc
+
+
+def test_bits_roundtrip_and_crc_catches_errors():
+    for fid in (0, 1, 4095, 123456, fc.ID_MODULO - 1, fc.ID_MODULO + 7):
+        bits = fc.code_bits(fid)
+        assert len(bits) == fc.N_CELLS and fc.decode_bits(bits) == fid % fc.ID_MODULO
+        for k in range(fc.SYNC_CELLS, fc.N_CELLS):
+            flipped = bits.copy()
+            flipped[k] ^= 1
+            assert fc.decode_bits(flipped) != fid % fc.ID_MODULO
+
+
+def test_stamp_rgb_and_too_small_picture():
+    img = np.full((240, 640, 3), 128, np.uint8)
+    fc.stamp_rgb(img, 777)
+    assert fc.read_rgb(img) == 777
+    assert fc.read_rgb(np.zeros((240, 640, 3), np.uint8)) is None
+    small = np.zeros((8, 100, 3), np.uint8)
+    fc.stamp_rgb(small, 5)
+    assert not small.any() and fc.read_rgb(small) is None
+
+
+@pytest.mark.parametrize("bitrate", [150_000, 500_000])
+def test_code_survives_vp8(bitrate):
+    w, h = 384, 216
+    enc = av.CodecContext.create("libvpx", "w")
+    enc.width, enc.height, enc.pix_fmt, enc.bit_rate = w, h, "yuv420p", bitrate
+    enc.time_base = Fraction(1, 30)
+    enc.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
+    dec = av.CodecContext.create("libvpx", "r")
+    rng = np.random.default_rng(3)
+    read, ids = [], list(range(1000, 1040))
+    for i, fid in enumerate(ids):
+        rgb = (rng.integers(0, 255, (h, w, 3))).astype(np.uint8)  # noise: the worst case for the encoder
+        yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        fc.stamp_i420(yuv, w, h, fid)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts = i
+        for pkt in enc.encode(frame):
+            for out in dec.decode(pkt):
+                read.append(fc.read_luma(out.to_ndarray(format="yuv420p")[:h]))
+    assert len(read) >= 36
+    good = [r for r in read if r is not None]
+    assert all(r in ids for r in good), "a corrupted code must read as None, never as another id"
+    assert len(good) >= 0.9 * len(read)
+
+
+def test_javascript_twin_uses_the_same_layout():
+    js = (Path(fc.__file__).parent / "static" / "framecode.js").read_text()
+    assert f"CELL_PX = {fc.CELL_PX};" in js and f"N_CELLS = {fc.N_CELLS};" in js and "0x07" in js

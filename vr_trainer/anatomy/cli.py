@@ -1,0 +1,116 @@
+"""``vr-trainer import ...`` and ``vr-trainer bench import``.
+
+The main CLI (``vr_trainer/cli.py``) calls :func:`register` and
+:func:`register_bench`; each sub-command sets ``handler`` (also ``func``) to a
+callable ``handler(args) -> int``.  User mistakes raise
+:class:`~vr_trainer.anatomy.errors.AnatomyError`, which the main CLI prints
+as ``error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .tissues import TISSUES
+
+
+def _set(p: argparse.ArgumentParser, fn: Any) -> None:
+    p.set_defaults(handler=fn, func=fn)
+
+
+def run_import_ct(args: argparse.Namespace) -> int:
+    """Handler of ``import ct``."""
+    from .importers import describe, import_ct
+
+    out = import_ct(args.path, args.out, labels=args.labels, label_map=args.label_map, threshold_hu=args.threshold_hu)
+    print(describe(out))
+    return 0
+
+
+def run_import_mesh(args: argparse.Namespace) -> int:
+    """Handler of ``import mesh``."""
+    from .importers import describe, import_mesh
+
+    out = import_mesh(args.files, args.out, tissue=args.tissue, units=args.units, name=args.name)
+    print(describe(out))
+    return 0
+
+
+def run_bench_import(args: argparse.Namespace) -> int:
+    """Handler of ``bench import``."""
+    from .bench import run
+
+    return run(args)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``import`` with ``ct`` and ``mesh`` to the main CLI's sub-parsers."""
+    imp = subparsers.add_parser("import", help="import patient anatomy into an asset bundle",
+                                description="Import CT / label maps / surface meshes into a de-identified "
+                                            "asset bundle (glTF meshes in RAS millimetres + manifest.json).")
+    sub = imp.add_subparsers(dest="import_kind", metavar="{ct,mesh}")
+    sub.required = True
+    ct = sub.add_parser("ct", help="CT (DICOM folder, NIfTI, NRRD) and/or label map -> bundle",
+                        description="PATH is a DICOM series folder (compressed transfer syntaxes included), "
+                                    "a NIfTI (.nii/.nii.gz) or an NRRD file; a label map alone is also accepted. "
+                                    "DICOM is de-identified before anything is written.")
+    ct.add_argument("path", help="DICOM series folder, .nii/.nii.gz or .nrrd")
+    ct.add_argument("--labels", metavar="SEG", help="label map (NIfTI/NRRD) on the CT's grid or overlapping it")
+    ct.add_argument("--label-map", metavar="totalsegmentator|MAP.yaml", default=None,
+                    help="meaning of the label ids (default: TotalSegmentator v2 'total')")
+    ct.add_argument("--threshold-hu", type=float, metavar="HU", default=None,
+                    help="bone threshold when no labels are given (default 200 HU)")
+    ct.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
+    _set(ct, run_import_ct)
+    mesh = sub.add_parser("mesh", help="surface meshes (STL, OBJ, PLY, glTF/GLB, VTK, VTP) -> bundle",
+                          description="Units: --units auto decides from anatomical plausibility and records the "
+                                      "decision; when it cannot decide it stops and asks for --units.")
+    mesh.add_argument("files", nargs="+", metavar="FILE", help="mesh files (one structure each)")
+    mesh.add_argument("--tissue", choices=TISSUES, default=None, help="tissue class (default: from the file name, else bone)")
+    mesh.add_argument("--units", choices=("auto", "mm", "cm", "m"), default="auto", help="unit of the file coordinates")
+    mesh.add_argument("--name", default=None, help="structure name (a prefix when several files are given)")
+    mesh.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
+    _set(mesh, run_import_mesh)
+    return imp
+
+
+def register_bench(bench_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench import`` to the main CLI's ``bench`` sub-parsers."""
+    b = bench_subparsers.add_parser("import", help="time CT import against a plain scikit-image + trimesh pipeline",
+                                    description="Example CT -> bundle and a synthetic 512x512x400 volume, each beside "
+                                                "a plain scikit-image + trimesh pipeline in the same run; medians, "
+                                                "ratios and peak memory.")
+    b.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
+    b.add_argument("--data", default=None, help="folder with example_ct_sm.nii.gz/example_seg.nii.gz "
+                                                "(default ../shared/data/ct/totalsegmentator-example)")
+    b.add_argument("--shape", default="512,512,400", help="synthetic volume shape (voxels)")
+    b.add_argument("--skip-large", action="store_true", help="only the example CT")
+    b.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    _set(b, run_bench_import)
+    return b
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m vr_trainer.anatomy.cli``), same behaviour as the main CLI."""
+    import sys
+
+    from .errors import AnatomyError
+
+    ap = argparse.ArgumentParser(prog="vr-trainer")
+    sub = ap.add_subparsers(dest="command")
+    sub.required = True
+    register(sub)
+    bench = sub.add_parser("bench").add_subparsers(dest="bench_kind")
+    bench.required = True
+    register_bench(bench)
+    args = ap.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except AnatomyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

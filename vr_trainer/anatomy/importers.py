@@ -1,0 +1,136 @@
+"""One call per import: read -> (de-identify) -> surfaces -> bundle.
+
+Nothing is written until every structure is ready; :func:`write_bundle`
+then writes atomically, so a failure at any step leaves no bundle behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .bundle import Bundle, Structure, combined_sha256, load_bundle, write_bundle
+from .errors import AnatomyError
+from .labelmaps import resolve_label_map
+from .meshes import structures_from_meshes
+from .pipeline import same_grid, structures_from_labels, structures_from_threshold
+from .volume import Volume, read_volume
+
+DEFAULT_THRESHOLD_HU = 200.0
+_NO_PHI_NOTE = ("no patient metadata copied: only voxel data and geometry are used; header text "
+                "(NIfTI descrip/aux, NRRD key/values) and file names are not recorded")
+
+
+def looks_like_labels(vol: Volume) -> bool:
+    """A label map: non-negative integers with few distinct values (a CT has air at -1000 HU)."""
+    a = vol.array
+    if a.dtype.kind == "f" and not np.array_equal(a, np.round(a)):
+        return False
+    if a.min() < 0:
+        return False
+    return len(np.unique(a[:: max(1, a.shape[0] // 64)])) <= 512
+
+
+def _overlap_mm(a: Volume, b: Volume) -> float:
+    def box(v: Volume) -> np.ndarray:
+        corners = np.array([[i, j, k, 1.0] for i in (0, v.array.shape[0] - 1) for j in (0, v.array.shape[1] - 1)
+                            for k in (0, v.array.shape[2] - 1)])
+        w = corners @ v.affine.T
+        return np.stack([w[:, :3].min(0), w[:, :3].max(0)])
+
+    ba, bb = box(a), box(b)
+    return float(np.min(np.minimum(ba[1], bb[1]) - np.maximum(ba[0], bb[0])))
+
+
+def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = None, label_map: str | None = None,
+              threshold_hu: float | None = None) -> Path:
+    """CT (DICOM folder / NIfTI / NRRD) and optional label map -> bundle at ``out``.
+
+    Without ``labels`` a CT gives one bone surface at ``threshold_hu``
+    (default 200 HU); a label map passed as ``path`` alone is imported as
+    labels.  Returns the bundle folder.
+    """
+    path = Path(path)
+    deid: dict[str, Any] = {"status": "no_patient_metadata_copied", "note": _NO_PHI_NOTE}
+    dicom = path.is_dir() or path.suffix.lower() == ".dcm"
+    if dicom:
+        from .dicom import read_dicom_series
+
+        series = read_dicom_series(path if path.is_dir() else path.parent)
+        ct: Volume | None = series.volume
+        deid = series.deidentification
+    else:
+        ct = read_volume(path)
+    lab: Volume | None = None
+    if labels is not None:
+        lab = read_volume(labels, labels=True)
+        assert ct is not None
+        if not same_grid(ct, lab) and _overlap_mm(ct, lab) <= 0:
+            raise AnatomyError(f"{labels}: the label map does not overlap the CT {path} in space; "
+                               "pass the segmentation made from this CT")
+    elif ct is not None and threshold_hu is None and not dicom and (label_map is not None or looks_like_labels(ct)):
+        lab, ct = ct, None  # a label map on its own
+    inputs = (ct.inputs if ct is not None else []) + (lab.inputs if lab is not None else [])
+    notes: dict[str, Any] = {}
+    for v in (ct, lab):
+        if v is not None:
+            notes.update(v.notes)
+    if lab is not None:
+        specs, map_desc = resolve_label_map(label_map)
+        tiny: list[int] = []
+        structures, unmapped = structures_from_labels(lab, specs, ct=ct, skipped=tiny)
+        if tiny:
+            notes["skipped_tiny_label_ids"] = tiny
+        if unmapped:
+            notes["unmapped_label_ids"] = unmapped
+            print(f"warning: label ids {unmapped} are not in the label map ({map_desc}) and were skipped",
+                  file=sys.stderr)
+        if not structures:
+            raise AnatomyError(f"{labels or path}: no label of the map ({map_desc}) is present; "
+                               "check --label-map matches the segmentation")
+        method: dict[str, Any] = {"method": "label map", "label_map": map_desc}
+    else:
+        assert ct is not None
+        thr = DEFAULT_THRESHOLD_HU if threshold_hu is None else float(threshold_hu)
+        structures = structures_from_threshold(ct, thr)
+        method = {"method": "threshold", "threshold_hu": thr}
+    src_units = (lab or ct).source_units  # type: ignore[union-attr]
+    provenance = {"source": "dicom" if dicom else "volume", "inputs": inputs,
+                  "inputs_sha256": combined_sha256(i["sha256"] for i in inputs), **method,
+                  "voxel_mm": [round(float(x), 4) for x in (lab or ct).spacing_mm],  # type: ignore[union-attr]
+                  "pipeline": "orient to RAS mm -> marching cubes per label (ascent) -> taubin -> "
+                              "fast-simplification to tissue budget -> repair"}
+    return write_bundle(out, structures, source_units=src_units, provenance=provenance,
+                        deidentification=deid, notes=notes or None)
+
+
+def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | None = None, units: str = "auto",
+                name: str | None = None) -> Path:
+    """Surface meshes -> bundle at ``out`` (see :mod:`vr_trainer.anatomy.meshes`)."""
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise AnatomyError("import mesh: give at least one mesh file")
+    structures, unit, units_record, inputs = structures_from_meshes(paths, tissue=tissue, units=units, name=name)
+    provenance = {"source": "mesh", "inputs": inputs, "inputs_sha256": combined_sha256(i["sha256"] for i in inputs),
+                  "units": units_record, "pipeline": "units to mm -> repair (merge by position, winding, "
+                  "degenerate faces, tiny islands) -> decimation above 60k faces"}
+    deid = {"status": "no_patient_metadata_copied",
+            "note": "only vertex and face arrays are used; file headers, comments, names are not recorded"}
+    return write_bundle(out, structures, source_units=unit, provenance=provenance, deidentification=deid)
+
+
+def describe(bundle_path: Path) -> str:
+    """One line per structure for the CLI summary."""
+    b: Bundle = load_bundle(bundle_path)
+    lines = [f"wrote {b.path} ({len(b.structures)} structures, units mm, source {b.manifest['source_units']})"]
+    for s in b.structures:
+        vol = f"{s.volume_ml:.1f} ml" if s.volume_ml is not None else "open surface"
+        size = "x".join(f"{v:.0f}" for v in s.size_mm)
+        lines.append(f"  {s.name:<32} {s.tissue:<10} {vol:>12}  {size} mm  {s.face_count} faces")
+    return "\n".join(lines)
+
+
+__all__ = ["import_ct", "import_mesh", "describe", "looks_like_labels", "Structure"]
