@@ -283,6 +283,7 @@ class TraineeBridge:
         self._relay = MediaRelay()
         self._speaker: Any = None
         self._ws: Any = None
+        self._closed_link_counters: Counter = Counter()
 
     # ---- render-thread API ------------------------------------------------------
     def attach(self, loop: Any) -> None:
@@ -313,7 +314,7 @@ class TraineeBridge:
             self._thread.join(timeout_s)
 
     def stats(self) -> dict[str, Any]:
-        gates: Counter = Counter()
+        gates: Counter = Counter(self._closed_link_counters)
         for link in list(self.links.values()):
             gates.update(link.gate.counters)
             gates.update(link.counters)
@@ -471,6 +472,8 @@ class TraineeBridge:
         if self.links.get(link.peer_id) is link:
             del self.links[link.peer_id]
             self.counters["links_closed"] += 1
+            self._closed_link_counters.update(link.gate.counters)
+            self._closed_link_counters.update(link.counters)
             log.info("viewer %s (%s) closed: %s", link.peer_id, link.role, reason)
             self.inbox.put(lambda loop, pid=link.peer_id: self._forget_peer(loop, pid))
         await link.close()

@@ -77,11 +77,17 @@ class FakeViewer:
             @dc.on("message")
             def on_message(raw: Any) -> None:
                 try:
-                    self.messages.append(json.loads(raw))
+                    m = json.loads(raw)
                 except ValueError:
-                    pass
+                    return
+                if m.get("type") == "hb":
+                    if not self.silent:
+                        self.send({"type": "hb_ack", "seq": m["seq"], "t_ms": m["t_ms"]})
+                    return
+                self.messages.append(m)
 
             self._dc_open.set()
+            self._tasks.append(asyncio.ensure_future(self._heartbeat()))
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
@@ -89,6 +95,14 @@ class FakeViewer:
         assert self.ws is not None
         await self.ws.send_str(json.dumps({"v": 1, "type": "signal", "to": trainee_id,
                                            "data": {"kind": "answer", "sdp": pc.localDescription.sdp}}))
+
+    async def _heartbeat(self) -> None:
+        seq = 0
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.silent and self.dc is not None and self.dc.readyState == "open":
+                seq += 1
+                self.send({"type": "hb", "seq": seq, "t_ms": time.time() * 1000.0})
 
     def _patch_transport(self) -> None:
         assert self.pc is not None

@@ -75,9 +75,15 @@ def _check_obj(path: Path, data: bytes) -> None:
     if not data.endswith(b"\n"):
         raise AnatomyError(f"{path}: OBJ file's last line is incomplete (truncated); export it again")
     nv = len(re.findall(rb"(?m)^v\s", data))
-    idx = [abs(int(m)) for m in re.findall(rb"(?m)^f((?:\s+-?\d+(?:/-?\d*)*)+)", data) for m in re.findall(rb"-?\d+(?=/|\s|$)", m)]
-    if idx and max(idx) > nv:
-        raise AnatomyError(f"{path}: OBJ faces use vertex {max(idx)} but only {nv} vertices exist (truncated or corrupt)")
+    top = 0
+    for line in re.findall(rb"(?m)^f[ \t]+(.*)$", data):
+        for tok in line.split():
+            try:
+                top = max(top, abs(int(tok.split(b"/")[0])))
+            except ValueError:
+                raise AnatomyError(f"{path}: OBJ face entry {tok[:20]!r} is not a vertex index (corrupt file)") from None
+    if top > nv:
+        raise AnatomyError(f"{path}: OBJ faces use vertex {top} but only {nv} vertices exist (truncated or corrupt)")
 
 
 def read_mesh_file(path: Path) -> tuple[trimesh.Trimesh, dict[str, Any]]:

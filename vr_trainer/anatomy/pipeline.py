@@ -8,7 +8,9 @@ from a CT without labels.  All outputs are RAS millimetres.
 
 from __future__ import annotations
 
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
@@ -78,27 +80,37 @@ def structures_from_labels(
     unmapped = [i for i in wanted if i not in specs]
     hu = ct.array if (ct is not None and same_grid(ct, labels)) else None
     voxel_ml = float(abs(np.linalg.det(labels.affine[:3, :3]))) / 1000.0
-    out: list[Structure] = []
-    for lid in progress(mapped, "surfaces", total=len(mapped)):
+    for lid in mapped:
+        check_tissue(specs[lid].tissue, f"label {lid} ({specs[lid].name})")
+
+    def one(lid: int) -> Structure | int | None:
         spec = specs[lid]
-        check_tissue(spec.tissue, f"label {lid} ({spec.name})")
         sl = boxes[lid]
         mask = arr[sl] == lid
         nvox = int(mask.sum())
         if nvox < min_voxels:
-            if skipped is not None:
-                skipped.append(int(lid))
-            continue
+            return lid
         mesh = mask_surface(mask, labels.affine, sigma_mm=sigma_mm, start_vox=np.array([s.start for s in sl]))
         if mesh is None or len(mesh.faces) == 0:
-            continue
+            return None
         mesh = finish(mesh, budgets.get(spec.tissue, 5000))
         extra: dict[str, Any] = {"label_id": int(lid), "voxel_volume_ml": round(nvox * voxel_ml, 3)}
         if spec.description:
             extra["description"] = spec.description
         if hu is not None:
             extra["hu_mean"] = round(float(hu[sl][mask].mean()), 1)
-        out.append(Structure.from_mesh(spec.name, spec.tissue, mesh, **extra))
+        return Structure.from_mesh(spec.name, spec.tissue, mesh, **extra)
+
+    # labels are independent; numpy, scikit-image and fast-simplification release
+    # the GIL for most of the work, so a small thread pool uses the spare cores
+    workers = max(1, min(4, os.cpu_count() or 1, len(mapped)))
+    out: list[Structure] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for lid, res in zip(mapped, progress(pool.map(one, mapped), "surfaces", total=len(mapped))):
+            if isinstance(res, Structure):
+                out.append(res)
+            elif res is not None and skipped is not None:
+                skipped.append(int(lid))
     return out, unmapped
 
 

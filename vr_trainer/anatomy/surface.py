@@ -119,13 +119,16 @@ def repair(
     *,
     min_component_fraction: float = 0.01,
     min_component_faces: int = 16,
+    min_component_size_fraction: float = 0.03,
+    fix_winding: bool = True,
 ) -> trimesh.Trimesh:
     """Make a mesh usable: one vertex per position, no degenerate or duplicate
     faces, consistent outward winding, no tiny islands.
 
     Vertices are merged by position only (per-face normals and texture
-    coordinates as stored by STL/OBJ are dropped first), components smaller
-    than ``min_component_fraction`` of the largest (by faces) are removed.
+    coordinates as stored by STL/OBJ are dropped first); islands with fewer
+    than ``min_component_fraction`` of the largest island's faces, or smaller
+    than ``min_component_size_fraction`` of its bounding-box diagonal, go.
     """
     out = trimesh.Trimesh(
         vertices=np.asarray(mesh.vertices, dtype=np.float64),
@@ -143,15 +146,23 @@ def repair(
     labels = trimesh.graph.connected_component_labels(out.face_adjacency, node_count=len(out.faces))
     counts = np.bincount(labels)
     if len(counts) > 1:
-        keep_ids = np.nonzero(
-            (counts >= max(min_component_faces, min_component_fraction * counts.max()))
-        )[0]
+        # size of each island: bounding-box diagonal of its vertices (mm)
+        tri = out.vertices[out.faces]
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        lo = np.minimum.reduceat(tri[order].min(axis=1), starts, axis=0)
+        hi = np.maximum.reduceat(tri[order].max(axis=1), starts, axis=0)
+        diag = np.linalg.norm(hi - lo, axis=1)
+        keep = (counts >= max(min_component_faces, min_component_fraction * counts.max())) & (
+            diag >= min_component_size_fraction * diag.max())
+        keep_ids = np.nonzero(keep)[0]
         if len(keep_ids) == 0:
             keep_ids = np.array([int(np.argmax(counts))])
         out.update_faces(np.isin(labels, keep_ids))
         out.remove_unreferenced_vertices()
-    trimesh.repair.fix_normals(out, multibody=True)
-    if out.is_watertight and out.volume < 0:
+    if fix_winding:  # marching-cubes output is already consistent: callers may skip this
+        trimesh.repair.fix_normals(out, multibody=True)
+    if out.volume < 0 and out.is_watertight:
         out.invert()
     return out
 
@@ -162,8 +173,11 @@ def finish(
     *,
     smooth_iterations: int = 8,
     min_component_fraction: float = 0.01,
+    fix_winding: bool = False,
 ) -> trimesh.Trimesh:
-    """Smoothing, decimation to ``max_faces`` and repair, in that order.
+    """Smoothing, decimation to ``max_faces`` and repair, in that order, for
+    marching-cubes surfaces (consistently wound already, so the costly
+    winding fix is off unless ``fix_winding``).
 
     Very large inputs are pre-decimated to 8 x the budget before smoothing so
     the cost stays linear in the budget, not in the voxel count.
@@ -172,7 +186,7 @@ def finish(
         mesh = decimate(mesh, 8 * max_faces)
     mesh = smooth(mesh, smooth_iterations)
     mesh = decimate(mesh, max_faces)
-    mesh = repair(mesh, min_component_fraction=min_component_fraction)
+    mesh = repair(mesh, min_component_fraction=min_component_fraction, fix_winding=fix_winding)
     if len(mesh.faces) == 0:
         raise AnatomyError("surface vanished during repair (structure smaller than a few voxels?)")
     return mesh

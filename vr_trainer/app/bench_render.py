@@ -22,7 +22,7 @@ from vr_trainer.xr.headless import headset_fov
 from vr_trainer.xr.posetrack import eye_poses
 
 
-def _scene_arrays() -> tuple[dict[str, tuple[np.ndarray, np.ndarray, str]], list[tuple[str, np.ndarray]], Any]:
+def _scene_arrays() -> tuple[dict[str, Any], list[tuple[str, np.ndarray]], Any]:
     scenario = load_scenario(default_scenario_path())
     scene, meshes = build_session(scenario)
     state = scene.initial_state
@@ -45,8 +45,8 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
     w, h = size
     ctx = create_egl_context()
     r = SceneRenderer(ctx)
-    for mid, (v, f, tissue) in meshes.items():
-        r.add_mesh(mid, v, f, tissue)
+    for mid, m in meshes.items():
+        r.add_mesh(mid, m.vertices_mm, m.faces, m.tissue, double_sided=m.double_sided, lods=m.lods)
     fbos = [ctx.framebuffer(color_attachments=[ctx.texture((w, h), 4)], depth_attachment=ctx.depth_renderbuffer((w, h)))
             for _ in range(2)]
     snap = SceneSnapshot(0.0, 0, tuple(DrawItem(m, x) for m, x in items), (), scene.initial_state.annotations)
@@ -54,21 +54,27 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
     poses = eye_poses(head)
     views = [View(k, p, headset_fov(k, w, h), w, h, fbos[k]) for k, p in enumerate(poses)]
     faces = sum(len(meshes[m][1]) for m, _ in items)
-    times = []
-    for i in range(frames + 5):
-        t0 = time.perf_counter()
-        for v in views:
-            r.render(v, snap)
-        for fb in fbos:  # read back both eyes, as pyrender returns its image
-            fb.read(components=3, alignment=1)
-        if i >= 5:
-            times.append((time.perf_counter() - t0) * 1000.0)
-    ours = float(np.median(times))
+    def measure(lod_faces_per_px: float) -> float:
+        r.lod_faces_per_px = lod_faces_per_px
+        times = []
+        for i in range(frames + 5):
+            t0 = time.perf_counter()
+            for v in views:
+                r.render(v, snap)
+            for fb in fbos:  # read back both eyes, as pyrender returns its image
+                fb.read(components=3, alignment=1)
+            if i >= 5:
+                times.append((time.perf_counter() - t0) * 1000.0)
+        return float(np.median(times))
+
+    ours = measure(0.5)
+    full = measure(0.0)
     res: dict[str, Any] = {
         "scene": "default (lumbar spine + instrument)", "faces": int(faces), "eye_size": [w, h],
         "gl_renderer": ctx.info.get("GL_RENDERER"), "msaa_samples": r.samples,
         "vr_trainer_ms_per_stereo_frame_median": round(ours, 2),
         "vr_trainer_stereo_fps": round(1000.0 / ours, 1),
+        "vr_trainer_full_detail_ms_per_stereo_frame_median": round(full, 2),
     }
     ctx.release()
     if peer:
@@ -76,7 +82,7 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
             npz = Path(td) / "scene.npz"
             arrays = {}
             for k, (mid, xf) in enumerate(items):
-                v, f, _ = meshes[mid]
+                v, f = meshes[mid].vertices_mm, meshes[mid].faces
                 arrays[f"v{k}"], arrays[f"f{k}"], arrays[f"x{k}"] = v, f, xf
             cams = {f"cam{k}": v.pose_world_from_eye for k, v in enumerate(views)}
             fovs = {f"fov{k}": np.array([v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down])
@@ -92,4 +98,5 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
                 res["pyrender_ms_per_stereo_frame_median"] = round(peer_ms, 2)
                 res["pyrender_stereo_fps"] = round(1000.0 / peer_ms, 1)
                 res["fps_ratio_vs_pyrender"] = round(peer_ms / ours, 2)
+                res["fps_ratio_vs_pyrender_full_detail"] = round(peer_ms / full, 2)
     return res

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from vr_trainer.app.lod import make_lods
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.loader import resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
@@ -25,6 +27,16 @@ ORIENTATIONS = {
     "lateral_left": np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], float),
     "lateral_right": np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float),
 }
+
+
+class MeshData(NamedTuple):
+    """A mesh to upload: vertices (mm), faces, tissue class; open surfaces are double sided."""
+
+    vertices_mm: np.ndarray
+    faces: np.ndarray
+    tissue: str
+    double_sided: bool = False
+    lods: list[tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass
@@ -47,9 +59,9 @@ class SessionScene:
     track: PoseTrack
     bundle_dir: Path
 
-    def upload(self, renderer: SceneRenderer, meshes: dict[str, tuple[np.ndarray, np.ndarray, str]]) -> None:
-        for mesh_id, (v, f, tissue) in meshes.items():
-            renderer.add_mesh(mesh_id, v, f, tissue)
+    def upload(self, renderer: SceneRenderer, meshes: dict[str, MeshData]) -> None:
+        for mesh_id, m in meshes.items():
+            renderer.add_mesh(mesh_id, m.vertices_mm, m.faces, m.tissue, double_sided=m.double_sided, lods=m.lods)
 
     def snapshot(self, state: SimState, frame: Frame) -> SceneSnapshot:
         items = [DrawItem(p.mesh_id, self.world_from_patient) for p in self.parts]
@@ -92,14 +104,14 @@ class SessionScene:
                 PanelItem("readouts", tuple(read), read_pose, 200.0)]
 
 
-def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.ndarray, np.ndarray, str]]]:
+def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]]:
     """Load the scenario's bundle and instruments; returns the scene and the meshes to upload."""
     from vr_trainer.anatomy.bundle import load_bundle
 
     bundle_dir = resolve_bundle_path(scenario)
     bundle = load_bundle(bundle_dir)
     hidden = set(scenario.anatomy.hide)
-    meshes: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+    meshes: dict[str, MeshData] = {}
     parts: list[AnatomyPart] = []
     lo = np.full(3, np.inf)
     hi = np.full(3, -np.inf)
@@ -109,7 +121,8 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.
         v = np.asarray(st.mesh.vertices, float)
         lo, hi = np.minimum(lo, v.min(0)), np.maximum(hi, v.max(0))
         mesh_id = f"anatomy:{st.name}"
-        meshes[mesh_id] = (v, np.asarray(st.mesh.faces), st.tissue)
+        f = np.asarray(st.mesh.faces)
+        meshes[mesh_id] = MeshData(v, f, st.tissue, not st.watertight, make_lods(v, f))
         parts.append(AnatomyPart(mesh_id, st.name, st.tissue, v.mean(0)))
     centre = (lo + hi) / 2.0 if parts else np.zeros(3)
     rot = np.eye(4)
@@ -122,7 +135,7 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, tuple[np.
         mid = f"instrument:{spec.kind}"
         if mid not in meshes:
             m = instrument_mesh(spec)
-            meshes[mid] = (np.asarray(m.vertices), np.asarray(m.faces), "instrument")
+            meshes[mid] = MeshData(np.asarray(m.vertices), np.asarray(m.faces), "instrument", not m.is_watertight)
         instruments.append(InstrumentState(ref.id, spec, pose_from_axis(
             np.asarray(scenario.anatomy.position_mm) + np.array([0.0, 200.0, 250.0]), np.array([0.0, 1.0, 0.3]))))
     targets: dict[str, Target] = {}

@@ -35,11 +35,28 @@ def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
 
 @dataclass
 class GpuMesh:
-    vao: moderngl.VertexArray
+    """An uploaded mesh; ``levels`` are (vao, face_count) from full detail to coarsest."""
+
+    levels: list[tuple[moderngl.VertexArray, int]]
     material: TissueMaterial
     centroid_mm: np.ndarray
-    face_count: int
+    radius_mm: float
     buffers: tuple[moderngl.Buffer, ...]
+    double_sided: bool = False
+
+    @property
+    def face_count(self) -> int:
+        return self.levels[0][1]
+
+    def pick(self, covered_px: float, faces_per_px: float) -> tuple[moderngl.VertexArray, int]:
+        """The coarsest level that still has ``faces_per_px`` triangles per covered pixel."""
+        want = covered_px * faces_per_px
+        best = self.levels[0]
+        for lvl in self.levels[1:]:
+            if lvl[1] < want:
+                break
+            best = lvl
+        return best
 
 
 @dataclass
@@ -68,11 +85,14 @@ class SceneRenderer:
     """Draws a :class:`SceneSnapshot` into each :class:`View`."""
 
     def __init__(self, ctx: moderngl.Context, samples: int = 4, near_mm: float = 30.0, far_mm: float = 20000.0,
-                 clear_rgb: tuple[float, float, float] = (0.055, 0.075, 0.105)) -> None:
+                 clear_rgb: tuple[float, float, float] = (0.055, 0.075, 0.105), lod_faces_per_px: float = 0.5) -> None:
         self.ctx = ctx
         self.samples = min(samples, max(ctx.max_samples, 0)) if samples > 1 else 0
         self.near_mm, self.far_mm = near_mm, far_mm
         self.clear_rgb = clear_rgb
+        self.lod_faces_per_px = lod_faces_per_px  # <= 0 disables levels of detail
+        self._focal_px = 1.0
+        self._eye_mm = np.zeros(3)
         self.meshes: dict[str, GpuMesh] = {}
         self.targets: dict[int, EyeTarget] = {}
         self.prog_mesh = load_program(ctx, "mesh")
@@ -99,25 +119,41 @@ class SceneRenderer:
 
     # ---- upload -------------------------------------------------------------
     def add_mesh(self, mesh_id: str, vertices_mm: np.ndarray, faces: np.ndarray, tissue: str,
-                 normals: np.ndarray | None = None) -> None:
-        """Upload a triangle mesh once. ``tissue`` picks the material."""
+                 normals: np.ndarray | None = None, double_sided: bool = False,
+                 lods: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        """Upload a triangle mesh once. ``tissue`` picks the material.
+
+        Closed meshes with outward (counter-clockwise) winding are drawn with back faces
+        culled, which halves the triangles a software rasteriser must cover; open
+        surfaces (a cut, a skin patch) need ``double_sided=True``. ``lods`` are coarser
+        versions (see :mod:`vr_trainer.app.lod`) used when the mesh covers few pixels."""
         v = np.ascontiguousarray(vertices_mm, dtype="f4")
         f = np.ascontiguousarray(faces, dtype="u4")
         if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
             raise ValueError(f"mesh '{mesh_id}': need Nx3 vertices and Mx3 faces, got {v.shape} and {f.shape}")
-        n = smooth_normals(v.astype("f8"), f.astype(np.int64)) if normals is None else normals
-        inter = np.hstack([v, np.asarray(n, dtype="f4")]).astype("f4")
-        vbo = self.ctx.buffer(inter.tobytes())
-        ibo = self.ctx.buffer(f.tobytes())
-        vao = self.ctx.vertex_array(self.prog_mesh, [(vbo, "3f 3f", "in_position", "in_normal")], index_buffer=ibo,
-                                    index_element_size=4)
+        levels = []
+        buffers: list[moderngl.Buffer] = []
+        for k, (lv, lf) in enumerate([(v, f), *(lods or [])]):
+            lv = np.ascontiguousarray(lv, dtype="f4")
+            lf = np.ascontiguousarray(lf, dtype="u4")
+            n = normals if (k == 0 and normals is not None) else smooth_normals(lv.astype("f8"), lf.astype(np.int64))
+            inter = np.hstack([lv, np.asarray(n, dtype="f4")]).astype("f4")
+            vbo = self.ctx.buffer(inter.tobytes())
+            ibo = self.ctx.buffer(lf.tobytes())
+            vao = self.ctx.vertex_array(self.prog_mesh, [(vbo, "3f 3f", "in_position", "in_normal")],
+                                        index_buffer=ibo, index_element_size=4)
+            levels.append((vao, len(lf)))
+            buffers += [vbo, ibo]
         old = self.meshes.pop(mesh_id, None)
         if old is not None:
             self._release_mesh(old)
-        self.meshes[mesh_id] = GpuMesh(vao, material_for(tissue), v.mean(axis=0).astype("f8"), len(f), (vbo, ibo))
+        centroid = v.mean(axis=0).astype("f8")
+        radius = float(np.linalg.norm(v - centroid, axis=1).max())
+        self.meshes[mesh_id] = GpuMesh(levels, material_for(tissue), centroid, radius, tuple(buffers), double_sided)
 
     def _release_mesh(self, m: GpuMesh) -> None:
-        m.vao.release()
+        for vao, _ in m.levels:
+            vao.release()
         for b in m.buffers:
             b.release()
 
@@ -178,6 +214,8 @@ class SceneRenderer:
                 continue
             (clear_items if gm.material.translucent else opaque).append((it, gm))
         ctx.disable(moderngl.BLEND)
+        self._focal_px = proj[1, 1] * view.height / 2.0
+        self._eye_mm = eye_mm
         for it, gm in opaque:
             calls += self._draw_mesh(it.world_from_model, gm)
         self._draw_annotations(view, view_m, proj, vp, snap)
@@ -194,6 +232,7 @@ class SceneRenderer:
             ctx.depth_mask = True
         calls += self._draw_panels(vp, snap)
         ctx.disable(moderngl.BLEND)
+        ctx.disable(moderngl.CULL_FACE)
         if t.msaa is not t.resolved:
             ctx.copy_framebuffer(t.resolved, t.msaa)
         if view.framebuffer is not None and view.framebuffer is not t.resolved:
@@ -207,7 +246,17 @@ class SceneRenderer:
         self._write(pm, "u_model", world_from_model)
         pm["u_color"].value = (*mat.color_rgb, mat.alpha)
         pm["u_material"].value = (mat.specular, mat.shininess, mat.rim, mat.wrap)
-        gm.vao.render(moderngl.TRIANGLES)
+        if gm.double_sided:
+            self.ctx.disable(moderngl.CULL_FACE)
+        else:
+            self.ctx.enable(moderngl.CULL_FACE)
+        vao = gm.levels[0][0]
+        if len(gm.levels) > 1 and self.lod_faces_per_px > 0:
+            c = world_from_model[:3, :3] @ gm.centroid_mm + world_from_model[:3, 3]
+            dist = max(float(np.linalg.norm(c - self._eye_mm)) - gm.radius_mm, self.near_mm)
+            r_px = self._focal_px * gm.radius_mm / dist
+            vao, faces = gm.pick(np.pi * r_px * r_px, self.lod_faces_per_px)
+        vao.render(moderngl.TRIANGLES)
         return 1
 
     # ---- annotations --------------------------------------------------------

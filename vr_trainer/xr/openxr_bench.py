@@ -56,8 +56,11 @@ def pacing(display_times_s: np.ndarray, period_s: float) -> dict[str, Any]:
             "gap_ms_max": round(float(gaps.max() * 1000.0), 3)}
 
 
-def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3) -> dict[str, Any]:
-    """Render the default scene for ``frames`` frames through OpenXR and report pacing."""
+def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3,
+              samples: int | None = None) -> dict[str, Any]:
+    """Render the default scene for ``frames`` frames through OpenXR and report pacing.
+
+    ``samples``: MSAA samples for the renderer (None: the renderer's default)."""
     from vr_trainer.app.clock import MonotonicClock
     from vr_trainer.app.loop import FrameLoop
     from vr_trainer.app.session import build_session
@@ -71,7 +74,7 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3) -
     ctx = backend.open()
     gl_renderer = ctx.info.get("GL_RENDERER")
     try:
-        renderer = SceneRenderer(ctx)
+        renderer = SceneRenderer(ctx) if samples is None else SceneRenderer(ctx, samples=samples)
         backend.depth_range_mm = (renderer.near_mm, renderer.far_mm)
         scene.upload(renderer, meshes)
         w, h = backend.info()["swapchain_size"]
@@ -93,7 +96,7 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3) -
         "runtime": info["runtime"], "runtime_version": info["runtime_version"], "system": info["system"],
         "graphics_binding": info["graphics_binding"], "gl_renderer": gl_renderer,
         "swapchain_size": info["swapchain_size"], "swapchain_format": info["swapchain_format"],
-        "depth_layer": info["depth_layer"],
+        "depth_layer": info["depth_layer"], "msaa_samples": renderer.samples,
         "frames": n, "frames_measured": len(timings), "wall_s": round(wall_s, 3),
         "display_period_ms": info["display_period_ms"],
         **pacing(timings[:, 0], period_s),
@@ -111,7 +114,7 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3) -
 def cmd_bench_openxr(args: argparse.Namespace) -> int:
     if args.simulated:
         use_simulated_monado()
-    res = run_bench(args.frames, args.scenario)
+    res = run_bench(args.frames, args.scenario, samples=args.samples)
     print(json.dumps(res, indent=2, ensure_ascii=False))
     return 0
 
@@ -121,6 +124,7 @@ def register_bench(bsub: Any) -> None:
     b = bsub.add_parser("openxr", help="frames missed at the OpenXR runtime's pace (default scene)")
     b.add_argument("--frames", type=int, default=600)
     b.add_argument("--scenario", default=None, help="scenario YAML (default: the built-in one)")
+    b.add_argument("--samples", type=int, default=None, help="MSAA samples (default: the renderer's)")
     b.add_argument("--simulated", action="store_true",
                    help="use the Monado from scripts/install_monado.sh (simulated HMD, null compositor)")
     b.set_defaults(func=cmd_bench_openxr)
