@@ -336,6 +336,7 @@ class SceneRenderer:
                           snap: SceneSnapshot) -> None:
         self._upload_annotations(snap)
         ctx = self.ctx
+        ctx.disable(moderngl.CULL_FACE)  # ribbons face either way
         if self._line_count:
             pl = self.prog_lines
             self._write(pl, "u_view", view_m)
