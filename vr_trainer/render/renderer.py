@@ -218,7 +218,6 @@ class SceneRenderer:
         self._eye_mm = eye_mm
         for it, gm in opaque:
             calls += self._draw_mesh(it.world_from_model, gm)
-        self._draw_annotations(view, view_m, proj, vp, snap)
         if clear_items:
             def dist(p: tuple) -> float:
                 c = p[0].world_from_model[:3, :3] @ p[1].centroid_mm + p[0].world_from_model[:3, 3]
@@ -230,6 +229,8 @@ class SceneRenderer:
             for it, gm in clear_items:
                 calls += self._draw_mesh(it.world_from_model, gm)
             ctx.depth_mask = True
+        # marks after translucent tissue, so a mentor's stroke on the dura reads clearly
+        self._draw_annotations(view, view_m, proj, vp, snap)
         calls += self._draw_panels(vp, snap)
         ctx.disable(moderngl.BLEND)
         ctx.disable(moderngl.CULL_FACE)
