@@ -11,8 +11,9 @@ back through ``reply(peer_id, message)``, which must be thread-safe.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from remote.framecode import ID_MODULO
 from remote.schema import ClearMsg, Hold, LaserMsg, NoteMsg, PinMsg, Release, StrokeMsg, UndoMsg
-from vr_trainer.app.bridge import MirrorFrame, ThreadSafeInbox
+from vr_trainer.app.bridge import MirrorFrame
 from vr_trainer.sim.annotations import AnnotationSet, Pin, Stroke
 from vr_trainer.sim.unproject import unproject_pixels
 
@@ -248,21 +249,39 @@ class AnnotationApplier:
 
 
 class MentorInbox:
-    """The bridge's :class:`~vr_trainer.app.bridge.Inbox`: bounded, plus a per-frame tick."""
+    """The bridge's :class:`~vr_trainer.app.bridge.Inbox`: bounded, at most
+    ``max_per_frame`` items a frame (a flood spreads over frames instead of making
+    one long), laser updates coalesced per sender, plus a per-frame tick."""
 
-    def __init__(self, applier: AnnotationApplier, maxlen: int = 4096) -> None:
+    def __init__(self, applier: AnnotationApplier, maxlen: int = 4096, max_per_frame: int = 64) -> None:
         self.applier = applier
-        self._q = ThreadSafeInbox(maxlen=maxlen)
+        self.max_per_frame = max_per_frame
+        self._q: deque = deque()
+        self._latest: dict[str, Callable[[Any], None]] = {}  # coalesced (latest wins), e.g. laser per peer
+        self._lock = threading.Lock()
+        self.maxlen = maxlen
+        self.dropped = 0
 
-    def put(self, item: Callable[[Any], None]) -> None:
-        self._q.put(item)
+    def put(self, item: Callable[[Any], None], coalesce_key: str | None = None) -> None:
+        with self._lock:
+            if coalesce_key is not None:
+                self._latest[coalesce_key] = item
+                return
+            if len(self._q) >= self.maxlen:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(item)
 
-    @property
-    def dropped(self) -> int:
-        return self._q.dropped
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._q) + len(self._latest)
 
     def drain(self) -> list[Any]:
-        items = self._q.drain()
+        with self._lock:
+            n = min(len(self._q), self.max_per_frame)
+            items = [self._q.popleft() for _ in range(n)]
+            items.extend(self._latest.values())
+            self._latest.clear()
         if self.applier.needs_housekeeping:
             items.append(self.applier.housekeeping)
         return items

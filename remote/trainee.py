@@ -18,6 +18,7 @@ loopback). ``VR_TRAINER_MENTOR_CA`` names a CA bundle for a self-signed server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import ssl
@@ -204,7 +205,8 @@ class ViewerLink:
                 return
             if isinstance(msg, NoteMsg):
                 self.bridge.add_note(self.sender, msg)
-            self.bridge.inbox.put(self.bridge.applier.make(self.sender, msg))
+            key = f"laser:{self.peer_id}" if t == "laser" else None
+            self.bridge.inbox.put(self.bridge.applier.make(self.sender, msg), coalesce_key=key)
 
     def _on_track(self, track: Any) -> None:
         if track.kind == "audio":
@@ -215,14 +217,18 @@ class ViewerLink:
             await self.bridge.drop_link(self, self.pc.connectionState)
 
     async def _heartbeat(self) -> None:
+        """Send a beat every ``heartbeat_interval_s``; check for silence twice as often."""
         cfg = self.bridge.config
         seq = 0
+        next_beat_s = time.monotonic()
         while not self.closed:
-            await asyncio.sleep(cfg.heartbeat_interval_s)
+            await asyncio.sleep(cfg.heartbeat_interval_s / 2.0)
             now = time.monotonic()
             if self.opened:
-                seq += 1
-                self.send({"type": "hb", "seq": seq, "t_ms": time.time() * 1000.0})
+                if now >= next_beat_s:
+                    seq += 1
+                    next_beat_s = now + cfg.heartbeat_interval_s
+                    self.send({"type": "hb", "seq": seq, "t_ms": time.time() * 1000.0})
                 if now - self.last_rx_s > cfg.dead_after_s:
                     self.bridge.counters["dead_peers"] += 1
                     log.warning("viewer %s silent for %.1f s: dropping", self.peer_id, now - self.last_rx_s)
@@ -290,6 +296,10 @@ class TraineeBridge:
         """Publish ``loop``'s mirror and feed its inbox; returns once the server answered
         (or after ``connect_wait_s``). A refused token raises :class:`RemoteError`."""
         self._loop = loop
+        # Everything loaded so far (scene, libraries) lives for the whole session: keep
+        # it out of the cyclic collector, whose full passes otherwise pause every thread
+        # for 100-300 ms once the network thread makes garbage.
+        gc.freeze()
         loop.sinks.append(self.source)
         loop.inboxes.append(self.inbox)
         self._thread.start()
@@ -425,6 +435,13 @@ class TraineeBridge:
             return
         kind = msg.get("type")
         if kind == "welcome":
+            if msg.get("role") != "trainee":
+                self.error = (f"the token is for the {msg.get('role')} role; the resident's session needs a trainee "
+                              "token (vr-trainer mentor token --role trainee ...)")
+                self._first_outcome.set()
+                if self._ws is not None:
+                    await self._ws.close()
+                return
             self.session_id, self.peer_id = msg.get("session_id", ""), msg.get("peer_id", "")
             self.ice_servers = list(msg.get("ice_servers") or [])
             self.ice_policy = msg.get("ice_transport_policy", "all")
@@ -450,7 +467,7 @@ class TraineeBridge:
             code = msg.get("code")
             if code in ("unauthorized", "replaced", "full"):
                 self.error = str(msg.get("message") or code)
-                log.error("mentor server: %s", self.error)
+                log.info("mentor server refused us: %s", self.error)
                 self._first_outcome.set()
 
     async def _add_link(self, info: dict[str, Any]) -> None:

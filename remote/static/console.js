@@ -26,11 +26,10 @@ const video = $('video'), overlay = $('overlay'), freezeCanvas = $('freeze'), fr
 const octx = overlay.getContext('2d');
 
 // ---- token -------------------------------------------------------------------------
+// The token rides in the link's fragment: never sent to the server in a request
+// line or a Referer, and a reload keeps it.
 function readToken() {
-  const params = new URLSearchParams(location.hash.slice(1));
-  const t = params.get('token');
-  if (t) sessionStorage.setItem('vr-mentor-token', t);
-  return t || sessionStorage.getItem('vr-mentor-token');
+  return new URLSearchParams(location.hash.slice(1)).get('token');
 }
 const token = readToken();
 

@@ -128,3 +128,24 @@ def test_yaml_label_map_and_its_errors(tmp_path: Path) -> None:
     bad.write_text("labels:\n  1: [L4\n")
     with pytest.raises(AnatomyError, match=r"bad\.yaml:\d+: not valid YAML"):
         load_yaml_map(bad)
+
+
+def test_nrrd_in_lps_lands_in_ras(tmp_path: Path) -> None:
+    """A Slicer-style NRRD (LPS space): a label block on the patient's right must come out at +x."""
+    import nrrd
+
+    from vr_trainer.anatomy.importers import import_ct
+
+    seg = np.zeros((40, 30, 20), np.uint8)
+    seg[2:12, 5:25, 4:16] = 1  # low i = low LPS x = patient right
+    header = {"space": "left-posterior-superior", "space directions": np.diag([1.5, 1.5, 2.0]),
+              "space origin": np.array([-30.0, -20.0, 0.0])}
+    f = tmp_path / "seg.nrrd"
+    nrrd.write(str(f), seg, header)
+    ymap = tmp_path / "map.yaml"
+    ymap.write_text("labels:\n  1: {name: block, tissue: organ}\n")
+    s = load_bundle(import_ct(f, tmp_path / "b", label_map=str(ymap)))["block"]
+    c = np.asarray(s.centroid_mm)
+    # LPS x of the block centre = -30 + 1.5*6.5 = -20.25 -> RAS x = +20.25 (right)
+    assert c[0] == pytest.approx(20.25, abs=0.6) and c[2] == pytest.approx(19.0, abs=0.6)
+    assert s.extra["voxel_volume_ml"] == pytest.approx(10 * 20 * 12 * 4.5 / 1000)

@@ -5,18 +5,22 @@ rejoin, heartbeat, packet loss, hostile messages."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import green_mask, run, start_loop
 from fakeviewer import FakeViewer
-from hostile_messages import hostile_messages
 
 pytestmark = pytest.mark.timeout(90)
 STROKE_U = np.linspace(0.2, 0.4, 24)  # across the left eye of the 640x240 mirror
 STROKE_V = 0.5
+HERE = Path(__file__).resolve().parent
 
 
 def stroke_msg(mark_id: str, frame_id: int, u=STROKE_U, v=STROKE_V, **kw) -> dict:
@@ -223,42 +227,22 @@ def test_video_and_marks_survive_packet_loss(board_loop, make_bridge, server, si
 
 
 def test_ten_thousand_hostile_messages_do_not_crash_or_stall(board_loop, make_bridge, server, signer):
+    """An expert's browser (here a process of its own) floods the data channel."""
     bridge = make_bridge(board_loop, "hostile-1", console_rates={})
     errors_before = board_loop.loop.inbox_errors
-
-    async def go():
-        v = await FakeViewer(server.url, signer.issue("hostile-1", "expert", "mallory")).join()
-        await v.wait_frames(3)
-        board_loop.reset_timing()
-        sent = 0
-        t_send = time.monotonic()
-        for m in hostile_messages(10_000, frame_id=v.latest_id(), big_fraction=0.01):
-            if isinstance(m, str):
-                try:
-                    m.encode("utf-8")
-                except UnicodeEncodeError:
-                    m = m.encode("utf-8", "surrogatepass")
-            v.send(m)
-            sent += 1
-            if sent % 500 == 0:
-                await asyncio.sleep(0.01)
-        try:
-            await v.wait_for(lambda: bridge.stats().get("msg_received", 0) >= 10_000, 30, "all hostile messages")
-        except AssertionError:
-            print("STATS", bridge.stats(), time.monotonic() - t_send)
-            raise
-        v.send(stroke_msg("after", v.latest_id()))
-        assert (await ack_for(v, "after", 10))["ok"], "a valid stroke still works afterwards"
-        st = bridge.stats()
-        await v.close()
-        return st
-
-    st = run(go(), 80)
+    board_loop.reset_timing()
+    out = subprocess.run([sys.executable, str(HERE / "viewer_process.py"), "hostile", server.url,
+                          signer.issue("hostile-1", "expert", "mallory"), "10000"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["sent"] == 10_000 and res["after_ok"], res  # a valid stroke still works afterwards
+    st = bridge.stats()
     assert st["msg_received"] >= 10_001
     dropped = sum(st.get(f"msg_{k}", 0) for k in ("malformed", "oversized", "unknown_type", "bad_version", "binary"))
-    assert dropped > 8000
+    assert dropped > 8000, st
     assert board_loop.loop.inbox_errors == errors_before
-    assert max(board_loop.frame_ms) < 250  # no stall; the tight bound is the reconnect-cycle test's
+    assert board_loop.frame_ms and max(board_loop.frame_ms) < 150  # tight bound: the reconnect-cycle test
 
 
 def test_held_frame_outlives_the_history(board_loop, make_bridge, server, signer):

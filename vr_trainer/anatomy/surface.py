@@ -9,6 +9,7 @@ CT does.  Vertices come out in RAS millimetres via the volume's 4x4 affine
 from __future__ import annotations
 
 import math
+import threading
 
 import fast_simplification
 import numpy as np
@@ -93,17 +94,23 @@ def iso_surface(
     return _to_ras(verts, faces, _crop_affine(affine, start))
 
 
+#: fast-simplification keeps its working mesh in C++ globals: concurrent calls
+#: from the label thread pool would swap meshes, so calls are serialised.
+_SIMPLIFY_LOCK = threading.Lock()
+
+
 def decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
     """Quadric decimation (fast-simplification) down to at most ``max_faces``."""
     n = len(mesh.faces)
     if n <= max_faces or max_faces <= 0:
         return mesh
     reduction = 1.0 - (max_faces * 0.98) / n
-    v, f = fast_simplification.simplify(
-        np.asarray(mesh.vertices, dtype=np.float32),
-        np.asarray(mesh.faces, dtype=np.int32),
-        target_reduction=float(reduction),
-    )
+    with _SIMPLIFY_LOCK:
+        v, f = fast_simplification.simplify(
+            np.asarray(mesh.vertices, dtype=np.float32),
+            np.asarray(mesh.faces, dtype=np.int32),
+            target_reduction=float(reduction),
+        )
     return trimesh.Trimesh(vertices=np.asarray(v, dtype=np.float64), faces=f, process=False)
 
 
@@ -121,6 +128,7 @@ def repair(
     min_component_faces: int = 16,
     min_component_size_fraction: float = 0.03,
     fix_winding: bool = True,
+    merge: bool = True,
 ) -> trimesh.Trimesh:
     """Make a mesh usable: one vertex per position, no degenerate or duplicate
     faces, consistent outward winding, no tiny islands.
@@ -137,9 +145,11 @@ def repair(
     )
     if len(out.faces) == 0:
         return out
-    out.merge_vertices(merge_tex=True, merge_norm=True)
+    if merge:  # marching cubes and quadric decimation already share vertices
+        out.merge_vertices(merge_tex=True, merge_norm=True)
     out.update_faces(out.nondegenerate_faces())
-    out.update_faces(out.unique_faces())
+    if merge:
+        out.update_faces(out.unique_faces())
     out.remove_unreferenced_vertices()
     if len(out.faces) == 0:
         return out
@@ -186,7 +196,7 @@ def finish(
         mesh = decimate(mesh, 8 * max_faces)
     mesh = smooth(mesh, smooth_iterations)
     mesh = decimate(mesh, max_faces)
-    mesh = repair(mesh, min_component_fraction=min_component_fraction, fix_winding=fix_winding)
+    mesh = repair(mesh, min_component_fraction=min_component_fraction, fix_winding=fix_winding, merge=fix_winding)
     if len(mesh.faces) == 0:
         raise AnatomyError("surface vanished during repair (structure smaller than a few voxels?)")
     return mesh

@@ -1,0 +1,163 @@
+"""End to end with Debian's headless Chromium driven by selenium: the expert console
+against a real trainee bridge and frame loop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from conftest import green_mask, need
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+SESSION = "web-1"
+
+
+def wait(pred: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    from remote.browser import Chromium, chromium_available
+
+    need(chromium_available(), "Debian chromium + chromium-driver not installed (scripts/debian-packages/remote.txt)")
+    b = Chromium()
+    yield b
+    b.quit()
+
+
+@pytest.fixture(scope="module")
+def web_bridge(board_loop, server, signer) -> Any:
+    from remote.peer import IceOptions
+    from remote.trainee import BridgeConfig, TraineeBridge
+
+    bridge = TraineeBridge(server.url, signer.issue(SESSION, "trainee", "resident"),
+                           BridgeConfig(ice=IceOptions(loopback_only=True), audio="none"))
+    board_loop.call(lambda loop: bridge.attach(loop), timeout_s=15)
+    yield bridge
+    bridge.close()
+
+
+def open_console(browser, server, token: str | None) -> None:
+    browser.driver.get("about:blank")
+    browser.driver.get(f"{server.url}/console" + (f"#token={token}" if token is not None else ""))
+
+
+def live(browser, n_frames: int = 10) -> dict:
+    return wait(lambda: (browser.console_state().get("framesWithId") or 0) >= n_frames and browser.console_state(),
+                20, "live video in the page")
+
+
+def marks_count(board_loop) -> int:
+    return board_loop.call(lambda loop: len(loop.state.annotations.strokes) + len(loop.state.annotations.pins))
+
+
+def test_page_receives_advancing_video(browser, web_bridge, server, signer):
+    open_console(browser, server, signer.issue(SESSION, "expert", "Dr Li"))
+    st = live(browser, 15)
+    assert st["status"] == "live" and st["role"] == "expert" and st["canAnnotate"]
+    first = st["currentFrameId"]
+    time.sleep(1.0)
+    st = browser.console_state()
+    assert st["currentFrameId"] - first >= 15, "frame ids advance at about 30 fps"
+    assert st["framesWithId"] >= 0.9 * st["framesSeen"], "the frame code reads on nearly every frame"
+    dims = browser.js("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight];")
+    assert dims == [640, 240]
+    wait(lambda: (browser.console_state()["stats"].get("fps") or 0) > 5, 5, "connection quality from getStats")
+    assert "fps" in browser.js("return document.getElementById('quality').textContent")
+
+
+def test_stroke_drawn_with_pointer_events_lands_in_the_trainee_frame(browser, web_bridge, board_loop, server, signer):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    board_loop.call(lambda loop: loop.state.annotations.clear())
+    open_console(browser, server, signer.issue(SESSION, "expert", "Dr Li"))
+    live(browser)
+    overlay = browser.driver.find_element(By.ID, "overlay")
+    w, h = overlay.size["width"], overlay.size["height"]
+    u0, u1, v = 0.2, 0.4, 0.5
+
+    def at(u: float) -> tuple[int, int]:  # selenium offsets are from the element's centre
+        return int(round((u - 0.5) * w)), int(round((v - 0.5) * h))
+
+    chain = ActionChains(browser.driver, duration=10).move_to_element_with_offset(overlay, *at(u0)).click_and_hold()
+    for u in np.linspace(u0, u1, 12)[1:]:
+        chain = chain.move_to_element_with_offset(overlay, *at(float(u)))
+    chain.release().perform()
+    acks = wait(lambda: [a for a in browser.console_state()["acks"] if a["ref"] not in ("undo", "clear")
+                         and not a["ref"].startswith("hold:")], 10, "the trainee's ack")
+    assert acks[-1]["ok"], acks
+    time.sleep(0.2)
+    img = board_loop.call(lambda loop: loop.mirror.read_now())
+    H, W = img.shape[:2]
+    g = green_mask(img)
+    row = g[int(v * H) - 3:int(v * H) + 4]
+    xs = np.flatnonzero(row.any(axis=0))
+    assert len(xs) > 0, "no stroke in the trainee's frame"
+    # where it was drawn: from u0 to u1 of the picture, on the row the pointer moved along
+    assert abs(xs.min() / W - u0) < 0.02 and abs(xs[xs < W // 2].max() / W - u1) < 0.02, (xs.min(), xs.max(), W)
+    assert g[:int(0.4 * H), :W // 2].sum() == 0 and g[int(0.6 * H):, :W // 2].sum() == 0
+    marks = wait(lambda: browser.console_state()["marks"], 5, "marks list in the page")
+    assert marks[0]["author"] == "Dr Li" and marks[0]["kind"] == "stroke"
+    # the expert sees it in the video too (the picture is the trainee's render)
+    assert "Dr Li" in browser.js("return document.getElementById('marks').textContent")
+
+
+def test_reload_restores_the_marks(browser, web_bridge, board_loop, server, signer):
+    n = marks_count(board_loop)
+    if n == 0:
+        pytest.skip("needs the stroke of the previous test")
+    published = web_bridge.source.published
+    browser.driver.refresh()
+    st = live(browser)
+    assert len(st["marks"]) == n and st["joins"] == 1
+    assert web_bridge.source.published > published and marks_count(board_loop) == n
+    browser.js("vrConsole.send({type: 'undo'})")
+    wait(lambda: marks_count(board_loop) == n - 1, 5, "undo after reload")
+
+
+def test_missing_or_wrong_token_is_refused(browser, server, signer, web_bridge):
+    open_console(browser, server, None)
+    st = wait(lambda: browser.console_state().get("status") == "refused" and browser.console_state(), 10, "refusal")
+    assert st["error"] == "no_token" and st["joins"] == 0
+    for bad in ("garbage", signer.issue(SESSION, "expert")[:-4] + "AAAA", signer.issue(SESSION, "expert", ttl_s=1,
+                                                                                        now_s=1000)):
+        before = server.server.counters["refused_unauthorized"]
+        open_console(browser, server, bad)
+        st = wait(lambda: browser.console_state().get("status") == "refused" and browser.console_state(), 10, "refusal")
+        assert st["error"] == "unauthorized" and st["joins"] == 0 and st["framesSeen"] == 0
+        assert server.server.counters["refused_unauthorized"] == before + 1
+        assert not browser.js("return document.getElementById('banner').hidden")
+
+
+def test_observer_watches_but_cannot_annotate(browser, web_bridge, board_loop, server, signer):
+    n = marks_count(board_loop)
+    open_console(browser, server, signer.issue(SESSION, "observer", "student"))
+    st = live(browser)
+    assert st["role"] == "observer" and not st["canAnnotate"]
+    assert browser.js("return document.getElementById('draw-tools').disabled")
+    assert "disabled" in browser.js("return document.getElementById('overlay').className")
+    browser.js("vrConsole.send({type: 'stroke', id: 'sneaky', frame_id: vrConsole.state.currentFrameId, "
+               "points: [[0.2, 0.5], [0.4, 0.5]]}); vrConsole.send({type: 'clear'});")
+    acks = wait(lambda: len(browser.console_state()["acks"]) >= 2 and browser.console_state()["acks"], 5, "refusals")
+    assert all(not a["ok"] and "observers" in a["reason"] for a in acks)
+    assert marks_count(board_loop) == n
+
+
+def test_expert_microphone_reaches_the_trainee(browser, web_bridge, server, signer):
+    open_console(browser, server, signer.issue(SESSION, "expert", "Dr Li"))
+    live(browser)
+    before = web_bridge.audio_frames_in
+    browser.js("return vrConsole.setMic(true)")
+    wait(lambda: browser.console_state().get("micOn"), 5, "microphone on")
+    wait(lambda: web_bridge.audio_frames_in > before + 25, 10, "audio frames at the trainee")
