@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class AnnotationApplier:
     reply: Reply
     broadcast_marks: Callable[[list[dict[str, Any]]], None]
     clock_s: Callable[[], float] = time.monotonic
-    held: "OrderedDict[tuple[str, int], tuple[MirrorFrame, float]]" = field(default_factory=OrderedDict)
+    held: OrderedDict[tuple[str, int], tuple[MirrorFrame, float]] = field(default_factory=OrderedDict)
     lasers: dict[str, float] = field(default_factory=dict)  # pin id -> last update (clock_s)
     applied: list[AppliedLog] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
@@ -122,8 +123,10 @@ class AnnotationApplier:
 
     # ---- messages -> callables -------------------------------------------------
     def make(self, sender: Sender, msg: Any) -> Callable[[Any], None]:
-        handler = {Hold: self._hold, Release: self._release, StrokeMsg: self._stroke, PinMsg: self._pin,
-                   LaserMsg: self._laser, UndoMsg: self._undo, ClearMsg: self._clear, NoteMsg: self._note}[type(msg)]
+        handlers: dict[type, Callable[[Any, Sender, Any], None]] = {
+            Hold: self._hold, Release: self._release, StrokeMsg: self._stroke, PinMsg: self._pin,
+            LaserMsg: self._laser, UndoMsg: self._undo, ClearMsg: self._clear, NoteMsg: self._note}
+        handler = handlers[type(msg)]
 
         def apply(loop: Any) -> None:
             handler(loop, sender, msg)
@@ -187,7 +190,7 @@ class AnnotationApplier:
             self._ack(sender, msg.id, False, why or "stroke leaves the picture")
             return
         remove_mark(ann, mark_id)
-        ann.add_stroke(Stroke(mark_id, pts.astype(np.float32), tuple(msg.color), float(msg.width_px),
+        ann.add_stroke(Stroke(mark_id, pts.astype(np.float32), msg.color, float(msg.width_px),
                               float(loop.state.time_s), sender.name))
         idx = self._log(loop, mark_id, msg.t_ms)
         self._ack(sender, msg.id, True, render_index=idx, points=len(pts))
@@ -204,7 +207,7 @@ class AnnotationApplier:
             self._ack(sender, msg.id, False, why)
             return
         remove_mark(ann, mark_id)
-        ann.add_pin(Pin(mark_id, pts[0].astype(np.float32), tuple(msg.color), float(loop.state.time_s), msg.label,
+        ann.add_pin(Pin(mark_id, pts[0].astype(np.float32), msg.color, float(loop.state.time_s), msg.label,
                         sender.name))
         idx = self._log(loop, mark_id, msg.t_ms)
         self._ack(sender, msg.id, True, render_index=idx)

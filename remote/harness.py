@@ -13,8 +13,9 @@ import concurrent.futures
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class LoopThread:
         self._setup: list[Callable[[Any], None]] = []
 
     # ---- control ------------------------------------------------------------------
-    def start(self, before_run: Callable[[Any], None] | None = None, timeout_s: float = 60.0) -> "LoopThread":
+    def start(self, before_run: Callable[[Any], None] | None = None, timeout_s: float = 60.0) -> LoopThread:
         if before_run is not None:
             self._setup.append(before_run)
         self._thread.start()
@@ -186,3 +187,62 @@ class LoopThread:
             if len(self.publish_wall_s) > 4000:
                 for k in sorted(self.publish_wall_s)[:2000]:
                     del self.publish_wall_s[k]
+
+
+@dataclass
+class SyntheticFrameThread:
+    """Mirror frames from precomputed pictures at ``fps``, no GL: the streaming
+    pipeline's own latency, apart from how fast this machine renders. Quacks like a
+    FrameLoop as far as :class:`~remote.trainee.TraineeBridge` needs."""
+
+    size: tuple[int, int] = (1280, 720)
+    fps: float = 30.0
+    sinks: list[Any] = field(default_factory=list)
+    inboxes: list[Any] = field(default_factory=list)
+    publish_wall_s: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from collections import deque
+        from types import SimpleNamespace
+
+        from vr_trainer.sim.annotations import AnnotationSet
+
+        w, h = self.size
+        yy, xx = np.mgrid[0:h, 0:w]
+        self._pictures = []
+        for k in range(8):  # moving content, so the encoder does real work
+            img = np.empty((h, w, 3), np.uint8)
+            img[..., 0] = (xx + 16 * k) % 256
+            img[..., 1] = (yy + 8 * k) % 256
+            img[..., 2] = ((xx // 64 + yy // 64 + k) % 2) * 180
+            self._pictures.append(img)
+        self.history: Any = deque()
+        self.state = SimpleNamespace(annotations=AnnotationSet(), time_s=0.0)
+        self.last_frame = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="synthetic-frames", daemon=True)
+
+    def start(self) -> "SyntheticFrameThread":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+    def _main(self) -> None:
+        from vr_trainer.app.bridge import MirrorFrame
+
+        period_s = 1.0 / self.fps
+        next_s = time.perf_counter()
+        i = 0
+        while not self._stop.is_set():
+            for inbox in list(self.inboxes):
+                inbox.drain()  # nothing to apply here: keep the queue short
+            frame = MirrorFrame(i, i * period_s, self._pictures[i % len(self._pictures)], None, [])
+            self.publish_wall_s[i] = time.time()
+            for sink in list(self.sinks):
+                sink.publish(frame)
+            i += 1
+            next_s += period_s
+            time.sleep(max(0.0, next_s - time.perf_counter()))

@@ -81,8 +81,7 @@ def candidate_from_browser(data: dict[str, Any]) -> RTCIceCandidate | None:
     text = str(data.get("candidate") or "")
     if not text:
         return None
-    if text.startswith("candidate:"):
-        text = text[len("candidate:"):]
+    text = text.removeprefix("candidate:")
     cand = candidate_from_sdp(text)
     if cand.ip.endswith(".local"):
         return None

@@ -1,19 +1,28 @@
-"""The mirror view as a WebRTC video track: render thread -> latest-frame slot ->
-one conversion per frame (scale + RGB->I420 + frame-id stamp, off the event loop)
--> a paced track per subscriber.
+"""The mirror view as WebRTC video: encoded once, sent to every subscriber.
 
-The render thread only calls :meth:`MirrorFrameSource.publish` (a slot write and a
-wake-up). Each subscriber - a browser today, an SFU such as Janus tomorrow - gets its
-own :class:`MirrorVideoTrack` over the same source, so the conversion is shared and
-the publisher does not care what is on the other end of the peer connection.
+Render thread -> :meth:`MirrorFrameSource.publish` (a latest-frame slot write and a
+wake-up; never blocks). On the network thread one pump, paced to at most ``fps``,
+takes the newest mirror frame, and in a worker thread scales it, converts it to
+I420, stamps its frame id (:mod:`remote.framecode`) and - for VP8 - encodes it once
+with libvpx. Every subscriber's :class:`MirrorVideoTrack` gets the same encoded
+frames (``av.Packet``, which aiortc only packetises), so N viewers cost one encode:
+the shape an SFU expects from a publisher, and what lets a handful of viewers share
+a 2-core trainee PC. A new subscriber, or a browser's picture-loss report (PLI),
+asks the encoder for a key frame. The pump keeps its own 90 kHz clock; with nothing
+new from the loop it repeats the last picture every ``idle_repeat_s``.
+
+H264 goes through aiortc's own per-subscriber encoder (raw frames, latest only).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
+
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -23,6 +32,7 @@ from vr_trainer.app.bridge import LatestSlot, MirrorFrame
 
 VIDEO_CLOCK_HZ = 90000
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)
+MAX_TRACK_QUEUE = 30  # encoded frames a slow subscriber may lag before it is resynced with a key frame
 
 
 @dataclass
@@ -30,8 +40,15 @@ class StreamConfig:
     max_size: tuple[int, int] = (1280, 720)  # the mirror is scaled down to fit, never up
     fps: float = 30.0
     codec: str = "VP8"
-    idle_repeat_s: float = 0.5  # resend the last picture when the loop publishes nothing new
+    idle_repeat_s: float = 0.5
     stamp_frame_id: bool = True
+    bitrate_bps: int | None = None  # None: 0.1 bit per pixel per frame, within 0.3-8 Mbit/s
+    keyframe_interval_s: float = 10.0
+
+    def bitrate_for(self, width: int, height: int) -> int:
+        if self.bitrate_bps:
+            return int(self.bitrate_bps)
+        return int(min(8e6, max(3e5, 0.1 * width * height * self.fps)))
 
 
 def stream_size(mirror_w: int, mirror_h: int, max_w: int, max_h: int) -> tuple[int, int]:
@@ -40,20 +57,8 @@ def stream_size(mirror_w: int, mirror_h: int, max_w: int, max_h: int) -> tuple[i
     return max(2, int(mirror_w * s) // 2 * 2), max(2, int(mirror_h * s) // 2 * 2)
 
 
-@dataclass
-class EncodedSource:
-    """A converted frame shared by all subscribers."""
-
-    version: int
-    frame_id: int
-    yuv: np.ndarray  # (h*3/2, w) I420 as PyAV's yuv420p ndarray
-    width: int
-    height: int
-    published_s: float
-
-
 def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool) -> tuple[np.ndarray, int, int]:
-    """RGB mirror -> I420 at the stream size, frame id stamped (runs in a worker thread)."""
+    """RGB mirror -> I420 at the stream size (PyAV's yuv420p ndarray), frame id stamped."""
     h, w = frame.rgb.shape[:2]
     sw, sh = stream_size(w, h, *max_size)
     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.rgb), format="rgb24")
@@ -67,8 +72,54 @@ def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool) ->
     return yuv, sw, sh
 
 
+class Vp8Encoder:
+    """libvpx in real-time CBR mode (settings as aiortc's), re-created when the size changes."""
+
+    def __init__(self, config: StreamConfig) -> None:
+        self.config = config
+        self.codec: Any = None
+        self.frames = 0
+
+    def encode(self, yuv: np.ndarray, width: int, height: int, pts: int, keyframe: bool) -> tuple[bytes, bool]:
+        if self.codec is None or (self.codec.width, self.codec.height) != (width, height):
+            rate = self.config.bitrate_for(width, height)
+            c = av.CodecContext.create("libvpx", "w")
+            c.width, c.height, c.pix_fmt, c.bit_rate = width, height, "yuv420p", rate
+            c.time_base = VIDEO_TIME_BASE
+            c.gop_size = max(1, int(self.config.keyframe_interval_s * self.config.fps))
+            c.qmin, c.qmax = 2, 56
+            c.thread_count = 1
+            c.options = {"bufsize": str(rate), "minrate": str(rate), "maxrate": str(rate), "cpu-used": "-6",
+                         "deadline": "realtime", "lag-in-frames": "0", "noise-sensitivity": "4",
+                         "overshoot-pct": "15", "undershoot-pct": "100", "partitions": "0", "static-thresh": "1"}
+            self.codec, keyframe = c, True
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        data, is_key = b"", False
+        for pkt in self.codec.encode(frame):
+            data += bytes(pkt)
+            is_key = is_key or pkt.is_keyframe
+        self.frames += 1
+        return data, is_key
+
+
+@dataclass
+class StreamFrame:
+    """One picture as every subscriber gets it."""
+
+    frame_id: int
+    pts: int
+    width: int
+    height: int
+    yuv: np.ndarray
+    packet: bytes | None  # VP8 bitstream (None: raw frames for aiortc's own encoder)
+    keyframe: bool
+
+
 class MirrorFrameSource:
-    """A :class:`~vr_trainer.app.bridge.FrameSink`: the latest mirror frame, converted on demand.
+    """A :class:`~vr_trainer.app.bridge.FrameSink` and the pump that feeds the tracks.
 
     ``wants_depth`` is True so the loop keeps the depth needed to unproject strokes."""
 
@@ -76,128 +127,169 @@ class MirrorFrameSource:
 
     def __init__(self, config: StreamConfig | None = None) -> None:
         self.config = config or StreamConfig()
+        self.encoded = self.config.codec.upper() == "VP8"
         self._slot = LatestSlot()
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._new_frame: asyncio.Event | None = None
-        self._converted: EncodedSource | None = None
-        self._converting: tuple[int, asyncio.Future] | None = None
+        self._subscribers: list[MirrorVideoTrack] = []
+        self._pump_task: asyncio.Task | None = None
+        self._encoder = Vp8Encoder(self.config)
+        self._want_keyframe = True
         self.published = 0
         self.converted = 0
-        self.publish_times_s: dict[int, float] = {}
-
-    def bind(self, aloop: asyncio.AbstractEventLoop) -> None:
-        """Attach to the network thread's event loop (call from that loop)."""
-        self._aloop = aloop
-        self._new_frame = asyncio.Event()
+        self.keyframes = 0
+        self.encoded_wall_s: dict[int, float] = {}  # frame id -> when it was ready to send
 
     # ---- render thread ----------------------------------------------------------
     def publish(self, frame: MirrorFrame) -> None:
-        self._slot.put((frame, time.perf_counter()))
+        self._slot.put(frame)
         self.published += 1
-        aloop = self._aloop
-        if aloop is not None and self._new_frame is not None:
+        aloop, ev = self._aloop, self._new_frame
+        if aloop is not None and ev is not None:
             try:
-                aloop.call_soon_threadsafe(self._new_frame.set)
-            except RuntimeError:  # loop closed while the session ends
+                aloop.call_soon_threadsafe(ev.set)
+            except RuntimeError:  # the network loop closed while the session ends
                 pass
 
     # ---- network thread ---------------------------------------------------------
-    @property
-    def version(self) -> int:
-        return self._slot.get()[0]
+    def bind(self, aloop: asyncio.AbstractEventLoop) -> None:
+        """Start the pump on the network thread's loop (call from that loop's thread)."""
+        self._aloop = aloop
+        self._new_frame = asyncio.Event()
+        self._pump_task = aloop.create_task(self._pump())
 
-    async def wait_newer(self, version: int, timeout_s: float) -> bool:
-        """Wait until a frame newer than ``version`` is published; False on timeout."""
-        assert self._new_frame is not None, "bind() first"
-        deadline = time.monotonic() + timeout_s
-        while self.version <= version:
+    def close(self) -> None:
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+        for t in list(self._subscribers):
+            t.stop()
+
+    def subscribe(self, track: "MirrorVideoTrack") -> None:
+        self._subscribers.append(track)
+        self.request_keyframe()
+        if self._new_frame is not None:
+            self._new_frame.set()
+
+    def unsubscribe(self, track: "MirrorVideoTrack") -> None:
+        if track in self._subscribers:
+            self._subscribers.remove(track)
+
+    def request_keyframe(self) -> None:
+        """A new subscriber or a picture-loss report: the next encoded frame is a key frame."""
+        self._want_keyframe = True
+
+    async def _pump(self) -> None:
+        assert self._new_frame is not None
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        seen_version, last, last_sent_s, t0_s, last_pts = 0, None, 0.0, None, -1
+        while True:
             self._new_frame.clear()
-            if self.version > version:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
+            version, frame = self._slot.get()
+            fresh = frame is not None and version > seen_version
+            if not self._subscribers or (not fresh and (last is None or
+                                                        time.perf_counter() - last_sent_s < cfg.idle_repeat_s)):
+                wait_s = cfg.idle_repeat_s if last is not None else None
+                try:
+                    await asyncio.wait_for(self._new_frame.wait(), wait_s)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            gap_s = last_sent_s + 0.8 / max(cfg.fps, 1.0) - time.perf_counter()
+            if gap_s > 0:  # never faster than the configured rate
+                await asyncio.sleep(gap_s)
+                version, frame = self._slot.get()
+            now = time.perf_counter()
+            t0_s = now if t0_s is None else t0_s
+            pts = max(last_pts + 1, int((now - t0_s) * VIDEO_CLOCK_HZ))
+            keyframe, self._want_keyframe = self._want_keyframe, False
+            src = frame if version > seen_version else None
             try:
-                await asyncio.wait_for(self._new_frame.wait(), left)
-            except asyncio.TimeoutError:
-                return self.version > version
-        return True
+                out = await loop.run_in_executor(None, self._produce, src, last, pts, keyframe)
+            except Exception:  # noqa: BLE001 - a bad frame is skipped, the stream goes on
+                self._want_keyframe = True
+                await asyncio.sleep(0.05)
+                continue
+            seen_version, last, last_sent_s, last_pts = version, out, now, pts
+            self.encoded_wall_s[out.frame_id] = time.time()
+            if len(self.encoded_wall_s) > 4000:
+                for k in list(self.encoded_wall_s)[:2000]:
+                    del self.encoded_wall_s[k]
+            for track in list(self._subscribers):
+                track.push(out)
 
-    async def latest(self) -> EncodedSource | None:
-        """The newest frame, converted once however many subscribers ask."""
-        version, item = self._slot.get()
-        if item is None:
-            return None
-        cur = self._converted
-        if cur is not None and cur.version == version:
-            return cur
-        if self._converting is not None and self._converting[0] == version:
-            return await asyncio.shield(self._converting[1])
-        loop = asyncio.get_running_loop()
-        fut = loop.create_task(self._convert(version, item))
-        self._converting = (version, fut)
-        return await asyncio.shield(fut)
-
-    async def _convert(self, version: int, item: tuple[MirrorFrame, float]) -> EncodedSource:
-        frame, t_pub = item
-        loop = asyncio.get_running_loop()
-        yuv, w, h = await loop.run_in_executor(None, convert_frame, frame, self.config.max_size,
-                                               self.config.stamp_frame_id)
-        src = EncodedSource(version, frame.frame_id, yuv, w, h, t_pub)
-        if self._converted is None or self._converted.version < version:
-            self._converted = src
-        self.converted += 1
-        return src
+    def _produce(self, frame: MirrorFrame | None, last: StreamFrame | None, pts: int, keyframe: bool) -> StreamFrame:
+        """Worker thread: convert a new mirror frame (or reuse the last picture) and encode it."""
+        if frame is not None:
+            yuv, w, h = convert_frame(frame, self.config.max_size, self.config.stamp_frame_id)
+            fid = frame.frame_id
+            self.converted += 1
+        else:
+            assert last is not None
+            yuv, w, h, fid = last.yuv, last.width, last.height, last.frame_id
+        packet, is_key = None, False
+        if self.encoded:
+            packet, is_key = self._encoder.encode(yuv, w, h, pts, keyframe)
+            self.keyframes += is_key
+        return StreamFrame(fid, pts, w, h, yuv, packet, is_key)
 
 
 class MirrorVideoTrack(MediaStreamTrack):
-    """One subscriber's video: paced by its own clock, at most ``fps``, frames as they come.
-
-    ``recv`` waits for a new mirror frame (sending it at once keeps latency low),
-    never faster than the configured rate, and repeats the last picture after
-    ``idle_repeat_s`` so the receiver never sees a stall when the loop pauses."""
+    """One subscriber's video: the source's frames in order (VP8: from a key frame on)."""
 
     kind = "video"
 
     def __init__(self, source: MirrorFrameSource) -> None:
         super().__init__()
         self.source = source
-        self._t0_s: float | None = None
-        self._last_sent_s = 0.0
-        self._last_pts = -1
-        self._last_version = 0
-        self._last: EncodedSource | None = None
+        self._queue: deque[StreamFrame] = deque()
+        self._ready = asyncio.Event()
+        self._needs_keyframe = source.encoded
         self.frames_sent = 0
-        self.sent_ids: list[tuple[int, float]] = []  # (frame id, wall time) handed to the encoder
+        self.resyncs = 0
+        self.sent_ids: list[tuple[int, float]] = []  # (frame id, wall time) handed to the sender
+        source.subscribe(self)
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        cfg = self.source.config
-        min_gap_s = 0.8 / max(cfg.fps, 1.0)
-        wait_s = self._last_sent_s + min_gap_s - time.perf_counter()
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
-        while True:
-            if self._last is None:
-                await self.source.wait_newer(0, 3600.0)
-            else:
-                await self.source.wait_newer(self._last_version, cfg.idle_repeat_s)
+    def push(self, frame: StreamFrame) -> None:
+        """From the source's pump (network thread)."""
+        if not self.source.encoded:
+            self._queue.clear()  # raw frames: only the newest matters
+        elif self._needs_keyframe and not frame.keyframe:
+            self.source.request_keyframe()
+            return
+        elif len(self._queue) >= MAX_TRACK_QUEUE:  # fell behind: drop and restart from a key frame
+            self._queue.clear()
+            self._needs_keyframe = True
+            self.resyncs += 1
+            self.source.request_keyframe()
+            return
+        if frame.keyframe:
+            self._needs_keyframe = False
+        self._queue.append(frame)
+        self._ready.set()
+
+    async def recv(self) -> Any:
+        while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
-            src = await self.source.latest()
-            if src is not None:
-                break
-        self._last, self._last_version = src, src.version
-        now = time.perf_counter()
-        if self._t0_s is None:
-            self._t0_s = now
-        pts = max(self._last_pts + 1, int((now - self._t0_s) * VIDEO_CLOCK_HZ))
-        frame = av.VideoFrame.from_ndarray(src.yuv, format="yuv420p")
-        frame.pts, frame.time_base = pts, VIDEO_TIME_BASE
-        self._last_pts, self._last_sent_s = pts, now
+            self._ready.clear()
+            await self._ready.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        f = self._queue.popleft()
+        out: Any
+        if f.packet is not None:
+            out = av.Packet(f.packet)
+        else:
+            out = av.VideoFrame.from_ndarray(f.yuv, format="yuv420p")
+        out.pts, out.time_base = f.pts, VIDEO_TIME_BASE
         self.frames_sent += 1
-        self.sent_ids.append((src.frame_id, time.time()))
+        self.sent_ids.append((f.frame_id, time.time()))
         if len(self.sent_ids) > 600:
             del self.sent_ids[:300]
-        return frame
+        return out
+
+    def stop(self) -> None:
+        self.source.unsubscribe(self)
+        super().stop()
+        self._ready.set()

@@ -17,7 +17,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -122,8 +122,7 @@ class SyncMsg(_Msg):
     type: Literal["sync"]
 
 
-ConsoleMessage = Annotated[Union[Heartbeat, HeartbeatAck, Bye, Hold, Release, StrokeMsg, PinMsg, LaserMsg, UndoMsg,
-                                 ClearMsg, NoteMsg, SyncMsg], Field(discriminator="type")]
+ConsoleMessage = Annotated[Heartbeat | HeartbeatAck | Bye | Hold | Release | StrokeMsg | PinMsg | LaserMsg | UndoMsg | ClearMsg | NoteMsg | SyncMsg, Field(discriminator="type")]
 CONSOLE_ADAPTER: TypeAdapter = TypeAdapter(ConsoleMessage)
 ANNOTATION_TYPES = frozenset({"hold", "release", "stroke", "pin", "laser", "undo", "clear", "note"})
 
@@ -158,7 +157,7 @@ class EndOfCandidates(BaseModel):
 class Signal(_Msg):
     type: Literal["signal"]
     to: PeerId | None = None  # viewers may only signal the trainee; the server fills in "from"
-    data: Annotated[Union[SdpPayload, CandidatePayload, EndOfCandidates], Field(discriminator="kind")]
+    data: Annotated[SdpPayload | CandidatePayload | EndOfCandidates, Field(discriminator="kind")]
 
 
 class Ping(_Msg):
@@ -169,7 +168,7 @@ class Leave(_Msg):
     type: Literal["leave"]
 
 
-SignalMessage = Annotated[Union[Join, Signal, Ping, Leave], Field(discriminator="type")]
+SignalMessage = Annotated[Join | Signal | Ping | Leave, Field(discriminator="type")]
 SIGNAL_ADAPTER: TypeAdapter = TypeAdapter(SignalMessage)
 
 
@@ -237,11 +236,11 @@ class MessageGate:
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
 
     @classmethod
-    def for_console(cls, rates: dict[str, tuple[float, float]] | None = None) -> "MessageGate":
+    def for_console(cls, rates: dict[str, tuple[float, float]] | None = None) -> MessageGate:
         return cls(CONSOLE_ADAPTER, MAX_DATA_MESSAGE_BYTES, dict(DEFAULT_CONSOLE_RATES if rates is None else rates))
 
     @classmethod
-    def for_signal(cls, rates: dict[str, tuple[float, float]] | None = None) -> "MessageGate":
+    def for_signal(cls, rates: dict[str, tuple[float, float]] | None = None) -> MessageGate:
         return cls(SIGNAL_ADAPTER, MAX_SIGNAL_MESSAGE_BYTES, dict(DEFAULT_SIGNAL_RATES if rates is None else rates))
 
     def _allow(self, key: str, now_s: float) -> bool:

@@ -225,7 +225,7 @@ class MentorServer:
         gate = MessageGate.for_signal()
         try:
             raw = await ws.receive(timeout=JOIN_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._refuse(ws, CLOSE_JOIN_TIMEOUT, "join_timeout", f"send join within {JOIN_TIMEOUT_S:.0f} s")
             return None
         if raw.type != WSMsgType.TEXT:
@@ -347,7 +347,7 @@ class ServerThread:
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="mentor-server", daemon=True)
 
-    def start(self, timeout_s: float = 10.0) -> "ServerThread":
+    def start(self, timeout_s: float = 10.0) -> ServerThread:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(start_server(self.signer, self.config), self.loop)
         self._runner, self.url, self.server = fut.result(timeout_s)
@@ -360,7 +360,7 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout_s)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -4,8 +4,8 @@ the mentor's marks.
 ``TraineeBridge(url, token).attach(loop)`` adds a :class:`MirrorFrameSource` to the
 loop's sinks and a :class:`MentorInbox` to its inboxes, then runs an asyncio loop in
 its own thread: a WebSocket to the server for signalling, and per viewer one
-:class:`ViewerLink` (an aiortc peer connection that offers: video sendonly, audio,
-and a data channel "mentor"). Nothing on the render thread awaits; the network
+:class:`~remote.link.ViewerLink` (an aiortc peer connection that offers video
+sendonly, audio and a data channel "mentor"). Nothing on the render thread awaits; the network
 thread hands work over through the inbox, the render thread hands frames over
 through the latest-frame slot and replies through ``call_soon_threadsafe``.
 
@@ -30,22 +30,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
-from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from remote import framecode
-from remote.annotate import AnnotationApplier, MentorInbox, Sender
+from remote.annotate import LASER_PREFIX, AnnotationApplier, MentorInbox, Sender, remove_mark
 from remote.audio import open_microphone, open_speaker
 from remote.errors import RemoteError
-from remote.peer import IceOptions, add_browser_candidate, configure_ice, prefer_codec, rtc_configuration
-from remote.publisher import MirrorFrameSource, MirrorVideoTrack, StreamConfig
-from remote.schema import ANNOTATION_TYPES, MessageGate, NoteMsg, encode
+from remote.link import VIEWER_ROLES, ViewerLink
+from remote.peer import IceOptions, configure_ice
+from remote.publisher import MirrorFrameSource, StreamConfig
+from remote.schema import NoteMsg, encode
 from remote.server import is_loopback_host
 
 log = logging.getLogger("remote.trainee")
-VIEWER_ROLES = ("expert", "observer")
-MAX_DC_BUFFERED_BYTES = 1 << 20
 
 
 @dataclass
@@ -97,163 +95,6 @@ def config_from_options(opts: dict[str, str], base: BridgeConfig | None = None) 
     if "loopback" in opts:
         cfg.ice = IceOptions(include_loopback=opts["loopback"] not in ("0", "false", "no"))
     return cfg
-
-
-class ViewerLink:
-    """One viewer (browser or, later, an SFU) on the trainee's side."""
-
-    def __init__(self, bridge: "TraineeBridge", info: dict[str, Any]) -> None:
-        self.bridge = bridge
-        self.peer_id = str(info["peer_id"])
-        self.role = str(info.get("role", "observer"))
-        self.sender = Sender(self.peer_id, str(info.get("name") or self.peer_id), self.role)
-        self.gate = MessageGate.for_console(bridge.config.console_rates)
-        self.pc: RTCPeerConnection | None = None
-        self.dc: Any = None
-        self.track: MirrorVideoTrack | None = None
-        self.started_s = time.monotonic()
-        self.last_rx_s = self.started_s
-        self.opened = False
-        self.closed = False
-        self.rtt_ms: float | None = None
-        self.counters: Counter = Counter()
-        self._tasks: list[asyncio.Task] = []
-
-    @property
-    def can_annotate(self) -> bool:
-        return self.role == "expert"
-
-    async def start(self) -> None:
-        b = self.bridge
-        pc = self.pc = RTCPeerConnection(rtc_configuration(b.ice_servers, b.ice_policy))
-        self.track = MirrorVideoTrack(b.source)
-        video = pc.addTransceiver(self.track, direction="sendonly")
-        prefer_codec(video, b.config.stream.codec)
-        mic = b.microphone_for_link()
-        pc.addTransceiver(mic if mic is not None else "audio", direction="sendrecv" if mic is not None else "recvonly")
-        self.dc = pc.createDataChannel("mentor", ordered=True)
-        self.dc.on("open", self._on_open)
-        self.dc.on("message", self._on_message)
-        pc.on("track", self._on_track)
-        pc.on("connectionstatechange", self._on_state)
-        await pc.setLocalDescription(await pc.createOffer())
-        await b.signal(self.peer_id, {"kind": "offer", "sdp": pc.localDescription.sdp})
-        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
-
-    async def on_signal(self, data: dict[str, Any]) -> None:
-        if self.pc is None or self.closed:
-            return
-        kind = data.get("kind")
-        try:
-            if kind == "answer" and self.pc.signalingState == "have-local-offer":
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
-            elif kind in ("candidate", "end-of-candidates"):
-                if not await add_browser_candidate(self.pc, data):
-                    self.counters["candidates_skipped"] += 1
-            else:
-                self.counters["signal_ignored"] += 1
-        except Exception as e:  # noqa: BLE001 - a bad answer ends this link, not the session
-            log.warning("viewer %s: bad %s (%s); dropping the link", self.peer_id, kind, e)
-            await self.bridge.drop_link(self, "bad signal")
-
-    def send(self, msg: dict[str, Any]) -> bool:
-        dc = self.dc
-        if dc is None or dc.readyState != "open" or self.closed:
-            return False
-        if dc.bufferedAmount > MAX_DC_BUFFERED_BYTES:
-            self.counters["send_dropped"] += 1
-            return False
-        try:
-            dc.send(encode(msg))
-        except Exception:  # noqa: BLE001 - channel closing under us
-            return False
-        return True
-
-    def _on_open(self) -> None:
-        self.opened = True
-        self.last_rx_s = time.monotonic()
-        b = self.bridge
-        self.send({"type": "hello", "peer_id": self.peer_id, "role": self.role, "name": self.sender.name,
-                   "can_annotate": self.can_annotate, "session_id": b.session_id,
-                   "frame_code": {"cell_px": framecode.CELL_PX, "cells": framecode.N_CELLS},
-                   "fps": b.config.stream.fps})
-        self.send({"type": "notes", "notes": b.notes})
-        b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
-
-    def _on_message(self, raw: Any) -> None:
-        now = time.monotonic()
-        self.last_rx_s = now
-        msg = self.gate.admit(raw, now)
-        if msg is None:
-            return
-        t = msg.type
-        if t == "hb":
-            self.send({"type": "hb_ack", "seq": msg.seq, "t_ms": msg.t_ms})
-        elif t == "hb_ack":
-            self.rtt_ms = max(0.0, time.time() * 1000.0 - msg.t_ms)
-        elif t == "bye":
-            asyncio.ensure_future(self.bridge.drop_link(self, "bye"))
-        elif t == "sync":
-            b = self.bridge
-            self.send({"type": "notes", "notes": b.notes})
-            b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
-        elif t in ANNOTATION_TYPES:
-            if not self.can_annotate:
-                self.counters["refused_role"] += 1
-                self.send({"type": "ack", "ref": getattr(msg, "id", t), "ok": False,
-                           "reason": "observers can watch but not annotate"})
-                return
-            if isinstance(msg, NoteMsg):
-                self.bridge.add_note(self.sender, msg)
-            key = f"laser:{self.peer_id}" if t == "laser" else None
-            self.bridge.inbox.put(self.bridge.applier.make(self.sender, msg), coalesce_key=key)
-
-    def _on_track(self, track: Any) -> None:
-        if track.kind == "audio":
-            self._tasks.append(asyncio.ensure_future(self.bridge.consume_audio(self, track)))
-
-    async def _on_state(self) -> None:
-        if self.pc is not None and self.pc.connectionState in ("failed", "closed"):
-            await self.bridge.drop_link(self, self.pc.connectionState)
-
-    async def _heartbeat(self) -> None:
-        """Send a beat every ``heartbeat_interval_s``; check for silence twice as often."""
-        cfg = self.bridge.config
-        seq = 0
-        next_beat_s = time.monotonic()
-        while not self.closed:
-            await asyncio.sleep(cfg.heartbeat_interval_s / 2.0)
-            now = time.monotonic()
-            if self.opened:
-                if now >= next_beat_s:
-                    seq += 1
-                    next_beat_s = now + cfg.heartbeat_interval_s
-                    self.send({"type": "hb", "seq": seq, "t_ms": time.time() * 1000.0})
-                if now - self.last_rx_s > cfg.dead_after_s:
-                    self.bridge.counters["dead_peers"] += 1
-                    log.warning("viewer %s silent for %.1f s: dropping", self.peer_id, now - self.last_rx_s)
-                    await self.bridge.drop_link(self, "heartbeat")
-                    return
-            elif now - self.started_s > cfg.connect_timeout_s:
-                self.bridge.counters["connect_timeouts"] += 1
-                await self.bridge.drop_link(self, "connect timeout")
-                return
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.send({"type": "bye"})
-        self.closed = True
-        for t in self._tasks:
-            if t is not asyncio.current_task():
-                t.cancel()
-        if self.track is not None:
-            self.track.stop()
-        if self.pc is not None:
-            try:
-                await asyncio.wait_for(self.pc.close(), 5.0)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
-                pass
 
 
 class TraineeBridge:
@@ -329,6 +170,7 @@ class TraineeBridge:
             gates.update(link.gate.counters)
             gates.update(link.counters)
         return {"links": len(self.links), "published": self.source.published, "converted": self.source.converted,
+                "keyframes": self.source.keyframes,
                 "audio_frames_in": self.audio_frames_in, "inbox_dropped": self.inbox.dropped,
                 **dict(self.counters), **{f"msg_{k}": v for k, v in gates.items()},
                 **{f"applied_{k}": v for k, v in self.applier.counters.items()}}
@@ -392,7 +234,7 @@ class TraineeBridge:
 
     async def _main(self) -> None:
         self._mic = await asyncio.get_running_loop().run_in_executor(None, open_microphone, self.config.audio)
-        ssl_ctx: Any = None
+        ssl_ctx: Any = True  # default verification (unused for ws:)
         if self.ws_url.startswith("wss:"):
             ca = self.config.ca_file or os.environ.get("VR_TRAINER_MENTOR_CA")
             ssl_ctx = ssl.create_default_context(cafile=ca) if ca else True
@@ -409,7 +251,7 @@ class TraineeBridge:
                                 break
                             delay_s = 0.25
                             await self._on_server(raw.data)
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                except (TimeoutError, aiohttp.ClientError, OSError) as e:
                     self.counters["server_unreachable"] += 1
                     log.info("mentor server: %s", e)
                     self._first_outcome.set()
@@ -420,7 +262,7 @@ class TraineeBridge:
                 self.counters["server_reconnects"] += 1
                 try:
                     await asyncio.wait_for(self._stop.wait(), delay_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 delay_s = min(self.config.reconnect_max_s, delay_s * 2)
             for link in list(self.links.values()):
@@ -456,13 +298,13 @@ class TraineeBridge:
         elif kind == "peer-joined":
             await self._add_link(msg.get("peer") or {})
         elif kind == "peer-left":
-            link = self.links.get(str(msg.get("peer_id")))
-            if link is not None:
-                await self.drop_link(link, "left")
+            gone = self.links.get(str(msg.get("peer_id")))
+            if gone is not None:
+                await self.drop_link(gone, "left")
         elif kind == "signal":
-            link = self.links.get(str(msg.get("from")))
-            if link is not None and isinstance(msg.get("data"), dict):
-                await link.on_signal(msg["data"])
+            target = self.links.get(str(msg.get("from")))
+            if target is not None and isinstance(msg.get("data"), dict):
+                await target.on_signal(msg["data"])
         elif kind == "error":
             code = msg.get("code")
             if code in ("unauthorized", "replaced", "full"):
@@ -492,12 +334,15 @@ class TraineeBridge:
             self._closed_link_counters.update(link.gate.counters)
             self._closed_link_counters.update(link.counters)
             log.info("viewer %s (%s) closed: %s", link.peer_id, link.role, reason)
-            self.inbox.put(lambda loop, pid=link.peer_id: self._forget_peer(loop, pid))
+            pid = link.peer_id
+
+            def forget(loop: Any) -> None:
+                self._forget_peer(loop, pid)
+
+            self.inbox.put(forget)
         await link.close()
 
     def _forget_peer(self, loop: Any, peer_id: str) -> None:
-        from remote.annotate import LASER_PREFIX, remove_mark
-
         for key in [k for k in self.applier.held if k[0] == peer_id]:
             del self.applier.held[key]
         pin_id = f"{LASER_PREFIX}{peer_id}"
@@ -519,7 +364,8 @@ class TraineeBridge:
         if self._main_task is not None:
             try:
                 await asyncio.wait_for(self._main_task, 4.0)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+            except (TimeoutError, Exception):  # noqa: BLE001
                 self._main_task.cancel()
+        self.source.close()
         if self._speaker is not None:
             await self._speaker.stop()

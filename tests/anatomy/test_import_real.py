@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -20,23 +22,33 @@ def example_bundle(ts_example: Path, tmp_path_factory: pytest.TempPathFactory) -
                      label_map="totalsegmentator")
 
 
-def test_example_ct_with_labels_gives_vertebrae_and_cord(example_bundle: Path) -> None:
+def test_example_ct_with_labels_gives_vertebrae_and_cord(example_bundle: Path, ts_example: Path) -> None:
     b = load_bundle(example_bundle)
     for name in ("L1", "L2", "T12"):
         s = b[name]
         assert s.tissue == "bone" and s.watertight, name
         # an adult lumbar/low thoracic vertebra (partly cut by the 30-slice crop): 25-90 ml
-        assert 25.0 < s.volume_ml < 90.0, f"{name} {s.volume_ml} ml"
+        assert s.volume_ml is not None and 25.0 < s.volume_ml < 90.0, f"{name} {s.volume_ml} ml"
         assert s.volume_ml == pytest.approx(s.extra["voxel_volume_ml"], rel=0.12), name
         assert s.extra["hu_mean"] > 150.0, f"{name} mean HU {s.extra['hu_mean']}: not bone?"
     cord = b["spinal_cord"]
-    assert cord.tissue == "nerve" and 3.0 < cord.volume_ml < 25.0
+    assert cord.tissue == "nerve" and cord.volume_ml is not None and 3.0 < cord.volume_ml < 25.0
     # RAS orientation: T12 above L1 above L2, the cord behind the vertebral bodies
     z = [b[n].centroid_mm[2] for n in ("T12", "L1", "L2")]
     assert z[0] > z[1] > z[2]
     assert cord.centroid_mm[1] < b["L1"].centroid_mm[1]
     assert b["aorta"].tissue == "vessel" and b["autochthon_left"].tissue == "muscle"
     assert b["autochthon_left"].centroid_mm[0] < b["autochthon_right"].centroid_mm[0], "left is -x in RAS"
+    # every surface sits on its own label (checked against the label map itself: no swapped meshes)
+    img: Any = nib.load(str(ts_example / "example_seg.nii.gz"))
+    seg = np.asarray(img.dataobj)
+    for s in b.structures:
+        ijk = np.argwhere(seg == s.extra["label_id"])
+        if len(ijk) < 50:
+            continue
+        c = nib.affines.apply_affine(img.affine, ijk.mean(axis=0))
+        # a swapped mesh would be centimetres away; thin curved ribs cut by the crop shift a few mm
+        assert np.linalg.norm(c - s.centroid_mm) < max(6.0, 0.15 * float(max(s.size_mm))), s.name
     m = b.manifest
     assert m["units"] == "mm" and m["source_units"] == "mm" and m["provenance"]["label_map"].startswith("TotalSegmentator")
     assert all(len(i["sha256"]) == 64 for i in m["provenance"]["inputs"])
@@ -97,7 +109,7 @@ def test_tka_femur_tibia_in_metres_become_watertight_millimetres(tka: Path, tmp_
     assert fem.watertight and tib.watertight
     assert 440.0 < max(fem.size_mm) < 490.0, fem.size_mm   # ~0.467 m femur
     assert 350.0 < max(tib.size_mm) < 410.0, tib.size_mm
-    assert 300.0 < fem.volume_ml < 800.0
+    assert fem.volume_ml is not None and 300.0 < fem.volume_ml < 800.0
     assert fem.face_count == 29590, "binary STL per-face vertices must merge back to the original mesh"
 
 

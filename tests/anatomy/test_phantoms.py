@@ -71,14 +71,14 @@ def test_herniation_protrudes_left_posterolaterally_into_the_canal(spine: Bundle
     loc, _, _ = disc.ray.intersects_location([[c[0], -100.0, c[2]]], [[0.0, 1.0, 0.0]])
     wall_y = float(loc[:, 1].min())
     assert h.mesh.vertices[:, 1].min() < wall_y - 3.0, "fragment must protrude >= 3 mm behind the disc"
-    assert 0.1 < h.volume_ml < 2.0
+    assert h.volume_ml is not None and 0.1 < h.volume_ml < 2.0
 
 
 def test_kambin_triangle_corridor_is_free(spine: Bundle) -> None:
     k = spine.landmarks["kambin_triangle_L4_L5_left"]
     a, b, c = (np.asarray(v, float) for v in k["vertices_mm"])
     d = np.asarray(k["approach_direction"], float)
-    blockers = trimesh.util.concatenate([s.mesh for s in spine.by_tissue("bone", "nerve", "dura")])
+    blockers: trimesh.Trimesh = trimesh.util.concatenate([s.mesh for s in spine.by_tissue("bone", "nerve", "dura")])  # type: ignore[assignment]
     rng = np.random.default_rng(7)
     w = rng.dirichlet([1.0, 1.0, 1.0], size=400)
     pts = w[w.min(axis=1) > 0.2] @ np.stack([a, b, c])
@@ -110,7 +110,7 @@ def test_knee_and_hip_are_plausible() -> None:
     tibia_top = knee["tibia"].mesh.bounds[1, 2]
     assert femur_low > tibia_top - 3.0, "femur and tibia must not interpenetrate"
     for s in knee.by_tissue("cartilage"):
-        assert s.watertight and s.volume_ml > 0.5, s.name
+        assert s.watertight and s.volume_ml is not None and s.volume_ml > 0.5, s.name
     hip = load_bundle(ASSETS / "hip")
     assert {"hip_right", "hip_left", "sacrum", "femur_right", "cartilage_acetabular_right",
             "cartilage_femoral_head_right"} <= set(hip.names())
@@ -120,6 +120,17 @@ def test_knee_and_hip_are_plausible() -> None:
     assert 24.0 < r.min() and r.max() < 31.0, "acetabular cartilage should line a ~55 mm socket"
     assert hip["femur_right"].mesh.contains([head_c])[0], "femoral head sits in the acetabulum"
     assert not hip["hip_right"].mesh.contains([head_c])[0]
+
+
+@pytest.mark.parametrize("name", ["spine_l3_s1", "hip"])
+def test_left_is_left_and_right_is_right(name: str) -> None:
+    """RAS: the patient's left is -x.  (Also catches surfaces swapped between labels.)"""
+    b = load_bundle(ASSETS / name)
+    sided = [s for s in b.structures if s.name.endswith(("_left", "_right"))]
+    assert len(sided) >= 4
+    for s in sided:
+        x = s.centroid_mm[0]
+        assert (x < 0) if s.name.endswith("_left") else (x > 0), f"{s.name} centroid x = {x:.1f} mm"
 
 
 def test_bundles_are_small(tmp_path: Path) -> None:
@@ -148,4 +159,4 @@ def test_phantom_ct_is_ct_like_and_thresholds_to_bone() -> None:
     bone = np.isin(labels.array, [i for i, s in specs.items() if s.tissue == "bone"])
     assert np.median(ct.array[bone]) > 200 and abs(np.median(ct.array[labels.array == 0]) - 30) < 20
     [surf] = structures_from_threshold(ct, 200.0, max_faces=20_000)
-    assert 150.0 < surf.volume_ml < 400.0  # four bones ~260 ml of labelled bone
+    assert surf.volume_ml is not None and 150.0 < surf.volume_ml < 400.0  # four bones ~260 ml of labelled bone

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -39,7 +40,7 @@ class FakeViewer:
         self._tasks: list[asyncio.Task] = []
         self._dc_open = asyncio.Event()
 
-    async def join(self, timeout_s: float = 15.0, expect_media: bool = True) -> "FakeViewer":
+    async def join(self, timeout_s: float = 15.0, expect_media: bool = True) -> FakeViewer:
         self.http = aiohttp.ClientSession()
         self.ws = await self.http.ws_connect(self.base_url.replace("http", "ws", 1) + "/ws")
         await self.ws.send_str(json.dumps({"v": 1, "type": "join", "token": self.token}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def hostile_messages(n: int, seed: int = 5, frame_id: int = 0, big_fraction: float = 0.1) -> Iterator[str | bytes]:

@@ -4,11 +4,11 @@ against a real trainee bridge and frame loop."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import green_mask, need
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]

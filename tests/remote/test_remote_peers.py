@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import green_mask, run, start_loop
 from fakeviewer import FakeViewer
 
@@ -72,7 +71,6 @@ def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(bo
     async def go():
         v = await FakeViewer(server.url, signer.issue("stroke-1", "expert", "dr")).join()
         await v.wait_frames(5)
-        ack = await_stroke = None
         v.send(stroke_msg("s1", v.latest_id()))
         ack = await ack_for(v, "s1")
         assert ack["ok"], ack
@@ -85,7 +83,6 @@ def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(bo
         h, w = img.shape[:2]
         assert green_along(img, STROKE_U * w, np.full(len(STROKE_U), STROKE_V * h)) > 0.8
         await v.close()
-        return await_stroke
 
     run(go(), 40)
     img, views, strokes = board_loop.call(
@@ -156,7 +153,7 @@ def test_observer_cannot_annotate(board_loop, make_bridge, server, signer):
 
     run(go(), 30)
     assert board_loop.call(lambda loop: len(loop.state.annotations.strokes) + len(loop.state.annotations.pins)) == 0
-    assert bridge.stats().get("msg_refused_role", 0) >= 4 or bridge.counters  # link closed: counted per link
+    assert bridge.stats().get("msg_refused_role", 0) >= 4
 
 
 def test_expert_reload_restores_marks_and_session_goes_on(board_loop, make_bridge, server, signer):
@@ -200,8 +197,9 @@ def test_dead_peer_detected_within_5_s(board_loop, make_bridge, server, signer):
     run(go(), 30)
 
 
+LOSS_RNG = np.random.default_rng(1)
 LOSS_PATTERNS = {
-    "random-5pct": lambda n, rng=np.random.default_rng(1): rng.random() < 0.05,
+    "random-5pct": lambda n: LOSS_RNG.random() < 0.05,
     "every-10th": lambda n: n % 10 == 0,
     "burst-40": lambda n: 30 <= n < 70,
 }
@@ -325,3 +323,42 @@ def test_mark_stays_on_the_anatomy_when_the_resident_moves(make_bridge, server, 
         assert green_along(img, later_px[:, 0], later_px[:, 1]) > 0.9
     finally:
         lt.stop()
+
+
+def test_two_viewers_share_one_encode_and_a_newcomer_gets_a_key_frame(board_loop, make_bridge, server, signer):
+    bridge = make_bridge(board_loop, "share-1")
+
+    async def go():
+        a = await FakeViewer(server.url, signer.issue("share-1", "expert", "dr")).join()
+        await a.wait_frames(10)
+        keys = bridge.source.keyframes
+        b = await FakeViewer(server.url, signer.issue("share-1", "observer", "student")).join()
+        await b.wait_frames(10)
+        assert bridge.source.keyframes > keys, "the newcomer starts from a key frame"
+        enc0, a0, b0 = bridge.source._encoder.frames, len(a.frame_ids), len(b.frame_ids)
+        await a.wait_frames(30)
+        encoded, got_a, got_b = bridge.source._encoder.frames - enc0, len(a.frame_ids) - a0, len(b.frame_ids) - b0
+        assert got_a >= 25 and got_b >= 25
+        assert encoded <= max(got_a, got_b) + 3, "one encode serves both viewers"
+        assert b.latest_id() is not None and abs(a.latest_id() - b.latest_id()) <= 3
+        await a.close()
+        await b.close()
+
+    run(go(), 40)
+
+
+def test_h264_through_aiortcs_own_encoder(board_loop, make_bridge, server, signer):
+    from remote.publisher import StreamConfig
+
+    make_bridge(board_loop, "h264-1", stream=StreamConfig(codec="H264"))
+
+    async def go():
+        v = await FakeViewer(server.url, signer.issue("h264-1", "expert", "dr")).join()
+        await v.wait_frames(15)
+        sdp = v.pc.remoteDescription.sdp
+        assert "H264/90000" in sdp and "VP8/90000" not in sdp
+        ids = [i for i in v.frame_ids if i is not None]
+        assert len(ids) >= 10 and ids == sorted(ids)
+        await v.close()
+
+    run(go(), 40)

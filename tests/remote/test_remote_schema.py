@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from hostile_messages import hostile_messages
-from remote.schema import (MAX_DATA_MESSAGE_BYTES, MessageGate, PinMsg, StrokeMsg, TokenBucket, encode,
-                           json_schema)
+
+from remote.schema import MAX_DATA_MESSAGE_BYTES, MessageGate, PinMsg, StrokeMsg, TokenBucket, encode, json_schema
 
 
 def msg(**kw):

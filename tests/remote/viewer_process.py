@@ -16,9 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakeviewer import FakeViewer  # noqa: E402
-from hostile_messages import hostile_messages  # noqa: E402
-from remote.peer import IceOptions, configure_ice  # noqa: E402
+from fakeviewer import FakeViewer
+from hostile_messages import hostile_messages
+
+from remote.peer import IceOptions, configure_ice
 
 
 async def cycles(url: str, token: str, n: int) -> dict:

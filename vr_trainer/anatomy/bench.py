@@ -18,6 +18,7 @@ Targets: example CT <= 3 s; 512 x 512 x 400 <= 60 s and <= 4 GB.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -96,9 +97,10 @@ def peer_ct(ct: Path, labels: Path | None, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     faces = 0
     if labels is not None:
-        img = nib.load(str(labels))
+        img: Any = nib.load(str(labels))
         seg = np.asarray(img.dataobj)
-        nib.load(str(ct)).get_fdata()  # the CT is read too, as ours does
+        ct_img: Any = nib.load(str(ct))
+        ct_img.get_fdata()  # the CT is read too, as ours does
         jobs = [((seg == i).astype(np.float32), 0.5, TOTALSEGMENTATOR_TOTAL[i])
                 for i in np.unique(seg) if i in TOTALSEGMENTATOR_TOTAL]
     else:
@@ -114,7 +116,9 @@ def peer_ct(ct: Path, labels: Path | None, out: Path) -> int:
         budget = FACE_BUDGET[tissue] if labels is not None else 120_000
         if len(m.faces) > budget:
             m = m.simplify_quadric_decimation(face_count=budget)
-        (out / f"{name}.glb").write_bytes(m.export(file_type="glb"))
+        glb = m.export(file_type="glb")
+        assert isinstance(glb, bytes)
+        (out / f"{name}.glb").write_bytes(glb)
         faces += len(m.faces)
     return faces
 
@@ -170,7 +174,7 @@ def _case(label: str, ours: Callable[[Path], int], peer: Callable[[Path], int], 
     for r in range(repeat):
         for who, fn in (pair if r % 2 == 0 else pair[::-1]):  # alternate who runs first
             out = tmp / f"{label.split()[0]}-{who}-{r}"
-            rows[who].append(_measure(lambda fn=fn, out=out: fn(out)))
+            rows[who].append(_measure(functools.partial(fn, out)))
     res: dict[str, Any] = {"case": label, "repeat": repeat}
     for who, vals in rows.items():
         res[f"{who}_s"] = statistics.median(v[0] for v in vals)

@@ -21,12 +21,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import phantom_sdf as S
+from .phantom_sdf import Point
 from .pipeline import LabelSpec
 
 Built = tuple[S.Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]
 
 
-def ellipsoid_frame(c: Sequence[float], axes: Sequence[Sequence[float]], r: Sequence[float]) -> S.Part:
+def ellipsoid_frame(c: Point, axes: Sequence[Point], r: Point) -> S.Part:
     """Ellipsoid with semi-axes ``r`` along the (orthonormal) ``axes``."""
     ax = [np.asarray(a, float) / np.linalg.norm(a) for a in axes]
 
@@ -43,12 +44,12 @@ def ellipsoid_frame(c: Sequence[float], axes: Sequence[Sequence[float]], r: Sequ
     return S.Part(f, np.asarray(c) - ext, np.asarray(c) + ext)
 
 
-def sphere(c: Sequence[float], r: float) -> S.Part:
+def sphere(c: Point, r: float) -> S.Part:
     """Sphere of radius ``r`` mm."""
     return S.ellipsoid(c, (r, r, r))
 
 
-def clip(part: S.Part, g: S.SDF, lo: Sequence[float] | None = None, hi: Sequence[float] | None = None) -> S.Part:
+def clip(part: S.Part, g: S.SDF, lo: Point | None = None, hi: Point | None = None) -> S.Part:
     """Intersection of ``part`` with the region ``g < 0`` (optionally a tighter box)."""
     return S.Part(lambda X, Y, Z: np.maximum(part(X, Y, Z), g(X, Y, Z)),
                   part.lo if lo is None else lo, part.hi if hi is None else hi)
@@ -171,6 +172,28 @@ def _femur(s: float) -> tuple[list[S.Part], np.ndarray]:
     return parts, d
 
 
+def _cup_sdf(socket: S.Part, c: np.ndarray, axis: np.ndarray) -> S.SDF:
+    """Acetabular cartilage: a 1.9 mm shell inside the socket, on the pelvic side of its opening plane."""
+
+    def f(X: S.Arr, Y: S.Arr, Z: S.Arr) -> S.Arr:
+        r = np.sqrt((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2)
+        side = (X - c[0]) * axis[0] + (Y - c[1]) * axis[1] + (Z - c[2]) * axis[2] - 2.0
+        return np.maximum(np.maximum(socket(X, Y, Z), 25.8 - r), side)
+
+    return f
+
+
+def _cap_sdf(head: S.Part, c: np.ndarray, d: np.ndarray) -> S.SDF:
+    """Femoral head cartilage: a 2 mm cap on the head, away from the neck."""
+
+    def f(X: S.Arr, Y: S.Arr, Z: S.Arr) -> S.Arr:
+        r = np.sqrt((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2)
+        toward_neck = (X - c[0]) * d[0] + (Y - c[1]) * d[1] + (Z - c[2]) * d[2] - 8.0
+        return np.maximum(np.maximum(head(X, Y, Z), 23.0 - r), toward_neck)
+
+    return f
+
+
 def build_hip(spacing_mm: float) -> Built:
     """Pelvis and both proximal femora; see module docstring."""
     cv = S.Canvas((-150.0, -112.0, -182.0), (150.0, 66.0, 122.0), spacing_mm)
@@ -188,14 +211,12 @@ def build_hip(spacing_mm: float) -> Built:
         specs[ids[f"femur_{side}"]] = LabelSpec(ids[f"femur_{side}"], f"femur_{side}", "bone", f"{side} proximal femur")
         c = np.array([s * HIP_CENTER_X, 0.0, 0.0])
         socket = sphere(c, 27.7)
-        cup = S.Part(lambda X, Y, Z, socket=socket, c=c, axis=axis: np.maximum(np.maximum(socket(X, Y, Z), 25.8 - np.sqrt((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2)),
-                     (X - c[0]) * axis[0] + (Y - c[1]) * axis[1] + (Z - c[2]) * axis[2] - 2.0), socket.lo, socket.hi)
+        cup = S.Part(_cup_sdf(socket, c, axis), socket.lo, socket.hi)
         name = f"cartilage_acetabular_{side}"
         cv.paint(ids[name], cup, cup.lo, cup.hi)
         specs[ids[name]] = LabelSpec(ids[name], name, "cartilage", f"{side} acetabular cartilage")
         head = sphere(c, 25.0)
-        cap = S.Part(lambda X, Y, Z, head=head, c=c, d=d: np.maximum(np.maximum(head(X, Y, Z), 23.0 - np.sqrt((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2)),
-                     (X - c[0]) * d[0] + (Y - c[1]) * d[1] + (Z - c[2]) * d[2] - 8.0), head.lo, head.hi)
+        cap = S.Part(_cap_sdf(head, c, d), head.lo, head.hi)
         name = f"cartilage_femoral_head_{side}"
         cv.paint(ids[name], cap, cap.lo, cap.hi, over=(0, ids[f"femur_{side}"]))
         specs[ids[name]] = LabelSpec(ids[name], name, "cartilage", f"{side} femoral head cartilage")

@@ -9,18 +9,20 @@ evaluates a primitive only inside its bounding box.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 Arr = np.ndarray
 SDF = Callable[[Arr, Arr, Arr], Arr]
+#: a point, vector or size triple in mm: any sequence of 3 floats or an array
+Point = Any
 
 
 class Part:
     """A primitive with the world box (mm) outside which it is certainly positive."""
 
-    def __init__(self, f: SDF, lo: Sequence[float], hi: Sequence[float]) -> None:
+    def __init__(self, f: SDF, lo: Point, hi: Point) -> None:
         self.f = f
         self.lo = np.asarray(lo, float)
         self.hi = np.asarray(hi, float)
@@ -29,7 +31,7 @@ class Part:
         return self.f(X, Y, Z)
 
 
-def _pbox(points: Sequence[Sequence[float]], pad: float | Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _pbox(points: Sequence[Point], pad: float | Point) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(points, float).reshape(-1, 3)
     return arr.min(0) - np.asarray(pad, float), arr.max(0) + np.asarray(pad, float)
 
@@ -57,16 +59,16 @@ def join(fns: Sequence[Part], k: float = 0.0) -> Part:
     return Part(lambda X, Y, Z: union([f(X, Y, Z) for f in fns], k), lo, hi)
 
 
-def _seg_t(px: Arr, py: Arr, pz: Arr, a: Sequence[float], b: Sequence[float]) -> Arr:
+def _seg_t(px: Arr, py: Arr, pz: Arr, a: Point, b: Point) -> Arr:
     ab = np.subtract(b, a, dtype=np.float64)
     den = float(ab @ ab) or 1e-12
     t = ((px - a[0]) * ab[0] + (py - a[1]) * ab[1] + (pz - a[2]) * ab[2]) / den
     return np.clip(t, 0.0, 1.0)
 
 
-def capsule(a: Sequence[float], b: Sequence[float], r: float | tuple[float, float]) -> Part:
+def capsule(a: Point, b: Point, r: float | tuple[float, float]) -> Part:
     """Segment a-b with radius ``r`` (or radii tapering from a to b)."""
-    ra, rb = (r, r) if np.isscalar(r) else r  # type: ignore[misc]
+    ra, rb = (float(r), float(r)) if isinstance(r, (int, float)) else (float(r[0]), float(r[1]))
 
     def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
         t = _seg_t(X, Y, Z, a, b)
@@ -78,7 +80,7 @@ def capsule(a: Sequence[float], b: Sequence[float], r: float | tuple[float, floa
     return Part(f, *_pbox([a, b], max(ra, rb)))
 
 
-def tube(points: Sequence[Sequence[float]], radii: Sequence[float], scale: Sequence[float] = (1, 1, 1)) -> Part:
+def tube(points: Sequence[Point], radii: Point, scale: Point = (1, 1, 1)) -> Part:
     """Polyline tube with a radius per point; ``scale`` squashes the cross-section
     (e.g. ``(1, 0.75, 1)`` makes a vertical tube elliptic, 25 % thinner in y)."""
     pts = [np.asarray(p, float) / np.asarray(scale, float) for p in points]
@@ -97,7 +99,7 @@ def tube(points: Sequence[Sequence[float]], radii: Sequence[float], scale: Seque
     return Part(f, *_pbox(points, max(radii) * sc / k))
 
 
-def ellipsoid(c: Sequence[float], r: Sequence[float]) -> Part:
+def ellipsoid(c: Point, r: Point) -> Part:
     """Ellipsoid centred at ``c`` with semi-axes ``r`` (approximate distance)."""
 
     def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
@@ -109,7 +111,7 @@ def ellipsoid(c: Sequence[float], r: Sequence[float]) -> Part:
     return Part(f, *_pbox([c], r))
 
 
-def box_frame(center: Sequence[float], axes: Sequence[Sequence[float]], half: Sequence[float], round_mm: float = 0.0) -> Part:
+def box_frame(center: Point, axes: Sequence[Point], half: Point, round_mm: float = 0.0) -> Part:
     """Oriented box: ``axes`` are three orthonormal directions, ``half`` the half sizes."""
     ax = [np.asarray(a, float) / np.linalg.norm(a) for a in axes]
 
@@ -126,11 +128,12 @@ def box_frame(center: Sequence[float], axes: Sequence[Sequence[float]], half: Se
     return Part(f, *_pbox([center], ext))
 
 
-def slab(a: Sequence[float], b: Sequence[float], half_t: float | tuple[float, float],
+def slab(a: Point, b: Point, half_t: float | tuple[float, float],
          z_a: tuple[float, float], z_b: tuple[float, float], round_mm: float = 1.0) -> Part:
     """A plate swept along the horizontal segment a-b (x, y), thickness ``2*half_t``
     across it, spanning z from ``z_a`` at a to ``z_b`` at b (linear between)."""
-    ht_a, ht_b = (half_t, half_t) if np.isscalar(half_t) else half_t  # type: ignore[misc]
+    ht_a, ht_b = ((float(half_t), float(half_t)) if isinstance(half_t, (int, float))
+                  else (float(half_t[0]), float(half_t[1])))
 
     def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
         t = _seg_t(X, Y, 0 * Z, (a[0], a[1], 0.0), (b[0], b[1], 0.0))
@@ -149,7 +152,7 @@ def slab(a: Sequence[float], b: Sequence[float], half_t: float | tuple[float, fl
     return Part(f, lo, hi)
 
 
-def body(center: Sequence[float], a: float, b_ant: float, b_post: float, h: float,
+def body(center: Point, a: float, b_ant: float, b_post: float, h: float,
          waist: float = 0.07, round_mm: float = 2.0) -> Part:
     """Vertebral body / disc: elliptic cylinder (half width ``a``, anterior and
     posterior half depths ``b_ant``/``b_post``, half height ``h``), waisted
@@ -175,7 +178,7 @@ def rotation_x(angle_deg: float) -> np.ndarray:
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]], float)
 
 
-def local_frame(origin: Sequence[float], rot: np.ndarray) -> Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]]:
+def local_frame(origin: Point, rot: np.ndarray) -> Callable[[Arr, Arr, Arr], tuple[Arr, Arr, Arr]]:
     """World -> local coordinates for a frame whose axes are the columns of ``rot``."""
     o = np.asarray(origin, float)
 
@@ -188,7 +191,7 @@ def local_frame(origin: Sequence[float], rot: np.ndarray) -> Callable[[Arr, Arr,
     return f
 
 
-def in_frame(part: Part, origin: Sequence[float], rot: np.ndarray) -> Part:
+def in_frame(part: Part, origin: Point, rot: np.ndarray) -> Part:
     """A primitive defined in a local frame (axes = columns of ``rot``), placed in the world."""
     frame = local_frame(origin, rot)
     corners = np.array([[x, y, z] for x in (part.lo[0], part.hi[0]) for y in (part.lo[1], part.hi[1])
@@ -200,7 +203,7 @@ def in_frame(part: Part, origin: Sequence[float], rot: np.ndarray) -> Part:
 class Canvas:
     """Label volume on an axis-aligned RAS grid (array axes = x, y, z)."""
 
-    def __init__(self, lo_mm: Sequence[float], hi_mm: Sequence[float], spacing_mm: float) -> None:
+    def __init__(self, lo_mm: Point, hi_mm: Point, spacing_mm: float) -> None:
         self.lo = np.asarray(lo_mm, float)
         self.spacing = float(spacing_mm)
         self.shape = tuple(int(math.ceil((h - l) / self.spacing)) + 1 for l, h in zip(lo_mm, hi_mm))
@@ -209,7 +212,7 @@ class Canvas:
         self.affine[:3, 3] = self.lo
         self.blocked: dict[int, int] = {}
 
-    def _box(self, lo: Sequence[float], hi: Sequence[float]) -> tuple[tuple[slice, ...], list[Arr]]:
+    def _box(self, lo: Point, hi: Point) -> tuple[tuple[slice, ...], list[Arr]]:
         i0 = np.clip(np.floor((np.asarray(lo) - self.lo) / self.spacing).astype(int), 0, self.shape)
         i1 = np.clip(np.ceil((np.asarray(hi) - self.lo) / self.spacing).astype(int) + 1, 0, self.shape)
         sl = tuple(slice(int(a), int(b)) for a, b in zip(i0, i1))
@@ -221,7 +224,7 @@ class Canvas:
             axes.append(v.reshape(shape))
         return sl, axes
 
-    def paint(self, label: int, sdf: SDF, lo: Sequence[float], hi: Sequence[float],
+    def paint(self, label: int, sdf: SDF, lo: Point, hi: Point,
               over: Sequence[int] = (0,)) -> int:
         """Set ``label`` where ``sdf < 0`` inside the box ``lo..hi`` (mm) and the
         current label is in ``over``; returns voxels painted.  Voxels refused
@@ -262,7 +265,7 @@ class Canvas:
         cur[write] = label
         return int(write.sum())
 
-    def carve(self, labels: Sequence[int], sdf: SDF, lo: Sequence[float], hi: Sequence[float]) -> None:
+    def carve(self, labels: Sequence[int], sdf: SDF, lo: Point, hi: Point) -> None:
         """Clear ``labels`` where ``sdf < 0`` (cut canals, foramina)."""
         sl, (X, Y, Z) = self._box(lo, hi)
         inside = np.broadcast_to(sdf(X, Y, Z) < 0, tuple(s.stop - s.start for s in sl))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import phantom_sdf as S
+from .phantom_sdf import Point
 from .pipeline import LabelSpec
 
 SIDES = {"right": 1.0, "left": -1.0}
@@ -150,7 +151,7 @@ def _sacrum() -> tuple[list[S.Part], list[S.Part]]:
         S.body((0, 0, -12.0), 24.0, S1_B_ANT, bp, 12.0),
         S.body((0, -4.0, -33.0), 19.0, 13.0, 10.0, 9.0),
         S.body((0, -9.0, -50.0), 14.0, 10.0, 8.0, 8.0),
-        S.body((0, -13.0, -64.0), 10.0, 7.0, 6.0, 6.0),
+        S.body((0, -13.0, -63.0), 12.0, 7.0, 7.0, 6.0),
     ]
     for s in SIDES.values():
         loc += [
@@ -161,7 +162,7 @@ def _sacrum() -> tuple[list[S.Part], list[S.Part]]:
         ]
     loc.append(S.slab((0.0, -bp - 16), (0.0, -bp - 21), 2.5, (-58.0, -10.0), (-60.0, -14.0), 2.0))
     parts = [S.in_frame(p, S1_ORIGIN, S1_ROT) for p in loc]
-    cuts = [S.in_frame(S.tube([(0, CANAL_V, 8.0), (0, CANAL_V, -68.0)], [11.0, 11.0], (1, 6.0 / 11.0, 1)), S1_ORIGIN, S1_ROT)]
+    cuts = [S.in_frame(S.tube([(0, CANAL_V, 8.0), (0, CANAL_V, -56.0)], [11.0, 9.0], (1, 6.0 / 11.0, 1)), S1_ORIGIN, S1_ROT)]
     cuts += [S.in_frame(S.capsule((s * 13.0, -40.0, w), (s * 13.0, 30.0, w), r), S1_ORIGIN, S1_ROT)
              for s in SIDES.values() for w, r in ((-24.0, 4.2), (-41.0, 3.8), (-56.0, 3.2))]
     for s in SIDES.values():

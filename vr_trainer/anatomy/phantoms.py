@@ -96,7 +96,7 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
         "voxel_mm": float(spacing_mm or default_spacing),
         "grid_shape": list(labels.array.shape),
         "inputs": ct.inputs + labels.inputs,
-        "pipeline": "labels -> gaussian 0.8 voxel -> marching cubes (ascent) -> taubin -> "
+        "pipeline": "labels -> gaussian 0.5 voxel -> marching cubes (ascent) -> taubin -> "
                     "fast-simplification to tissue budget -> repair",
     }
     return write_bundle(

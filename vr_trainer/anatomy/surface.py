@@ -52,7 +52,7 @@ def mask_surface(
     """Closed surface of a boolean mask (RAS mm), or ``None`` when empty.
 
     The mask is padded (so structures touching the volume edge still close),
-    blurred with a Gaussian of ``sigma_mm`` (default 0.8 x the finest voxel
+    blurred with a Gaussian of ``sigma_mm`` (default 0.5 x the finest voxel
     size) to remove the voxel staircase, and contoured at 0.5 with
     ``gradient_direction="ascent"`` (outward normals on a 0/1 mask).
     """
@@ -60,7 +60,7 @@ def mask_surface(
         return None
     spacing = spacing_of(affine)
     if sigma_mm is None:
-        sigma_mm = 0.8 * float(spacing.min())
+        sigma_mm = 0.5 * float(spacing.min())
     sig_vox = np.maximum(sigma_mm / spacing, 1e-6)
     pad = 2 + int(math.ceil(3.0 * float(sig_vox.max())))
     field = np.pad(mask.astype(np.float32), pad)
@@ -195,11 +195,18 @@ def finish(
     if len(mesh.faces) > 8 * max_faces:
         mesh = decimate(mesh, 8 * max_faces)
     mesh = smooth(mesh, smooth_iterations)
-    mesh = decimate(mesh, max_faces)
-    mesh = repair(mesh, min_component_fraction=min_component_fraction, fix_winding=fix_winding, merge=fix_winding)
-    if len(mesh.faces) == 0:
+    closed = len(mesh.faces) > max_faces and mesh.is_watertight
+    out = mesh
+    # decimation can pinch a thin neck into a non-manifold edge; a slightly
+    # smaller target collapses in a different order, so retry (within budget)
+    for frac in (1.0, 0.93, 0.86, 0.79, 0.72):
+        out = repair(decimate(mesh, int(max_faces * frac)), min_component_fraction=min_component_fraction,
+                     fix_winding=fix_winding, merge=fix_winding)
+        if not closed or out.is_watertight:
+            break
+    if len(out.faces) == 0:
         raise AnatomyError("surface vanished during repair (structure smaller than a few voxels?)")
-    return mesh
+    return out
 
 
 def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:

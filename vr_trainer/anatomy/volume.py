@@ -69,13 +69,13 @@ def read_nifti(path: Path, *, labels: bool = False) -> Volume:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         raw = np.asanyarray(img.dataobj)
         if labels:
             data = np.asarray(raw)
         else:
             data = np.asarray(img.dataobj, dtype=np.float32) if _has_scaling(img) else np.asarray(raw)
-        affine = np.asarray(img.affine, dtype=float)
+        affine = np.asarray(img.affine, dtype=np.float64)
         unit = img.header.get_xyzt_units()[0]
     except AnatomyError:
         raise
