@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--turn-secret", default=None, help="coturn static-auth-secret: per-peer short-lived credentials")
     s.add_argument("--relay-only", action="store_true", help="force media through TURN")
     s.add_argument("--max-viewers", type=int, default=8, help="experts + observers per session")
-    s.add_argument("--secret-file", default=None, help="token signing secret (default ~/.config/vr-trainer/mentor-secret)")
+    s.add_argument("--secret-file", default=None,
+                   help="token signing secret (default ~/.config/vr-trainer/mentor-secret)")
     s.set_defaults(func=cmd_serve)
 
     t = msub.add_parser("token", help="issue a signed, expiring join token")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("remote.link")
 VIEWER_ROLES = ("expert", "observer")
 MAX_DC_BUFFERED_BYTES = 1 << 20
+MAX_REMOTE_CANDIDATES = 32
 
 
 class ViewerLink:
@@ -62,7 +63,7 @@ class ViewerLink:
         video = pc.addTransceiver(self.track, direction="sendonly")
         prefer_codec(video, b.config.stream.codec)
         if b.source.encoded:  # one shared encoder: a picture-loss report asks it for a key frame
-            video.sender._send_keyframe = b.source.request_keyframe
+            video.sender._send_keyframe = b.source.request_keyframe  # type: ignore[method-assign]
         mic = b.microphone_for_link()
         pc.addTransceiver(mic if mic is not None else "audio", direction="sendrecv" if mic is not None else "recvonly")
         self.dc = pc.createDataChannel("mentor", ordered=True)
@@ -82,7 +83,10 @@ class ViewerLink:
             if kind == "answer" and self.pc.signalingState == "have-local-offer":
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
             elif kind in ("candidate", "end-of-candidates"):
-                if not await add_browser_candidate(self.pc, data):
+                self.counters["candidates"] += 1
+                if self.counters["candidates"] > MAX_REMOTE_CANDIDATES:  # no probing from our address
+                    self.counters["candidates_skipped"] += 1
+                elif not await add_browser_candidate(self.pc, data):
                     self.counters["candidates_skipped"] += 1
             else:
                 self.counters["signal_ignored"] += 1
@@ -115,6 +119,13 @@ class ViewerLink:
         b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
 
     def _on_message(self, raw: Any) -> None:
+        try:
+            self._handle(raw)
+        except Exception:  # noqa: BLE001 - a message must never break the channel
+            self.counters["handler_errors"] += 1
+            log.exception("viewer %s: message handling failed", self.peer_id)
+
+    def _handle(self, raw: Any) -> None:
         now = time.monotonic()
         self.last_rx_s = now
         msg: Any = self.gate.admit(raw, now)

@@ -121,12 +121,13 @@ class StreamFrame:
 class MirrorFrameSource:
     """A :class:`~vr_trainer.app.bridge.FrameSink` and the pump that feeds the tracks.
 
-    ``wants_depth`` is True so the loop keeps the depth needed to unproject strokes."""
-
-    wants_depth = True
+    ``wants_depth`` tells the loop to read depth back (needed to unproject strokes). The
+    bridge sets it only while someone who may annotate is connected: the depth readback
+    is most of what streaming costs the render loop on llvmpipe."""
 
     def __init__(self, config: StreamConfig | None = None) -> None:
         self.config = config or StreamConfig()
+        self.wants_depth = False
         self.encoded = self.config.codec.upper() == "VP8"
         self._slot = LatestSlot()
         self._aloop: asyncio.AbstractEventLoop | None = None
@@ -189,7 +190,7 @@ class MirrorFrameSource:
             fresh = frame is not None and version > seen_version
             if not self._subscribers or (not fresh and (last is None or
                                                         time.perf_counter() - last_sent_s < cfg.idle_repeat_s)):
-                wait_s = cfg.idle_repeat_s if last is not None else None
+                wait_s: float | None = cfg.idle_repeat_s if last is not None else None
                 try:
                     await asyncio.wait_for(self._new_frame.wait(), wait_s)
                 except asyncio.TimeoutError:

@@ -8,7 +8,13 @@ rate limit (token buckets), parse + validate; anything refused is dropped and co
 in :attr:`MessageGate.counters` - it never raises.
 
 Video coordinates (``point``, ``points``) are normalised to the video picture:
-(0, 0) top-left, (1, 1) bottom-right.
+(0, 0) top-left, (1, 1) bottom-right; ``frame_id`` is the id stamped in the picture
+the mark was drawn on (:mod:`remote.framecode`).
+
+Trainee -> console (same envelope, produced only by the trainee): ``hello`` (peer id,
+role, can_annotate, frame-code layout), ``hb``/``hb_ack``, ``ack`` (``ref`` = the mark
+id or command, ``ok``, ``reason``), ``marks`` (the current marks: id, kind, author),
+``notes``, ``bye``.
 """
 
 from __future__ import annotations
@@ -122,7 +128,8 @@ class SyncMsg(_Msg):
     type: Literal["sync"]
 
 
-ConsoleMessage = Annotated[Heartbeat | HeartbeatAck | Bye | Hold | Release | StrokeMsg | PinMsg | LaserMsg | UndoMsg | ClearMsg | NoteMsg | SyncMsg, Field(discriminator="type")]
+ConsoleMessage = Annotated[Heartbeat | HeartbeatAck | Bye | Hold | Release | StrokeMsg | PinMsg | LaserMsg | UndoMsg
+                           | ClearMsg | NoteMsg | SyncMsg, Field(discriminator="type")]
 CONSOLE_ADAPTER: TypeAdapter = TypeAdapter(ConsoleMessage)
 ANNOTATION_TYPES = frozenset({"hold", "release", "stroke", "pin", "laser", "undo", "clear", "note"})
 

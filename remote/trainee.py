@@ -52,7 +52,7 @@ class BridgeConfig:
     audio: str = "auto"
     ice: IceOptions | None = None  # None: offer 127.0.0.1 too when the server is on loopback
     heartbeat_interval_s: float = 1.0
-    dead_after_s: float = 3.5
+    dead_after_s: float = 3.0
     connect_timeout_s: float = 20.0
     reconnect_max_s: float = 5.0
     connect_wait_s: float = 3.0
@@ -250,7 +250,11 @@ class TraineeBridge:
                             if raw.type != aiohttp.WSMsgType.TEXT:
                                 break
                             delay_s = 0.25
-                            await self._on_server(raw.data)
+                            try:
+                                await self._on_server(raw.data)
+                            except Exception:  # noqa: BLE001 - one bad message must not end the session
+                                self.counters["server_message_errors"] += 1
+                                log.exception("mentor server message not handled")
                 except (TimeoutError, aiohttp.ClientError, OSError) as e:
                     self.counters["server_unreachable"] += 1
                     log.info("mentor server: %s", e)
@@ -321,6 +325,7 @@ class TraineeBridge:
         link = ViewerLink(self, info)
         self.links[link.peer_id] = link
         self.counters["links_opened"] += 1
+        self._update_depth_wish()
         try:
             await link.start()
         except Exception as e:  # noqa: BLE001
@@ -333,6 +338,7 @@ class TraineeBridge:
             self.counters["links_closed"] += 1
             self._closed_link_counters.update(link.gate.counters)
             self._closed_link_counters.update(link.counters)
+            self._update_depth_wish()
             log.info("viewer %s (%s) closed: %s", link.peer_id, link.role, reason)
             pid = link.peer_id
 
@@ -341,6 +347,10 @@ class TraineeBridge:
 
             self.inbox.put(forget)
         await link.close()
+
+    def _update_depth_wish(self) -> None:
+        """Read depth back only while someone who may annotate is connected."""
+        self.source.wants_depth = any(link.can_annotate for link in self.links.values())
 
     def _forget_peer(self, loop: Any, peer_id: str) -> None:
         for key in [k for k in self.applier.held if k[0] == peer_id]:

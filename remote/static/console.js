@@ -6,7 +6,7 @@ import { FrameCodeReader, STAMP_WIDTH_PX, CELL_PX } from './framecode.js';
 
 const V = 1;
 const HB_INTERVAL_MS = 1000;
-const DEAD_AFTER_MS = 3500;
+const DEAD_AFTER_MS = 3000;
 const LASER_INTERVAL_MS = 33;
 const MAX_POINTS = 1000;
 const $ = (id) => document.getElementById(id);

@@ -161,3 +161,23 @@ def test_expert_microphone_reaches_the_trainee(browser, web_bridge, server, sign
     browser.js("return vrConsole.setMic(true)")
     wait(lambda: browser.console_state().get("micOn"), 5, "microphone on")
     wait(lambda: web_bridge.audio_frames_in > before + 25, 10, "audio frames at the trainee")
+
+
+def test_console_follows_the_resident_leaving_and_coming_back(browser, web_bridge, board_loop, server, signer):
+    """Runs last: it replaces the module's bridge."""
+    from remote.peer import IceOptions
+    from remote.trainee import BridgeConfig, TraineeBridge
+
+    open_console(browser, server, signer.issue(SESSION, "expert", "Dr Li"))
+    live(browser)
+    web_bridge.close()
+    wait(lambda: "waiting" in (browser.console_state().get("status") or ""), 10, "the page notices the resident left")
+    again = TraineeBridge(server.url, signer.issue(SESSION, "trainee", "resident"),
+                          BridgeConfig(ice=IceOptions(loopback_only=True), audio="none"))
+    try:
+        board_loop.call(lambda loop: again.attach(loop), timeout_s=15)
+        seen = browser.console_state()["framesWithId"]
+        wait(lambda: browser.console_state()["framesWithId"] > seen + 15 and browser.console_state()["status"] == "live",
+             20, "video again without reloading the page")
+    finally:
+        again.close()

@@ -195,14 +195,17 @@ def finish(
     if len(mesh.faces) > 8 * max_faces:
         mesh = decimate(mesh, 8 * max_faces)
     mesh = smooth(mesh, smooth_iterations)
-    closed = len(mesh.faces) > max_faces and mesh.is_watertight
-    out = mesh
     # decimation can pinch a thin neck into a non-manifold edge; a slightly
     # smaller target collapses in a different order, so retry (within budget)
+    closed: bool | None = None
     for frac in (1.0, 0.93, 0.86, 0.79, 0.72):
         out = repair(decimate(mesh, int(max_faces * frac)), min_component_fraction=min_component_fraction,
                      fix_winding=fix_winding, merge=fix_winding)
-        if not closed or out.is_watertight:
+        if out.is_watertight or len(mesh.faces) <= max_faces:
+            break
+        if closed is None:  # only worth retrying when the input was closed
+            closed = bool(mesh.is_watertight)
+        if not closed:
             break
     if len(out.faces) == 0:
         raise AnatomyError("surface vanished during repair (structure smaller than a few voxels?)")
