@@ -55,6 +55,23 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"n": len(values), "median": _pct(values, 50), "p95": _pct(values, 95), "max": _pct(values, 100)}
 
 
+def _surface_spots(loop: Any) -> list[tuple[float, float]]:
+    """Normalised points in the left eye with a surface under them and 5 % of the width
+    to their right (where the benchmark's short strokes go)."""
+    rec = next((r for r in reversed(loop.history) if r.frame is not None and r.frame.depth is not None), None)
+    if rec is None:
+        return []
+    depth = rec.frame.depth
+    h, w = depth.shape
+    out = []
+    for v in np.linspace(0.25, 0.75, 11):
+        for u in np.linspace(0.05, 0.4, 15):
+            row = depth[int(v * h), int(u * w):int((u + 0.05) * w) + 1]
+            if len(row) and float(row.max()) < 1.0 - 1e-6:
+                out.append((float(u), float(v)))
+    return out
+
+
 def _pick_scene(scene: str) -> str:
     if scene != "auto":
         return scene
@@ -113,9 +130,12 @@ def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: i
         lt.reset_timing()
         t_start = time.time()
         rng = random.Random(1)
+        spots = lt.call(_surface_spots)
+        if not spots:
+            raise RemoteError("no anatomy in view to draw on")
         for k in range(n_strokes):
             time.sleep(seconds / max(n_strokes, 1))
-            x, y = rng.uniform(0.2, 0.28), rng.uniform(0.4, 0.6)
+            x, y = spots[rng.randrange(len(spots))]
             browser.js("const s = vrConsole.state; vrConsole.send({type: 'stroke', id: arguments[0], "
                        "frame_id: s.currentFrameId, points: [[arguments[1], arguments[2]], [arguments[1] + 0.05, "
                        "arguments[2]]], t_ms: performance.timeOrigin + performance.now()});", f"b{k}", x, y)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import green_mask, need
+from remote_helpers import green_mask, need
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 SESSION = "web-1"

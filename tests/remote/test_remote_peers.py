@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import green_mask, run, start_loop
 from fakeviewer import FakeViewer
+from remote_helpers import green_mask, run, start_loop
 
 pytestmark = pytest.mark.timeout(90)
 STROKE_U = np.linspace(0.2, 0.4, 24)  # across the left eye of the 640x240 mirror

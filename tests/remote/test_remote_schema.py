@@ -6,7 +6,15 @@ import json
 
 from hostile_messages import hostile_messages
 
-from remote.schema import MAX_DATA_MESSAGE_BYTES, MessageGate, PinMsg, StrokeMsg, TokenBucket, encode, json_schema
+from remote.schema import (
+    MAX_DATA_MESSAGE_BYTES,
+    MessageGate,
+    PinMsg,
+    StrokeMsg,
+    TokenBucket,
+    encode,
+    json_schema,
+)
 
 
 def msg(**kw):

@@ -9,7 +9,7 @@ import ssl
 
 import aiohttp
 import pytest
-from conftest import run
+from remote_helpers import run
 
 from remote.errors import RemoteError
 from remote.server import CSP, ServerConfig, ServerThread, check_bind
