@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--video", action="store_true", help="also write the mirror as DIR/mirror.mp4")
     r.add_argument("--mirror", default="side_by_side", choices=["side_by_side", "left", "right"])
     r.add_argument("--locale", default=None, choices=["en", "zh"], help="language of in-scene text")
-    r.add_argument("--realtime", action="store_true", help="headless: run the simulation on wall time")
+    r.add_argument("--realtime", action="store_true", help="headless: run at the pose track's pace on wall time (implied by --mentor)")
     r.add_argument("--mentor", default=None, help="mentoring server URL to publish this session to")
     r.add_argument("--token", default=None, help="trainee token for --mentor")
     r.set_defaults(func=cmd_run)

@@ -29,7 +29,7 @@ class MirrorFrame:
 
     frame_id: int
     time_s: float
-    rgb: np.ndarray
+    rgb: np.ndarray | None  # None in the loop's history (only depth and matrices are kept)
     depth: np.ndarray | None
     views: list["MirrorViewInfo"]
 

@@ -125,7 +125,8 @@ class FrameLoop:
             if got is not None:
                 fid, rgb, depth, views = got
                 mf = MirrorFrame(fid, frame.predicted_display_time_s, rgb, depth, views)
-                self.history.append(FrameRecord(fid, mf.time_s, mf))
+                # history keeps what unprojection needs (depth, matrices), not the pixels
+                self.history.append(FrameRecord(fid, mf.time_s, MirrorFrame(fid, mf.time_s, None, depth, views)))
                 while len(self.history) > self.history_len:
                     self.history.popleft()
                 for sink in self.sinks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import tempfile
@@ -99,7 +100,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         scenario = scenario.model_copy(update={"locale": locale})
         object.__setattr__(scenario, "_source_dir", Path(scenario_path or default_scenario_path()).resolve().parent)
     scene, meshes = build_session(scenario)
-    backend = create_backend(backend_name, scene.track, size, frames)
+    live = bool(mentor_url) or bool(realtime)
+    backend = create_backend(backend_name, scene.track, size, frames, live=live)
     out = Path(out_dir) if out_dir else None
     ctx = backend.open()
     loop: FrameLoop | None = None
@@ -109,7 +111,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     try:
         renderer = SceneRenderer(ctx)
         scene.upload(renderer, meshes)
-        scripted = backend.name == "headless" and not realtime
+        scripted = backend.name == "headless" and not live
         clock = FakeClock(0.0, 1.0 / scene.track.fps) if scripted else MonotonicClock()
         mw, mh = (size[0] * 2, size[1]) if mirror_layout == "side_by_side" else size
         mirror = MirrorCompositor(ctx, (mw, mh), mirror_layout)
@@ -123,7 +125,14 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
 
             bridge = TraineeBridge(mentor_url, token or "")
             bridge.attach(loop)
-        n = loop.run(frames)
+        gc.freeze()  # the scene is built: keep full GC passes from pausing the frame loop and network
+        interrupted = False
+        n = 0
+        try:
+            n = loop.run(frames)
+        except KeyboardInterrupt:  # Ctrl-C ends a live session normally, outputs written
+            interrupted = True
+            n = len(loop.frame_ms)
         ok = True
         summary: dict[str, Any] = {
             "backend": backend.name,
@@ -136,6 +145,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             "mirror_size": [mw, mh],
             "steps_completed": list(loop.state.completed_steps),
             "inbox_errors": loop.inbox_errors,
+            "interrupted": interrupted,
             **{k: v for k, v in backend.info().items() if k != "backend"},
         }
         if out is not None and n:

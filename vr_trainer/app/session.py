@@ -84,6 +84,9 @@ class SessionScene:
         if state.instruments:
             inst = state.instruments[state.active_instrument]
             lines.append(inst.spec.label)
+        if state.mentor_notes:
+            author, text = state.mentor_notes[-1]
+            lines.append(f"{author or ('导师' if zh else 'Mentor')}: {text[:160]}")
         read = []
         if state.tip_to_target_mm is not None:
             read.append(("距靶点" if zh else "Tip to target") + f" {state.tip_to_target_mm:6.1f} mm")

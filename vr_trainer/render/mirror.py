@@ -8,6 +8,7 @@ import moderngl
 import numpy as np
 
 from vr_trainer.app.bridge import MirrorViewInfo
+from vr_trainer.render.glsync import finisher, is_software_renderer
 from vr_trainer.render.renderer import EyeTarget, load_program
 
 
@@ -52,6 +53,11 @@ class MirrorCompositor:
         self._pending: list[tuple[int, bool, list[MirrorViewInfo]] | None] = [None, None]
         self._turn = 0
         self.views: list[MirrorViewInfo] = []
+        renderer = ctx.info.get("GL_RENDERER", "")
+        self.wait_for_gpu = finisher(renderer)
+        # A software rasteriser has finished the copy when read_into returns: hand over
+        # this frame at once instead of one frame late.
+        self.immediate = is_software_renderer(renderer)
 
     def compose(self, targets: list[EyeTarget]) -> list[MirrorViewInfo]:
         ctx = self.ctx
@@ -77,6 +83,7 @@ class MirrorCompositor:
     def read_now(self) -> np.ndarray:
         """Synchronous colour readback (HxWx3, top row first): screenshots."""
         w, h = self.size
+        self.wait_for_gpu()
         raw = self.fbo.read(components=3, alignment=1)
         return np.frombuffer(raw, np.uint8).reshape(h, w, 3)[::-1].copy()
 
@@ -90,14 +97,17 @@ class MirrorCompositor:
         """Start reading this frame into a pixel buffer; return the previous frame's pixels.
 
         One frame of latency, no pipeline stall: the GPU copies into one buffer while
-        the CPU maps the other."""
+        the CPU maps the other. On a software rasteriser the copy is synchronous, so
+        the current frame is returned with no added latency."""
         w, h = self.size
+        self.wait_for_gpu()
         cur = self._turn
         self.fbo.read_into(self._pbo[cur], components=3, alignment=1)
         if with_depth:
             self.fbo.read_into(self._pbo_depth[cur], attachment=-1, components=1, dtype="f4", alignment=1)
         self._pending[cur] = (frame_id, with_depth, self.views)
-        self._turn = 1 - cur
+        if not self.immediate:
+            self._turn = 1 - cur
         prev = self._pending[self._turn]
         if prev is None:
             return None

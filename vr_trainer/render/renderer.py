@@ -15,6 +15,7 @@ from importlib import resources
 import moderngl
 import numpy as np
 
+from vr_trainer.render.glsync import finisher
 from vr_trainer.render.materials import ANNOTATION_DEFAULT_RGBA, TissueMaterial, material_for
 from vr_trainer.render.text import render_text_rgba
 from vr_trainer.sim.scene import SceneSnapshot
@@ -92,6 +93,7 @@ class SceneRenderer:
         self.clear_rgb = clear_rgb
         self.lod_faces_per_px = lod_faces_per_px  # <= 0 disables levels of detail
         self._focal_px = 1.0
+        self.wait_for_gpu = finisher(ctx.info.get("GL_RENDERER", ""))
         self._eye_mm = np.zeros(3)
         self.meshes: dict[str, GpuMesh] = {}
         self.targets: dict[int, EyeTarget] = {}
@@ -234,6 +236,7 @@ class SceneRenderer:
         calls += self._draw_panels(vp, snap)
         ctx.disable(moderngl.BLEND)
         ctx.disable(moderngl.CULL_FACE)
+        self.wait_for_gpu()  # software rasteriser: wait here with the GIL released
         if t.msaa is not t.resolved:
             ctx.copy_framebuffer(t.resolved, t.msaa)
         if view.framebuffer is not None and view.framebuffer is not t.resolved:

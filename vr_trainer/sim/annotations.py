@@ -66,6 +66,17 @@ class AnnotationSet:
                     return True
         return False
 
+    def remove(self, item_id: str) -> bool:
+        """Remove the stroke or pin with this id (a laser dot moving, a stroke re-sent)."""
+        for kind, items in (("stroke", self.strokes), ("pin", self.pins)):
+            for j, it in enumerate(items):
+                if (it.stroke_id if kind == "stroke" else it.pin_id) == item_id:
+                    del items[j]  # type: ignore[attr-defined]
+                    self._order = [o for o in self._order if o != (kind, item_id)]
+                    self.version += 1
+                    return True
+        return False
+
     def clear(self) -> None:
         if self.strokes or self.pins:
             self.strokes.clear()

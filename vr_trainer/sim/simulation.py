@@ -48,6 +48,7 @@ class SimState:
     haptics: tuple[HapticRequest, ...] = ()
     annotations: AnnotationSet = field(default_factory=AnnotationSet)
     primary_was_pressed: bool = False
+    mentor_notes: list[tuple[str, str]] = field(default_factory=list)  # (author, text), newest last
 
 
 @dataclass
@@ -96,4 +97,5 @@ class Simulation:
         return SimState(
             time_s=s.time_s + dt_s, tick=s.tick + 1, instruments=tuple(instruments), active_instrument=active,
             step_index=step_index, completed_steps=completed, tip_to_target_mm=tip_dist, axial_angle_deg=axial,
-            craniocaudal_deg=cc, haptics=tuple(haptics), annotations=s.annotations, primary_was_pressed=pressed)
+            craniocaudal_deg=cc, haptics=tuple(haptics), annotations=s.annotations, primary_was_pressed=pressed,
+            mentor_notes=s.mentor_notes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Iterator
 
 import moderngl
@@ -38,10 +39,16 @@ class HeadlessBackend(DisplayBackend):
     name = "headless"
 
     def __init__(self, track: PoseTrack, size: tuple[int, int] = (640, 480), frames: int | None = None,
-                 ipd_mm: float = 63.0, stereo: bool = True) -> None:
+                 ipd_mm: float = 63.0, stereo: bool = True, paced: bool = False, loop_track: bool = False) -> None:
+        """``paced``: one frame per 1/fps of wall time (a live session someone watches);
+        ``loop_track``: with no ``frames`` limit, replay the pose track until stopped."""
         self.track = track
         self.size = size
-        self.max_frames = frames if frames is not None else max(1, int(round(track.duration_s * track.fps)) + 1)
+        self.paced = paced
+        self.loop_track = loop_track
+        once = max(1, int(round(track.duration_s * track.fps)) + 1)
+        self.max_frames: int | None = frames if frames is not None else (None if loop_track else once)
+        self._track_frames = once
         self.ipd_mm = ipd_mm
         self.stereo = stereo
         self.ctx: moderngl.Context | None = None
@@ -65,15 +72,22 @@ class HeadlessBackend(DisplayBackend):
         if self.ctx is None:
             raise BackendError("HeadlessBackend.frames() before open()")
         w, h = self.size
-        for i in range(self.max_frames):
+        i = 0
+        start = time.perf_counter()
+        while self.max_frames is None or i < self.max_frames:
             if self._stop:
                 return
-            t = i / self.track.fps
+            if self.paced:
+                delay = start + i / self.track.fps - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            t = (i % self._track_frames if self.loop_track else i) / self.track.fps
             head = self.track.head_pose(t)
             poses = eye_poses(head, self.ipd_mm) if self.stereo else [head]
             views = [View(k, p, headset_fov(k, w, h), w, h, self._fbos[k]) for k, p in enumerate(poses)]
             hands = [HandInput(), HandInput(self.track.tool_pose(t), trigger=self.track.trigger(t))]
-            yield Frame(i, t, views, InputState(hands=hands, active_hand=1, focused=True))
+            yield Frame(i, i / self.track.fps, views, InputState(hands=hands, active_hand=1, focused=True))
+            i += 1
 
     def end_frame(self, frame: Frame) -> None:
         pass
@@ -87,7 +101,7 @@ class HeadlessBackend(DisplayBackend):
                 for f in self._fbos]
 
     def info(self) -> dict[str, Any]:
-        return {"backend": self.name, "eye_size": list(self.size), "pace_fps": self.track.fps}
+        return {"backend": self.name, "eye_size": list(self.size), "pace_fps": self.track.fps, "paced": self.paced}
 
     def close(self) -> None:
         for f in self._fbos:

@@ -38,12 +38,14 @@ def resolve_backend_name(name: str) -> str:
 
 
 def create_backend(name: str, track: PoseTrack, size: tuple[int, int], frames: int | None,
-                   desktop_layout: str = "side_by_side") -> DisplayBackend:
+                   desktop_layout: str = "side_by_side", live: bool = False) -> DisplayBackend:
+    """``live``: someone watches (a mentor): the headless backend runs at the track's
+    pace and, with no frame limit, replays the track until stopped."""
     name = resolve_backend_name(name)
     if name == "headless":
         from vr_trainer.xr.headless import HeadlessBackend
 
-        return HeadlessBackend(track, size=size, frames=frames)
+        return HeadlessBackend(track, size=size, frames=frames, paced=live, loop_track=live)
     if name == "desktop":
         from vr_trainer.xr.desktop import DesktopBackend
 
