@@ -52,4 +52,4 @@ def create_backend(name: str, track: PoseTrack, size: tuple[int, int], frames: i
         return DesktopBackend(size=size, frames=frames, layout=desktop_layout, track=track)
     from vr_trainer.xr.openxr import OpenXRBackend
 
-    return OpenXRBackend(max_frames=frames)
+    return OpenXRBackend(max_frames=frames, track=track)  # aligned to the scenario's first head pose
