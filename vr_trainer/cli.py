@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     summary = run_session(args.scenario, args.backend, args.frames, args.out, size, video=args.video,
                           mirror_layout=args.mirror, locale=args.locale, mentor_url=args.mentor, token=args.token,
-                          realtime=args.realtime)
+                          realtime=args.realtime, samples=args.samples)
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mirror", default="side_by_side", choices=["side_by_side", "left", "right"])
     r.add_argument("--locale", default=None, choices=["en", "zh"], help="language of in-scene text")
     r.add_argument("--realtime", action="store_true", help="headless: run at the pose track's pace on wall time (implied by --mentor)")
+    r.add_argument("--samples", type=int, default=None,
+                   help="MSAA samples (default: 4 on a GPU, 0 on a software rasteriser such as llvmpipe)")
     r.add_argument("--mentor", default=None, help="mentoring server URL to publish this session to")
     r.add_argument("--token", default=None, help="trainee token for --mentor")
     r.set_defaults(func=cmd_run)

@@ -40,7 +40,7 @@ def _read(view: View) -> np.ndarray:
 
 @pytest.fixture
 def renderer(gl_ctx):
-    r = SceneRenderer(gl_ctx)
+    r = SceneRenderer(gl_ctx, samples=4)  # MSAA on, as on a GPU, whatever renders the tests
     yield r
 
 

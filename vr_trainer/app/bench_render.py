@@ -44,7 +44,7 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
     meshes, items, scene = _scene_arrays()
     w, h = size
     ctx = create_egl_context()
-    r = SceneRenderer(ctx)
+    r = SceneRenderer(ctx, samples=4)  # pyrender renders with 4x MSAA too
     for mid, m in meshes.items():
         r.add_mesh(mid, m.vertices_mm, m.faces, m.tissue, double_sided=m.double_sided, lods=m.lods)
     fbos = [ctx.framebuffer(color_attachments=[ctx.texture((w, h), 4)], depth_attachment=ctx.depth_renderbuffer((w, h)))

@@ -94,7 +94,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def run_session(scenario_path: str | None, backend_name: str = "auto", frames: int | None = None,
                 out_dir: str | None = None, size: tuple[int, int] = (640, 480), video: bool = False,
                 mirror_layout: str = "side_by_side", locale: str | None = None, mentor_url: str | None = None,
-                token: str | None = None, realtime: bool | None = None) -> dict[str, Any]:
+                token: str | None = None, realtime: bool | None = None, samples: int | None = None) -> dict[str, Any]:
     scenario = load_scenario(scenario_path or default_scenario_path())
     if locale is not None:
         scenario = scenario.model_copy(update={"locale": locale})
@@ -109,7 +109,9 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     bridge = None
     ok = False
     try:
-        renderer = SceneRenderer(ctx)
+        renderer = SceneRenderer(ctx, samples=samples)
+        if hasattr(backend, "depth_range_mm"):  # depth layer submitted to the runtime
+            backend.depth_range_mm = (renderer.near_mm, renderer.far_mm)
         scene.upload(renderer, meshes)
         scripted = backend.name == "headless" and not live
         clock = FakeClock(0.0, 1.0 / scene.track.fps) if scripted else MonotonicClock()
@@ -142,6 +144,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             "gl_renderer": ctx.info.get("GL_RENDERER"),
             "gl_version": ctx.info.get("GL_VERSION"),
             "eye_size": list(size),
+            "msaa_samples": renderer.samples,
             "mirror_size": [mw, mh],
             "steps_completed": list(loop.state.completed_steps),
             "inbox_errors": loop.inbox_errors,
