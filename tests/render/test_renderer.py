@@ -153,3 +153,27 @@ def test_depth_readback_gives_surface_distance(gl_ctx, renderer):
     z_ndc = d * 2 - 1
     dist = 2 * n * f / (f + n - z_ndc * (f - n))
     assert abs(dist - 495.0) < 2.0, dist
+
+
+def test_levels_of_detail_are_invisible_in_the_default_scene(gl_ctx):
+    """Coarser meshes are used where they cover few pixels; the picture must not change."""
+    from vr_trainer.app.bench_render import _scene_arrays
+    from vr_trainer.xr.headless import headset_fov
+    from vr_trainer.xr.posetrack import eye_poses
+
+    meshes, items, scene = _scene_arrays()
+    r = SceneRenderer(gl_ctx, samples=4)
+    for mid, m in meshes.items():
+        r.add_mesh(mid, m.vertices_mm, m.faces, m.tissue, double_sided=m.double_sided, lods=m.lods)
+    assert any(len(g.levels) > 1 for g in r.meshes.values()), "the anatomy has coarser levels"
+    snap = SceneSnapshot(0.0, 0, tuple(DrawItem(m, x) for m, x in items))
+    w, h = 320, 240
+    fb = gl_ctx.framebuffer(color_attachments=[gl_ctx.texture((w, h), 4)])
+    view = View(0, eye_poses(scene.track.head_pose(0.0))[0], headset_fov(0, w, h), w, h, fb)
+    imgs = []
+    for density in (0.0, r.lod_faces_per_px):
+        r.lod_faces_per_px = density
+        r.render(view, snap)
+        imgs.append(_read(view).astype(int))
+    diff = np.abs(imgs[0] - imgs[1]).max(-1)
+    assert (diff > 24).mean() < 0.005, f"{(diff > 24).mean():.2%} of pixels changed"

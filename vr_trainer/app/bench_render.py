@@ -70,13 +70,14 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
 
     # ours before and after the peer, so that a change in machine load hits both alike
     half = max(frames // 2, 3)
-    lod_t = measure(0.5, half)
+    lod = r.lod_faces_per_px  # the renderer's default level-of-detail density
+    lod_t = measure(lod, half)
     full_t = measure(0.0, half)
     peer_ms: float | None = None
     peer_err: str | None = None
     if peer:
         peer_ms, peer_err = _pyrender_ms(meshes, items, views, w, h, frames)
-    lod_t += measure(0.5, half)
+    lod_t += measure(lod, half)
     full_t += measure(0.0, half)
     ours, full = float(np.median(lod_t)), float(np.median(full_t))
     res: dict[str, Any] = {
@@ -85,6 +86,7 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
         "vr_trainer_ms_per_stereo_frame_median": round(ours, 2),
         "vr_trainer_stereo_fps": round(1000.0 / ours, 1),
         "vr_trainer_full_detail_ms_per_stereo_frame_median": round(full, 2),
+        "lod_faces_per_covered_px": lod,
     }
     ctx.release()
     if peer_err is not None:
