@@ -59,6 +59,8 @@ def stream_size(mirror_w: int, mirror_h: int, max_w: int, max_h: int) -> tuple[i
 
 def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool) -> tuple[np.ndarray, int, int]:
     """RGB mirror -> I420 at the stream size (PyAV's yuv420p ndarray), frame id stamped."""
+    if frame.rgb is None:
+        raise ValueError("convert_frame: a mirror frame without pixels (a history record)")
     h, w = frame.rgb.shape[:2]
     sw, sh = stream_size(w, h, *max_size)
     vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.rgb), format="rgb24")

@@ -110,7 +110,7 @@ def _pyrender_ms(meshes: dict[str, Any], items: list[tuple[str, np.ndarray]], vi
         cams = {f"cam{k}": v.pose_world_from_eye for k, v in enumerate(views)}
         fovs = {f"fov{k}": np.array([v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down])
                 for k, v in enumerate(views)}
-        np.savez(npz, n=len(items), w=w, h=h, frames=frames, **arrays, **cams, **fovs)
+        np.savez(npz, n=len(items), w=w, h=h, frames=frames, **arrays, **cams, **fovs)  # type: ignore[arg-type]
         env = dict(os.environ, PYOPENGL_PLATFORM="egl", EGL_PLATFORM="surfaceless")
         proc = subprocess.run([sys.executable, "-m", "vr_trainer.app.bench_pyrender", str(npz)],
                               capture_output=True, text=True, env=env, timeout=900)

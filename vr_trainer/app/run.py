@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class MirrorVideoWriter:
         self.tmp = path.with_name(f".{path.name}.partial{path.suffix}")
         self.container = av.open(str(self.tmp), mode="w")
         codec = "libvpx" if path.suffix == ".webm" else "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self.stream = self.container.add_stream(codec, rate=int(round(fps)))
+        self.stream = cast("av.VideoStream", self.container.add_stream(codec, rate=int(round(fps))))
         self.stream.width, self.stream.height = size[0] - size[0] % 2, size[1] - size[1] % 2
         self.stream.pix_fmt = "yuv420p"
         self.wants_depth = False

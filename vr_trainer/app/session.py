@@ -130,7 +130,7 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
     centre = (lo + hi) / 2.0 if parts else np.zeros(3)
     rot = np.eye(4)
     rot[:3, :3] = ORIENTATIONS[scenario.anatomy.patient_orientation]
-    world_from_patient = translation(scenario.anatomy.position_mm) @ rot @ translation(-centre)
+    world_from_patient = translation(np.asarray(scenario.anatomy.position_mm, float)) @ rot @ translation(-centre)
 
     instruments = []
     for ref in scenario.instruments:

@@ -9,7 +9,7 @@ import numpy as np
 
 from vr_trainer.app.bridge import MirrorViewInfo
 from vr_trainer.render.glsync import finisher, is_software_renderer
-from vr_trainer.render.renderer import EyeTarget, load_program
+from vr_trainer.render.renderer import EyeTarget, load_program, uniform
 
 
 class TextureBlitter:
@@ -24,13 +24,13 @@ class TextureBlitter:
     def draw(self, color: moderngl.Texture, rect_ndc: tuple[float, float, float, float],
              depth: moderngl.Texture | None = None) -> None:
         color.use(0)
-        self.prog["u_color"].value = 0
-        self.prog["u_has_depth"].value = depth is not None
+        uniform(self.prog, "u_color").value = 0
+        uniform(self.prog, "u_has_depth").value = depth is not None
         if depth is not None:
             depth.compare_func = ""
             depth.use(1)
-            self.prog["u_depth"].value = 1
-        self.prog["u_rect"].value = rect_ndc
+            uniform(self.prog, "u_depth").value = 1
+        uniform(self.prog, "u_rect").value = rect_ndc
         self.vao.render(moderngl.TRIANGLE_STRIP)
 
 

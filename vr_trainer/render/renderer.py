@@ -10,6 +10,7 @@ arrays, so the draw path allocates no GL objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 from importlib import resources
 
 import moderngl
@@ -18,12 +19,17 @@ import numpy as np
 from vr_trainer.render.glsync import finisher, is_software_renderer
 from vr_trainer.render.materials import ANNOTATION_DEFAULT_RGBA, TissueMaterial, material_for
 from vr_trainer.render.text import render_text_rgba
-from vr_trainer.sim.scene import SceneSnapshot
+from vr_trainer.sim.scene import DrawItem, SceneSnapshot
 from vr_trainer.sim.transforms import projection_from_fov, rigid_inverse
 from vr_trainer.xr.base import View
 
 DEFAULT_GPU_SAMPLES = 4
 KEY_LIGHT_DIR = np.array([0.25, 0.9, 0.35]) / np.linalg.norm([0.25, 0.9, 0.35])
+
+
+def uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
+    """A program's uniform by name (typed: indexing a program may also give attributes)."""
+    return cast(moderngl.Uniform, prog[name])
 
 
 def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
@@ -32,7 +38,7 @@ def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
     if "GEOMETRY_SHADER" in src:
         stages["geometry_shader"] = "GEOMETRY_SHADER"
     kw = {k: src.replace("#version 330 core", f"#version 330 core\n#define {v}", 1) for k, v in stages.items()}
-    return ctx.program(**kw)
+    return ctx.program(**kw)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -195,7 +201,7 @@ class SceneRenderer:
     # ---- drawing ------------------------------------------------------------
     def _write(self, prog: moderngl.Program, name: str, m: np.ndarray) -> None:
         self._m4[...] = m.T  # GL is column-major
-        prog[name].write(self._m4)
+        uniform(prog, name).write(self._m4)
 
     def render(self, view: View, snap: SceneSnapshot) -> EyeTarget:
         """Render one view; the result is in ``target(eye)`` and copied into ``view.framebuffer`` if given."""
@@ -213,9 +219,10 @@ class SceneRenderer:
         calls = 0
         pm = self.prog_mesh
         self._write(pm, "u_view_proj", vp)
-        pm["u_eye_mm"].value = tuple(eye_mm)
-        pm["u_key_dir"].value = tuple(KEY_LIGHT_DIR)
-        opaque, clear_items = [], []
+        uniform(pm, "u_eye_mm").value = tuple(eye_mm)
+        uniform(pm, "u_key_dir").value = tuple(KEY_LIGHT_DIR)
+        opaque: list[tuple[DrawItem, GpuMesh]] = []
+        clear_items: list[tuple[DrawItem, GpuMesh]] = []
         for it in snap.items:
             gm = self.meshes.get(it.mesh_id)
             if gm is None or not it.visible:
@@ -233,10 +240,10 @@ class SceneRenderer:
             clear_items.sort(key=dist)
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
-            ctx.depth_mask = False
+            ctx.depth_mask = False  # type: ignore[attr-defined]
             for it, gm in clear_items:
                 calls += self._draw_mesh(it.world_from_model, gm)
-            ctx.depth_mask = True
+            ctx.depth_mask = True  # type: ignore[attr-defined]
         # marks after translucent tissue, so a mentor's stroke on the dura reads clearly
         self._draw_annotations(view, view_m, proj, vp, snap)
         calls += self._draw_panels(vp, snap)
@@ -254,8 +261,8 @@ class SceneRenderer:
         pm = self.prog_mesh
         mat = gm.material
         self._write(pm, "u_model", world_from_model)
-        pm["u_color"].value = (*mat.color_rgb, mat.alpha)
-        pm["u_material"].value = (mat.specular, mat.shininess, mat.rim, mat.wrap)
+        uniform(pm, "u_color").value = (*mat.color_rgb, mat.alpha)
+        uniform(pm, "u_material").value = (mat.specular, mat.shininess, mat.rim, mat.wrap)
         if gm.double_sided:
             self.ctx.disable(moderngl.CULL_FACE)
         else:
@@ -280,7 +287,7 @@ class SceneRenderer:
         cone.apply_translation([0, 0, 0.75])
         head = trimesh.creation.icosphere(subdivisions=2, radius=0.32)
         head.apply_translation([0, 0, 0.95])
-        m = trimesh.util.concatenate([cone, head])
+        m = cast(trimesh.Trimesh, trimesh.util.concatenate([cone, head]))
         # the pin stands along world +y
         m.apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, [1, 0, 0]))
         tri = m.vertices[m.faces].reshape(-1, 3)
@@ -351,10 +358,10 @@ class SceneRenderer:
             pl = self.prog_lines
             self._write(pl, "u_view", view_m)
             self._write(pl, "u_proj", proj)
-            pl["u_viewport_px"].value = (float(view.width), float(view.height))
-            pl["u_width_px"].value = max(2.0, view.height / 160.0)
-            pl["u_lift_mm"].value = 1.5
-            pl["u_alpha"].value = 1.0
+            uniform(pl, "u_viewport_px").value = (float(view.width), float(view.height))
+            uniform(pl, "u_width_px").value = max(2.0, view.height / 160.0)
+            uniform(pl, "u_lift_mm").value = 1.5
+            uniform(pl, "u_alpha").value = 1.0
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             self._line_vao.render(moderngl.LINES, vertices=self._line_count)  # type: ignore[union-attr]
@@ -362,8 +369,8 @@ class SceneRenderer:
         if self._pin_count:
             pp = self.prog_pins
             self._write(pp, "u_view_proj", vp)
-            pp["u_scale"].value = 20.0
-            pp["u_key_dir"].value = tuple(KEY_LIGHT_DIR)
+            uniform(pp, "u_scale").value = 20.0
+            uniform(pp, "u_key_dir").value = tuple(KEY_LIGHT_DIR)
             self._pin_vao.render(moderngl.TRIANGLES, instances=self._pin_count)  # type: ignore[union-attr]
 
     # ---- text panels --------------------------------------------------------
@@ -394,7 +401,7 @@ class SceneRenderer:
             scale = np.diag([panel.width_mm, panel.width_mm * aspect, 1.0, 1.0])
             self._write(pp, "u_model", panel.world_from_panel @ scale)
             tex.use(0)
-            pp["u_texture"].value = 0
+            uniform(pp, "u_texture").value = 0
             self._panel_vao.render(moderngl.TRIANGLE_STRIP)
             n += 1
         ctx.disable(moderngl.BLEND)

@@ -68,14 +68,20 @@ class AnnotationSet:
 
     def remove(self, item_id: str) -> bool:
         """Remove the stroke or pin with this id (a laser dot moving, a stroke re-sent)."""
-        for kind, items in (("stroke", self.strokes), ("pin", self.pins)):
-            for j, it in enumerate(items):
-                if (it.stroke_id if kind == "stroke" else it.pin_id) == item_id:
-                    del items[j]  # type: ignore[attr-defined]
-                    self._order = [o for o in self._order if o != (kind, item_id)]
-                    self.version += 1
-                    return True
+        for j, st in enumerate(self.strokes):
+            if st.stroke_id == item_id:
+                del self.strokes[j]
+                return self._forget(("stroke", item_id))
+        for j, pin in enumerate(self.pins):
+            if pin.pin_id == item_id:
+                del self.pins[j]
+                return self._forget(("pin", item_id))
         return False
+
+    def _forget(self, key: tuple[str, str]) -> bool:
+        self._order = [o for o in self._order if o != key]
+        self.version += 1
+        return True
 
     def clear(self) -> None:
         if self.strokes or self.pins:

@@ -8,6 +8,7 @@ is the hand pose.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import trimesh
@@ -70,7 +71,7 @@ def instrument_mesh(spec: InstrumentSpec, sections: int = 24) -> trimesh.Trimesh
                                            height=spec.handle_length_mm, sections=sections)
         handle.apply_translation([0, 0, spec.shaft_length_mm + spec.handle_length_mm / 2.0])
         parts.append(handle)
-    mesh = trimesh.util.concatenate(parts)
+    mesh = cast(trimesh.Trimesh, trimesh.util.concatenate(parts))
     mesh.metadata["kind"] = spec.kind
     return mesh
 

@@ -26,7 +26,7 @@ def headset_fov(eye_index: int, width: int, height: int, outer_deg: float = 50.0
 def create_egl_context() -> moderngl.Context:
     """A standalone OpenGL 3.3+ context over EGL (no display)."""
     try:
-        return moderngl.create_standalone_context(backend="egl", require=330)
+        return moderngl.create_standalone_context(backend="egl", require=330)  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - any failure here means: no EGL
         raise BackendError(
             f"cannot create an EGL OpenGL context ({e}); install Mesa's EGL "
