@@ -43,23 +43,6 @@ class Sender:
     role: str
 
 
-def remove_mark(ann: AnnotationSet, item_id: str) -> bool:
-    """Remove one stroke or pin by id (AnnotationSet.remove when the set has it)."""
-    remove = getattr(ann, "remove", None)
-    if callable(remove):
-        return bool(remove(item_id))
-    for kind, items, key in (("stroke", ann.strokes, "stroke_id"), ("pin", ann.pins, "pin_id")):
-        for j, it in enumerate(items):
-            if getattr(it, key) == item_id:
-                del items[j]
-                order = getattr(ann, "_order", None)
-                if isinstance(order, list) and (kind, item_id) in order:
-                    order.remove((kind, item_id))
-                ann.version += 1
-                return True
-    return False
-
-
 def marks_snapshot(ann: AnnotationSet) -> list[dict[str, Any]]:
     """The current marks (no laser) as the console lists them."""
     out: list[dict[str, Any]] = [{"id": s.stroke_id, "kind": "stroke", "author": s.author, "points": len(s.points_mm)}
@@ -111,7 +94,7 @@ class AnnotationApplier:
         ann = loop.state.annotations
         for pin_id, t in list(self.lasers.items()):
             if now - t > LASER_TTL_S:
-                remove_mark(ann, pin_id)
+                ann.remove(pin_id)
                 del self.lasers[pin_id]
         for key, (_, expires) in list(self.held.items()):
             if expires < now:
@@ -189,7 +172,7 @@ class AnnotationApplier:
         if pts is None or len(pts) < 2:
             self._ack(sender, msg.id, False, why or "stroke leaves the picture")
             return
-        remove_mark(ann, mark_id)
+        ann.remove(mark_id)
         ann.add_stroke(Stroke(mark_id, pts.astype(np.float32), msg.color, float(msg.width_px),
                               float(loop.state.time_s), sender.name))
         idx = self._log(loop, mark_id, msg.t_ms)
@@ -206,7 +189,7 @@ class AnnotationApplier:
         if pts is None:
             self._ack(sender, msg.id, False, why)
             return
-        remove_mark(ann, mark_id)
+        ann.remove(mark_id)
         ann.add_pin(Pin(mark_id, pts[0].astype(np.float32), msg.color, float(loop.state.time_s), msg.label,
                         sender.name))
         idx = self._log(loop, mark_id, msg.t_ms)
@@ -218,13 +201,13 @@ class AnnotationApplier:
         pin_id = f"{LASER_PREFIX}{sender.peer_id}"
         if msg.point is None:
             if pin_id in self.lasers:
-                remove_mark(ann, pin_id)
+                ann.remove(pin_id)
                 del self.lasers[pin_id]
             return
         pts, _ = self._unproject(loop, sender, msg.frame_id, np.asarray([msg.point]))
         if pts is None:
             return  # the laser just does not show over empty space
-        remove_mark(ann, pin_id)
+        ann.remove(pin_id)
         ann.add_pin(Pin(pin_id, pts[0].astype(np.float32), LASER_COLOR, float(loop.state.time_s), "", pin_id))
         self.lasers[pin_id] = self.clock_s()
         self._count("laser")

@@ -34,7 +34,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from remote import framecode
-from remote.annotate import LASER_PREFIX, AnnotationApplier, MentorInbox, Sender, remove_mark
+from remote.annotate import LASER_PREFIX, AnnotationApplier, MentorInbox, Sender
 from remote.audio import open_microphone, open_speaker
 from remote.errors import RemoteError
 from remote.link import VIEWER_ROLES, ViewerLink
@@ -357,7 +357,7 @@ class TraineeBridge:
             del self.applier.held[key]
         pin_id = f"{LASER_PREFIX}{peer_id}"
         if self.applier.lasers.pop(pin_id, None) is not None:
-            remove_mark(loop.state.annotations, pin_id)
+            loop.state.annotations.remove(pin_id)
 
     async def signal(self, to: str, data: dict[str, Any]) -> None:
         ws = self._ws

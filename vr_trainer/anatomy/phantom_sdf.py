@@ -232,6 +232,11 @@ class Canvas:
         sl, (X, Y, Z) = self._box(lo, hi)
         inside = sdf(X, Y, Z) < 0
         inside = np.broadcast_to(inside, tuple(s.stop - s.start for s in sl))
+        return self._write_label(label, sl, inside, over)
+
+    def _write_label(self, label: int, sl: tuple[slice, ...], inside: np.ndarray, over: Sequence[int]) -> int:
+        """Give ``label`` to the voxels of box ``sl`` that are ``inside`` and currently one of ``over``;
+        count the refused ones in ``blocked``. Returns voxels painted."""
         cur = self.labels[sl]
         ok = np.isin(cur, np.asarray(over, dtype=np.uint8))
         self.blocked[label] = self.blocked.get(label, 0) + int((inside & ~ok).sum())
@@ -258,12 +263,7 @@ class Canvas:
             f = field[sub]
             field[sub] = np.maximum(f, -d) if is_cut else smin(f, d, k)
         inside = field < 0
-        cur = self.labels[sl]
-        ok = np.isin(cur, np.asarray(over, dtype=np.uint8))
-        self.blocked[label] = self.blocked.get(label, 0) + int((inside & ~ok).sum())
-        write = inside & ok
-        cur[write] = label
-        return int(write.sum())
+        return self._write_label(label, sl, inside, over)
 
     def carve(self, labels: Sequence[int], sdf: SDF, lo: Point, hi: Point) -> None:
         """Clear ``labels`` where ``sdf < 0`` (cut canals, foramina)."""
