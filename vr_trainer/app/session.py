@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -64,11 +65,28 @@ class SessionScene:
             renderer.add_mesh(mesh_id, m.vertices_mm, m.faces, m.tissue, double_sided=m.double_sided, lods=m.lods)
 
     def snapshot(self, state: SimState, frame: Frame) -> SceneSnapshot:
-        items = [DrawItem(p.mesh_id, self.world_from_patient) for p in self.parts]
+        items = list(self.anatomy_items)
         for k, inst in enumerate(state.instruments):
             if inst.visible and (inst.held or k == state.active_instrument):
                 items.append(DrawItem(f"instrument:{inst.spec.kind}", inst.world_from_tool))
         return SceneSnapshot(state.time_s, frame.index, tuple(items), tuple(self.panels(state)), state.annotations)
+
+    @cached_property
+    def panel_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the prompt and readout panels stand: across the table from where the
+        resident starts, facing them (fixed for the session)."""
+        pos = self.world_from_patient[:3, 3]
+        to_head = self.track.head_pose(0.0)[:3, 3] - pos
+        to_head[1] = 0.0
+        n = np.linalg.norm(to_head)
+        d = to_head / n if n > 1e-6 else np.array([0.0, 0.0, 1.0])
+        up = np.array([0.0, 1.0, 0.0])
+        return (pose_from_axis(pos - 190.0 * d + 150.0 * up, d + 0.6 * up),
+                pose_from_axis(pos - 165.0 * d + 88.0 * up, d + 0.6 * up))
+
+    @cached_property
+    def anatomy_items(self) -> tuple[DrawItem, ...]:
+        return tuple(DrawItem(p.mesh_id, self.world_from_patient) for p in self.parts)
 
     def panels(self, state: SimState) -> list[PanelItem]:
         s = self.scenario
@@ -93,16 +111,7 @@ class SessionScene:
         if state.axial_angle_deg is not None:
             read.append(("轴位角" if zh else "Axial angle") + f" {state.axial_angle_deg:5.1f}°   "
                         + ("头尾倾角" if zh else "Cranio-caudal") + f" {state.craniocaudal_deg:+5.1f}°")
-        pos = self.world_from_patient[:3, 3]
-        # across the table from where the resident starts, facing them
-        to_head = self.track.head_pose(0.0)[:3, 3] - pos
-        to_head[1] = 0.0
-        n = np.linalg.norm(to_head)
-        d = to_head / n if n > 1e-6 else np.array([0.0, 0.0, 1.0])
-        up = np.array([0.0, 1.0, 0.0])
-        panel_pose = pose_from_axis(pos - 190.0 * d + 150.0 * up, d + 0.6 * up)
-        read_pose = pose_from_axis(pos - 165.0 * d + 88.0 * up, d + 0.6 * up)
-        # whole-millimetre readouts change the texture only when the numbers change
+        panel_pose, read_pose = self.panel_poses
         return [PanelItem("prompt", tuple(lines), panel_pose, 200.0),
                 PanelItem("readouts", tuple(read), read_pose, 200.0)]
 

@@ -89,6 +89,12 @@ class Frame:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def read_rgb(fbo: "moderngl.Framebuffer") -> np.ndarray:
+    """A framebuffer's colour as HxWx3 uint8, top row first (GL stores bottom row first)."""
+    w, h = fbo.size
+    return np.frombuffer(fbo.read(components=3, alignment=1), np.uint8).reshape(h, w, 3)[::-1].copy()
+
+
 class BackendError(RuntimeError):
     """A backend cannot start; the message says what to install or use instead."""
 

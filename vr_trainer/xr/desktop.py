@@ -13,7 +13,7 @@ import moderngl
 import numpy as np
 
 from vr_trainer.sim.transforms import pose_from_axis
-from vr_trainer.xr.base import BackendError, DisplayBackend, Frame, HandInput, InputState, View
+from vr_trainer.xr.base import BackendError, DisplayBackend, Frame, HandInput, InputState, View, read_rgb
 from vr_trainer.xr.headless import headset_fov
 from vr_trainer.xr.posetrack import PoseTrack, eye_poses
 
@@ -184,9 +184,7 @@ class DesktopBackend(DisplayBackend):
         self.haptics.append((hand, amplitude, duration_s, frequency_hz))  # no rumble on a desktop
 
     def eye_images(self) -> list[np.ndarray]:
-        w, h = self.eye_size
-        return [np.frombuffer(f.read(components=3, alignment=1), np.uint8).reshape(h, w, 3)[::-1].copy()
-                for f in self._fbos]
+        return [read_rgb(f) for f in self._fbos]
 
     def screen_image(self) -> np.ndarray:
         """What the window shows (HxWx3, top row first)."""

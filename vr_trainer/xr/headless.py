@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import moderngl
 import numpy as np
 
-from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View
+from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View, read_rgb
 from vr_trainer.xr.posetrack import PoseTrack, eye_poses
 
 
@@ -96,9 +96,7 @@ class HeadlessBackend(DisplayBackend):
         self.haptics.append((hand, amplitude, duration_s, frequency_hz))
 
     def eye_images(self) -> list[np.ndarray]:
-        w, h = self.size
-        return [np.frombuffer(f.read(components=3, alignment=1), np.uint8).reshape(h, w, 3)[::-1].copy()
-                for f in self._fbos]
+        return [read_rgb(f) for f in self._fbos]
 
     def info(self) -> dict[str, Any]:
         return {"backend": self.name, "eye_size": list(self.size), "pace_fps": self.track.fps, "paced": self.paced}

@@ -26,7 +26,7 @@ from typing import Any, cast
 import moderngl
 import numpy as np
 
-from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View
+from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View, read_rgb
 from vr_trainer.xr.openxr_gl import DepthCopier, EGLContext, GLXHandles, RawFramebuffers
 from vr_trainer.xr.openxr_support import (
     BINDINGS,
@@ -627,11 +627,7 @@ class OpenXRBackend(DisplayBackend):
     def eye_images(self) -> list[np.ndarray] | None:
         if not self._have_images or self.ctx is None:
             return None
-        out = []
-        for fbo in self._eye_copies:
-            w, h = fbo.size
-            out.append(np.frombuffer(fbo.read(components=3, alignment=1), np.uint8).reshape(h, w, 3)[::-1].copy())
-        return out
+        return [read_rgb(fbo) for fbo in self._eye_copies]
 
     def eye_textures(self) -> list[moderngl.Texture]:
         """The last submitted eye images as GPU textures (display-encoded sRGB values), for a mirror."""
