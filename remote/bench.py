@@ -84,6 +84,16 @@ def _pick_scene(scene: str) -> str:
         return "board"
 
 
+def _wait_for_video(browser: Any, what: str, frames: int = 30, timeout_s: float = 30.0) -> None:
+    """Until the console has shown ``frames`` frames carrying a frame id, then one more second."""
+    deadline = time.monotonic() + timeout_s
+    while (browser.console_state().get("framesWithId") or 0) < frames:
+        if time.monotonic() > deadline:
+            raise RemoteError(f"the browser did not receive {what} within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+
 def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: int, scene: str = "auto",
                  codec: str = "VP8") -> dict[str, Any]:
     from remote.browser import Chromium
@@ -121,12 +131,7 @@ def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: i
         browser = Chromium()
         browser.lower_priority()  # the expert's browser stands in for another computer
         browser.driver.get(f"{server.url}/console#token={signer.issue('bench', 'expert', 'bench')}")
-        deadline = time.monotonic() + 30
-        while (browser.console_state().get("framesWithId") or 0) < 30:
-            if time.monotonic() > deadline:
-                raise RemoteError("the browser did not receive the video within 30 s")
-            time.sleep(0.2)
-        time.sleep(1.0)
+        _wait_for_video(browser, "the video")
         lt.reset_timing()
         t_start = time.time()
         rng = random.Random(1)
@@ -217,12 +222,7 @@ def _pipeline_latency(server: Any, signer: Any, size: tuple[int, int], fps: floa
     try:
         browser.lower_priority()
         browser.driver.get(f"{server.url}/console#token={signer.issue('bench-pipe', 'expert', 'bench')}")
-        deadline = time.monotonic() + 30
-        while (browser.console_state().get("framesWithId") or 0) < 30:
-            if time.monotonic() > deadline:
-                raise RemoteError("the browser did not receive the synthetic video within 30 s")
-            time.sleep(0.2)
-        time.sleep(1.0)
+        _wait_for_video(browser, "the synthetic video")
         t_start, enc0 = time.time(), bridge.source.converted
         time.sleep(seconds / 2)
         encoded_fps = (bridge.source.converted - enc0) / (seconds / 2)
