@@ -38,7 +38,7 @@ def test_wrong_type_names_file_line_and_field(tmp_path):
 
 
 def test_unknown_field_and_missing_field(tmp_path):
-    bad = GOOD.replace("procedure: pted", "procedure: pted\ncolour: blue").replace("format_version: 1\n", "")
+    bad = GOOD.replace("procedure: pted", "procedure: pted\ncolour: blue").replace("format_version: 2\n", "")
     p = write(tmp_path, bad)
     with pytest.raises(ScenarioError) as e:
         load_scenario(p)

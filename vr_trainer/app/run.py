@@ -98,7 +98,6 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     scenario = load_scenario(scenario_path or default_scenario_path())
     if locale is not None:
         scenario = scenario.model_copy(update={"locale": locale})
-        object.__setattr__(scenario, "_source_dir", Path(scenario_path or default_scenario_path()).resolve().parent)
     scene, meshes = build_session(scenario)
     live = bool(mentor_url) or bool(realtime)
     backend = create_backend(backend_name, scene.track, size, frames, live=live)
@@ -110,8 +109,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     ok = False
     try:
         renderer = SceneRenderer(ctx, samples=samples)
-        if hasattr(backend, "depth_range_mm"):  # depth layer submitted to the runtime
-            backend.depth_range_mm = (renderer.near_mm, renderer.far_mm)
+        backend.set_depth_range(renderer.near_mm, renderer.far_mm)  # for a depth layer submitted to a runtime
         scene.upload(renderer, meshes)
         scripted = backend.name == "headless" and not live
         clock = FakeClock(0.0, 1.0 / scene.track.fps) if scripted else MonotonicClock()

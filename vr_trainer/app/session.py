@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from vr_trainer.app.lod import make_lods
+from vr_trainer.frame import Frame
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.loader import resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
@@ -18,7 +19,6 @@ from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_me
 from vr_trainer.sim.scene import DrawItem, PanelItem, SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation, StepDef, Target
 from vr_trainer.sim.transforms import pose_from_axis, rigid_inverse, translation
-from vr_trainer.xr.base import Frame
 from vr_trainer.xr.posetrack import PoseTrack
 
 # world_from_patient rotations (columns: where the patient's R, A, S axes point in the world; y up)
@@ -170,7 +170,11 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
                                 f"which the bundle {bundle_dir} does not have (it has: {', '.join(have)})")
         target_ras[t.id] = p_ras
         targets[t.id] = Target(t.id, (world_from_patient @ np.append(p_ras, 1.0))[:3], t.tolerance_mm)
-    steps = tuple(StepDef(s.id, s.prompt.en, s.instrument, s.target) for s in scenario.steps)
+    import re  # interim until the scenario engine runs the steps: reach-the-target steps only
+
+    steps = tuple(StepDef(s.id, s.prompt.en, s.instruments[0] if s.instruments else None,
+                          (m.group(1) if (m := re.match(r"\s*reached\(\s*([A-Za-z][\w-]*)", s.complete_when)) else None))
+                  for s in scenario.steps)
     sim = Simulation(rigid_inverse(world_from_patient), targets, steps)
     state = SimState(instruments=tuple(instruments), annotations=AnnotationSet())
     d = scenario.demo

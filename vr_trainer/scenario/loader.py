@@ -85,7 +85,7 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError("\n".join(lines) + more) from None
     _check_references(scenario, path, node)
     scenario_dir = path.resolve().parent
-    object.__setattr__(scenario, "_source_dir", scenario_dir)
+    scenario._source_dir = scenario_dir
     return scenario
 
 
@@ -93,16 +93,11 @@ def _check_references(s: Scenario, path: Path, node: yaml.Node) -> None:
     inst_ids = {i.id for i in s.instruments}
     target_ids = {t.id for t in s.targets}
     for i, step in enumerate(s.steps):
-        if step.instrument is not None and step.instrument not in inst_ids:
-            n = _locate(node, ("steps", i, "instrument"))
-            raise ScenarioError(f"{path}:{n.start_mark.line + 1}: field 'steps[{i}].instrument': "
-                                f"'{step.instrument}' is not one of the scenario's instruments {sorted(inst_ids)}")
-        if step.target is not None and step.target not in target_ids:
-            n = _locate(node, ("steps", i, "target"))
-            raise ScenarioError(f"{path}:{n.start_mark.line + 1}: field 'steps[{i}].target': "
-                                f"'{step.target}' is not one of the scenario's targets {sorted(target_ids)}")
-
-
+        for j, inst in enumerate(step.instruments):
+            if inst not in inst_ids:
+                n = _locate(node, ("steps", i, "instruments", j))
+                raise ScenarioError(f"{path}:{n.start_mark.line + 1}: field 'steps[{i}].instruments[{j}]': "
+                                    f"'{inst}' is not one of the scenario's instruments {sorted(inst_ids)}")
     rel = s.demo.tool_relative_to
     if rel is not None and rel not in target_ids:
         n = _locate(node, ("demo", "tool_relative_to"))
@@ -112,7 +107,7 @@ def _check_references(s: Scenario, path: Path, node: yaml.Node) -> None:
 
 def resolve_bundle_path(s: Scenario) -> Path:
     """The asset bundle folder a scenario names (relative to the file, else under assets/)."""
-    src: Path = getattr(s, "_source_dir", REPO_ROOT / "scenarios")
+    src: Path = s._source_dir or REPO_ROOT / "scenarios"
     for cand in (src / s.anatomy.bundle, REPO_ROOT / "assets" / s.anatomy.bundle, Path(s.anatomy.bundle)):
         if (cand / "manifest.json").is_file():
             return cand
