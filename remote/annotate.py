@@ -22,7 +22,7 @@ import numpy as np
 
 from remote.framecode import ID_MODULO
 from remote.schema import ClearMsg, Hold, LaserMsg, NoteMsg, PinMsg, Release, StrokeMsg, UndoMsg
-from vr_trainer.app.bridge import MirrorFrame
+from vr_trainer.frame import MirrorFrame
 from vr_trainer.sim.annotations import AnnotationSet, Pin, Stroke
 from vr_trainer.sim.unproject import unproject_pixels
 

@@ -231,7 +231,7 @@ class SyntheticFrameThread:
         self._thread.join(5.0)
 
     def _main(self) -> None:
-        from vr_trainer.app.bridge import MirrorFrame
+        from vr_trainer.frame import MirrorFrame
 
         period_s = 1.0 / self.fps
         next_s = time.perf_counter()

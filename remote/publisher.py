@@ -28,7 +28,8 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from remote import framecode
-from vr_trainer.app.bridge import LatestSlot, MirrorFrame
+from vr_trainer.app.bridge import LatestSlot
+from vr_trainer.frame import MirrorFrame
 
 VIDEO_CLOCK_HZ = 90000
 VIDEO_TIME_BASE = Fraction(1, VIDEO_CLOCK_HZ)

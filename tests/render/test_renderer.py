@@ -11,16 +11,17 @@ from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.sim.annotations import AnnotationSet, Pin, Stroke
 from vr_trainer.sim.scene import DrawItem, PanelItem, SceneSnapshot
 from vr_trainer.sim.transforms import look_at_pose, pose_from_axis, translation
-from vr_trainer.xr.base import Fov, View
+from vr_trainer.frame import Fov, View
 
 pytestmark = pytest.mark.gl
 W, H = 128, 128
 
 
 def _view(ctx, eye=0, pos=(0, 300, 600), target=(0, 0, 0), size=(W, H)):
+    """A view and the framebuffer it is rendered into (as a backend hands out)."""
     fb = ctx.framebuffer(color_attachments=[ctx.texture(size, 4)], depth_attachment=ctx.depth_renderbuffer(size))
     return View(eye, look_at_pose(np.array(pos, float), np.array(target, float)),
-                Fov.symmetric(60.0, size[0] / size[1]), size[0], size[1], fb)
+                Fov.symmetric(60.0, size[0] / size[1]), size[0], size[1]), fb
 
 
 def _project(view: View, p_mm) -> tuple[int, int]:
@@ -33,9 +34,10 @@ def _project(view: View, p_mm) -> tuple[int, int]:
     return (int((clip[0] / clip[3] * 0.5 + 0.5) * view.width), int((0.5 - clip[1] / clip[3] * 0.5) * view.height))
 
 
-def _read(view: View) -> np.ndarray:
-    raw = view.framebuffer.read(components=3, alignment=1)
-    return np.frombuffer(raw, np.uint8).reshape(view.height, view.width, 3)[::-1].copy()
+def _read(fb) -> np.ndarray:
+    w, h = fb.size
+    raw = fb.read(components=3, alignment=1)
+    return np.frombuffer(raw, np.uint8).reshape(h, w, 3)[::-1].copy()
 
 
 @pytest.fixture
@@ -52,9 +54,9 @@ def test_tissue_materials_golden(gl_ctx, renderer, goldens):
         renderer.add_mesh(n, s.vertices, s.faces, n)
         x, y = (i % 4) * 100 - 150, 60 - (i // 4) * 110
         items.append(DrawItem(n, translation([x, y, 0])))
-    view = _view(gl_ctx, pos=(0, 0, 600), size=(160, 128))
-    renderer.render(view, SceneSnapshot(0.0, 0, tuple(items)))
-    img = _read(view)
+    view, fb = _view(gl_ctx, pos=(0, 0, 600), size=(160, 128))
+    renderer.render(view, SceneSnapshot(0.0, 0, tuple(items)), fb)
+    img = _read(fb)
     goldens.check("tissues", img)
     # what a user sees: bone is pale, nerve is yellow, vessel is red (pixel at each sphere centre)
     def px(i):
@@ -78,11 +80,11 @@ def test_stereo_views_differ_and_msaa_smooths_edges(gl_ctx, renderer):
     box = trimesh.creation.box([200, 200, 200])
     renderer.add_mesh("box", box.vertices, box.faces, "bone")
     snap = SceneSnapshot(0.0, 0, (DrawItem("box", np.eye(4) @ trimesh.transformations.rotation_matrix(0.4, [0, 1, 0])),))
-    left = _view(gl_ctx, 0, pos=(-32, 300, 600))
-    right = _view(gl_ctx, 1, pos=(32, 300, 600))
-    renderer.render(left, snap)
-    renderer.render(right, snap)
-    a, b = _read(left), _read(right)
+    left, left_fb = _view(gl_ctx, 0, pos=(-32, 300, 600))
+    right, right_fb = _view(gl_ctx, 1, pos=(32, 300, 600))
+    renderer.render(left, snap, left_fb)
+    renderer.render(right, snap, right_fb)
+    a, b = _read(left_fb), _read(right_fb)
     assert np.abs(a.astype(int) - b.astype(int)).max(axis=-1).mean() > 1.0, "the two eyes must see different images"
     # anti-aliased edges: some pixels are between background and bone
     bg = np.array(renderer.clear_rgb) ** (1 / 1) * 255
@@ -98,9 +100,9 @@ def test_annotations_golden_and_anchored(gl_ctx, renderer, goldens):
     ann.add_stroke(Stroke("s", np.array([[-100, 11, 0], [0, 11, 80], [100, 11, 0]], float), (0.1, 1.0, 0.3, 1.0), 4, 0.0))
     ann.add_pin(Pin("p", np.array([0.0, 10.0, -80.0]), (1.0, 0.15, 0.15, 1.0), 0.0))
     snap = SceneSnapshot(0.0, 0, (DrawItem("table", np.eye(4)),), (), ann)
-    v = _view(gl_ctx, pos=(0, 250, 350))
-    renderer.render(v, snap)
-    img = _read(v)
+    v, fb = _view(gl_ctx, pos=(0, 250, 350))
+    renderer.render(v, snap, fb)
+    img = _read(fb)
     goldens.check("annotations", img)
     green = (img[..., 1] > 180) & (img[..., 0] < 120)
     red = (img[..., 0] > 150) & (img[..., 1] < 120) & (img[..., 2] < 120)
@@ -111,12 +113,12 @@ def test_annotations_golden_and_anchored(gl_ctx, renderer, goldens):
     assert abs(xs.mean() - pu) < 4 and pv - 8 < ys.mean() <= pv + 1, "the pin stands on its anchor point"
     # undo removes the pin, clear removes everything
     ann.undo()
-    renderer.render(v, snap)
-    img2 = _read(v)
+    renderer.render(v, snap, fb)
+    img2 = _read(fb)
     assert ((img2[..., 0] > 150) & (img2[..., 1] < 120) & (img2[..., 2] < 120)).sum() < 2
     ann.clear()
-    renderer.render(v, snap)
-    assert ((_read(v)[..., 1] > 180) & (_read(v)[..., 0] < 120)).sum() == 0
+    renderer.render(v, snap, fb)
+    assert ((_read(fb)[..., 1] > 180) & (_read(fb)[..., 0] < 120)).sum() == 0
 
 
 def test_text_panel_renders_chinese_glyphs(gl_ctx, renderer, goldens):
@@ -131,9 +133,9 @@ def test_text_panel_renders_chinese_glyphs(gl_ctx, renderer, goldens):
     assert not np.array_equal(zh, tofu)
     snap = SceneSnapshot(0.0, 0, (), (PanelItem("p", ("L4-L5 椎间孔镜", "12.5 mm"), pose_from_axis([0, 300, 0], [0, 0.5, 1]),
                                                  500.0),))
-    v = _view(gl_ctx, pos=(0, 300, 500), target=(0, 300, 0), size=(192, 96))
-    renderer.render(v, snap)
-    img = _read(v)
+    v, fb = _view(gl_ctx, pos=(0, 300, 500), target=(0, 300, 0), size=(192, 96))
+    renderer.render(v, snap, fb)
+    img = _read(fb)
     goldens.check("text_panel", img)
     assert (img.sum(-1) > 400).sum() > 30, "text is drawn in light colour on the panel"
 
@@ -143,8 +145,8 @@ def test_depth_readback_gives_surface_distance(gl_ctx, renderer):
 
     box = trimesh.creation.box([400, 400, 10])
     renderer.add_mesh("wall", box.vertices, box.faces, "bone")
-    v = _view(gl_ctx, pos=(0, 0, 500), target=(0, 0, 0))
-    t = renderer.render(v, SceneSnapshot(0.0, 0, (DrawItem("wall", np.eye(4)),)))
+    v, fb = _view(gl_ctx, pos=(0, 0, 500), target=(0, 0, 0))
+    t = renderer.render(v, SceneSnapshot(0.0, 0, (DrawItem("wall", np.eye(4)),)), fb)
     m = MirrorCompositor(gl_ctx, (W, H), "left")
     m.compose([t])
     d = m.read_depth_now()[H // 2, W // 2]
@@ -169,11 +171,11 @@ def test_levels_of_detail_are_invisible_in_the_default_scene(gl_ctx):
     snap = SceneSnapshot(0.0, 0, tuple(DrawItem(m, x) for m, x in items))
     w, h = 320, 240
     fb = gl_ctx.framebuffer(color_attachments=[gl_ctx.texture((w, h), 4)])
-    view = View(0, eye_poses(scene.track.head_pose(0.0))[0], headset_fov(0, w, h), w, h, fb)
+    view = View(0, eye_poses(scene.track.head_pose(0.0))[0], headset_fov(0, w, h), w, h)
     imgs = []
     for density in (0.0, r.lod_faces_per_px):
         r.lod_faces_per_px = density
-        r.render(view, snap)
-        imgs.append(_read(view).astype(int))
+        r.render(view, snap, fb)
+        imgs.append(_read(fb).astype(int))
     diff = np.abs(imgs[0] - imgs[1]).max(-1)
     assert (diff > 24).mean() < 0.005, f"{(diff > 24).mean():.2%} of pixels changed"

@@ -56,7 +56,7 @@ def plain_frames(out: dict[str, Any], n: int) -> None:
             states.append([frame.extra.get("session_state"), frame.input.focused, frame.should_render])
             if frame.should_render:
                 for view in frame.views:
-                    view.framebuffer.use()
+                    backend.render_target(view).use()
                     ctx.clear(*EYE_RGB[view.eye_index], 1.0, depth=1.0)
                     prog["u_rgb"].value = MARK_RGB
                     vao.render()
@@ -113,7 +113,7 @@ def exit_request(out: dict[str, Any], at: int) -> None:
         for frame in backend.frames():
             seen.append([frame.index, frame.extra.get("session_state"), frame.input.focused, frame.should_render])
             for view in frame.views:
-                view.framebuffer.use()
+                backend.render_target(view).use()
                 ctx.clear(0.3, 0.3, 0.3, 1.0)
             if frame.index == at:
                 backend.request_exit()

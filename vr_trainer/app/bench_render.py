@@ -36,9 +36,9 @@ def _scene_arrays() -> tuple[dict[str, Any], list[tuple[str, np.ndarray]], Any]:
 
 
 def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> dict[str, Any]:
+    from vr_trainer.frame import View
     from vr_trainer.render.renderer import SceneRenderer
     from vr_trainer.sim.scene import DrawItem, SceneSnapshot
-    from vr_trainer.xr.base import View
     from vr_trainer.xr.headless import create_egl_context
 
     meshes, items, scene = _scene_arrays()
@@ -52,7 +52,7 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
     snap = SceneSnapshot(0.0, 0, tuple(DrawItem(m, x) for m, x in items), (), scene.initial_state.annotations)
     head = scene.track.head_pose(0.0)
     poses = eye_poses(head)
-    views = [View(k, p, headset_fov(k, w, h), w, h, fbos[k]) for k, p in enumerate(poses)]
+    views = [View(k, p, headset_fov(k, w, h), w, h) for k, p in enumerate(poses)]
     faces = sum(len(meshes[m].faces) for m, _ in items)
 
     def measure(lod_faces_per_px: float, n: int) -> list[float]:
@@ -61,7 +61,7 @@ def bench_render(size: tuple[int, int], frames: int = 60, peer: bool = True) -> 
         for i in range(n + 3):
             t0 = time.perf_counter()
             for v in views:
-                r.render(v, snap)
+                r.render(v, snap, fbos[v.eye_index])
             for fb in fbos:  # read back both eyes, as pyrender returns its image
                 fb.read(components=3, alignment=1)
             if i >= 3:

@@ -13,32 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
-
-@dataclass
-class MirrorFrame:
-    """One frame of the mirror view as read back from GL.
-
-    ``rgb`` is HxWx3 uint8, top row first. ``depth`` (optional) is HxW float32
-    window depth in [0, 1], top row first. ``views`` lists, for each eye shown in
-    the mirror, its pixel rectangle in the mirror image and the matrices it was
-    rendered with, so that a 2D point drawn on the picture can be unprojected
-    onto the anatomy.
-    """
-
-    frame_id: int
-    time_s: float
-    rgb: np.ndarray | None  # None in the loop's history (only depth and matrices are kept)
-    depth: np.ndarray | None
-    views: list["MirrorViewInfo"]
-
-
-@dataclass
-class MirrorViewInfo:
-    rect_px: tuple[int, int, int, int]  # x, y (from the top), width, height in the mirror image
-    view_from_world: np.ndarray  # 4x4, mm
-    projection: np.ndarray  # 4x4, OpenGL clip from view
+from vr_trainer.frame import MirrorFrame
 
 
 class FrameSink(Protocol):

@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from vr_trainer.app.bridge import FrameSink, Inbox, MirrorFrame
+from vr_trainer.app.bridge import FrameSink, Inbox
 from vr_trainer.app.clock import Clock, MonotonicClock
+from vr_trainer.frame import Frame, MirrorFrame
 from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.sim.scene import SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation
-from vr_trainer.xr.base import DisplayBackend, Frame
+from vr_trainer.xr.base import DisplayBackend
 
 PHASES = ("poll_input", "drain_inbox", "simulate", "snapshot", "render", "publish")
 
@@ -113,7 +114,7 @@ class FrameLoop:
         targets = []
         if frame.should_render:
             for view in frame.views:
-                targets.append(self.renderer.render(view, snap))
+                targets.append(self.renderer.render(view, snap, self.backend.render_target(view)))
             if self.mirror is not None and targets:
                 self.mirror.compose(targets)
         self.backend.end_frame(frame)

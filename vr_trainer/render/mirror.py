@@ -7,7 +7,7 @@ from __future__ import annotations
 import moderngl
 import numpy as np
 
-from vr_trainer.app.bridge import MirrorViewInfo
+from vr_trainer.frame import MirrorViewInfo
 from vr_trainer.render.glsync import finisher, is_software_renderer
 from vr_trainer.render.renderer import EyeTarget, load_program, uniform
 

@@ -16,12 +16,12 @@ from importlib import resources
 import moderngl
 import numpy as np
 
+from vr_trainer.frame import View
 from vr_trainer.render.glsync import finisher, is_software_renderer
 from vr_trainer.render.materials import ANNOTATION_DEFAULT_RGBA, TissueMaterial, material_for
 from vr_trainer.render.text import render_text_rgba
 from vr_trainer.sim.scene import DrawItem, SceneSnapshot
 from vr_trainer.sim.transforms import projection_from_fov, rigid_inverse
-from vr_trainer.xr.base import View
 
 DEFAULT_GPU_SAMPLES = 4
 KEY_LIGHT_DIR = np.array([0.25, 0.9, 0.35]) / np.linalg.norm([0.25, 0.9, 0.35])
@@ -203,8 +203,9 @@ class SceneRenderer:
         self._m4[...] = m.T  # GL is column-major
         uniform(prog, name).write(self._m4)
 
-    def render(self, view: View, snap: SceneSnapshot) -> EyeTarget:
-        """Render one view; the result is in ``target(eye)`` and copied into ``view.framebuffer`` if given."""
+    def render(self, view: View, snap: SceneSnapshot, out: moderngl.Framebuffer | None = None) -> EyeTarget:
+        """Render one view; the result is in ``target(eye)`` and, when ``out`` is given (the
+        backend's render target for the view), copied into it (colour and depth)."""
         ctx = self.ctx
         t = self.target(view.eye_index, view.width, view.height)
         view_m, proj = self.matrices(view)
@@ -252,8 +253,8 @@ class SceneRenderer:
         self.wait_for_gpu()  # software rasteriser: wait here with the GIL released
         if t.msaa is not t.resolved:
             ctx.copy_framebuffer(t.resolved, t.msaa)
-        if view.framebuffer is not None and view.framebuffer is not t.resolved:
-            ctx.copy_framebuffer(view.framebuffer, t.resolved)
+        if out is not None and out is not t.resolved:
+            ctx.copy_framebuffer(out, t.resolved)
         self.stats["draw_calls"] = calls
         return t
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vr_trainer.frame import InputState
 from vr_trainer.sim.annotations import AnnotationSet
 from vr_trainer.sim.instruments import InstrumentState
 
@@ -59,10 +60,7 @@ class Simulation:
     targets: dict[str, Target] = field(default_factory=dict)
     steps: tuple[StepDef, ...] = ()
 
-    def step(self, s: SimState, inp: "object", dt_s: float) -> SimState:
-        from vr_trainer.xr.base import InputState  # typing only; sim stays GL-free
-
-        assert isinstance(inp, InputState)
+    def step(self, s: SimState, inp: InputState, dt_s: float) -> SimState:
         instruments = list(s.instruments)
         active = s.active_instrument
         hand = inp.active

@@ -1,92 +1,22 @@
 """The one small interface every display backend implements.
 
-A backend yields :class:`Frame` objects; each frame carries the per-eye
-:class:`View` list (pose, asymmetric field of view in OpenXR's convention,
-render target size) and the :class:`InputState` sampled for that frame.
-The frame loop renders each view into the target the backend hands out
-(``view.framebuffer``) and then calls :meth:`DisplayBackend.end_frame`.
-
-Units: millimetres, seconds, radians for the field of view (as OpenXR), a
-right-handed frame (x right, y up, -z forward for a view).
+A backend yields :class:`~vr_trainer.frame.Frame` objects (the frame contract lives
+in :mod:`vr_trainer.frame`). The frame loop renders each view into the target the
+backend hands out for it (:meth:`DisplayBackend.render_target`) and then calls
+:meth:`DisplayBackend.end_frame`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
+from vr_trainer.frame import Frame, View
+
 if TYPE_CHECKING:  # pragma: no cover
     import moderngl
-
-
-@dataclass(frozen=True)
-class Fov:
-    """Asymmetric field of view, OpenXR convention: angles in radians,
-    ``angle_left`` and ``angle_down`` are negative for a centred view."""
-
-    angle_left: float
-    angle_right: float
-    angle_up: float
-    angle_down: float
-
-    @classmethod
-    def symmetric(cls, horizontal_deg: float, aspect: float) -> "Fov":
-        h = np.radians(horizontal_deg) / 2.0
-        v = float(np.arctan(np.tan(h) / aspect))
-        return cls(-float(h), float(h), v, -v)
-
-
-@dataclass
-class View:
-    """One eye (or the single desktop view) for one frame."""
-
-    eye_index: int
-    pose_world_from_eye: np.ndarray  # 4x4, millimetres
-    fov: Fov
-    width: int
-    height: int
-    framebuffer: "moderngl.Framebuffer | None" = None
-
-
-@dataclass
-class HandInput:
-    """One hand or motion controller, sampled for a frame."""
-
-    pose_world_from_hand: np.ndarray | None = None  # 4x4 mm; None when not tracked
-    trigger: float = 0.0  # 0..1
-    grip: float = 0.0  # 0..1
-    primary_pressed: bool = False
-    secondary_pressed: bool = False
-
-
-@dataclass
-class InputState:
-    """Everything the user did this frame. ``active_hand`` drives the instrument."""
-
-    hands: list[HandInput] = field(default_factory=lambda: [HandInput(), HandInput()])
-    active_hand: int = 1  # 0 left, 1 right
-    focused: bool = True  # False while the runtime has taken input focus away
-    quit_requested: bool = False
-    keys: frozenset[str] = frozenset()
-
-    @property
-    def active(self) -> HandInput:
-        return self.hands[self.active_hand]
-
-
-@dataclass
-class Frame:
-    """One display frame: views to render, input to apply."""
-
-    index: int
-    predicted_display_time_s: float
-    views: list[View]
-    input: InputState
-    should_render: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_rgb(fbo: "moderngl.Framebuffer") -> np.ndarray:
@@ -115,8 +45,15 @@ class DisplayBackend(ABC):
         """Yield frames until the user or the runtime ends the session."""
 
     @abstractmethod
+    def render_target(self, view: View) -> "moderngl.Framebuffer":
+        """The framebuffer to draw ``view`` into (colour and depth), valid until :meth:`end_frame`."""
+
+    @abstractmethod
     def end_frame(self, frame: Frame) -> None:
         """Hand the rendered views to the display (swapchain release, swap)."""
+
+    def set_depth_range(self, near_mm: float, far_mm: float) -> None:
+        """The near and far planes the views are rendered with (for a depth layer); ignored by default."""
 
     def haptic_pulse(self, hand: int, amplitude: float, duration_s: float, frequency_hz: float = 0.0) -> None:
         """Vibrate a controller; backends without haptics ignore it."""

@@ -12,8 +12,9 @@ import glfw
 import moderngl
 import numpy as np
 
+from vr_trainer.frame import Frame, HandInput, InputState, View
 from vr_trainer.sim.transforms import pose_from_axis
-from vr_trainer.xr.base import BackendError, DisplayBackend, Frame, HandInput, InputState, View, read_rgb
+from vr_trainer.xr.base import BackendError, DisplayBackend, read_rgb
 from vr_trainer.xr.headless import headset_fov
 from vr_trainer.xr.posetrack import PoseTrack, eye_poses
 
@@ -112,7 +113,7 @@ class DesktopBackend(DisplayBackend):
                 self.layout = "left" if self.layout == "side_by_side" else "side_by_side"
             head = self.head_pose()
             ew, eh = self.eye_size
-            views = [View(k, p, headset_fov(k, ew, eh), ew, eh, self._fbos[k])
+            views = [View(k, p, headset_fov(k, ew, eh), ew, eh)
                      for k, p in enumerate(eye_poses(head, self.ipd_mm))]
             inp = InputState(hands=[HandInput(), self._hand_input(head, views[0])], active_hand=1,
                              focused=True,  # a desktop window keeps input even when unfocused (tests, second monitor)
@@ -163,6 +164,9 @@ class DesktopBackend(DisplayBackend):
         grip = 1.0 if glfw.get_key(win, glfw.KEY_SPACE) == glfw.PRESS else 0.0
         return HandInput(pose_from_axis(tip, toward), trigger=trig, grip=grip,
                          primary_pressed=glfw.get_key(win, glfw.KEY_TAB) == glfw.PRESS)
+
+    def render_target(self, view: View) -> moderngl.Framebuffer:
+        return self._fbos[view.eye_index]
 
     def end_frame(self, frame: Frame) -> None:
         assert self.ctx is not None

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 import moderngl
 import numpy as np
 
-from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View, read_rgb
+from vr_trainer.frame import Fov, Frame, HandInput, InputState, View
+from vr_trainer.xr.base import BackendError, DisplayBackend, read_rgb
 from vr_trainer.xr.posetrack import PoseTrack, eye_poses
 
 
@@ -84,10 +85,13 @@ class HeadlessBackend(DisplayBackend):
             t = (i % self._track_frames if self.loop_track else i) / self.track.fps
             head = self.track.head_pose(t)
             poses = eye_poses(head, self.ipd_mm) if self.stereo else [head]
-            views = [View(k, p, headset_fov(k, w, h), w, h, self._fbos[k]) for k, p in enumerate(poses)]
+            views = [View(k, p, headset_fov(k, w, h), w, h) for k, p in enumerate(poses)]
             hands = [HandInput(), HandInput(self.track.tool_pose(t), trigger=self.track.trigger(t))]
             yield Frame(i, i / self.track.fps, views, InputState(hands=hands, active_hand=1, focused=True))
             i += 1
+
+    def render_target(self, view: View) -> moderngl.Framebuffer:
+        return self._fbos[view.eye_index]
 
     def end_frame(self, frame: Frame) -> None:
         pass

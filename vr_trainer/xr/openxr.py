@@ -21,12 +21,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import moderngl
 import numpy as np
 
-from vr_trainer.xr.base import BackendError, DisplayBackend, Fov, Frame, HandInput, InputState, View, read_rgb
+from vr_trainer.frame import Fov, Frame, HandInput, InputState, View
+from vr_trainer.xr.base import BackendError, DisplayBackend, read_rgb
 from vr_trainer.xr.openxr_gl import DepthCopier, EGLContext, GLXHandles, RawFramebuffers
 from vr_trainer.xr.openxr_support import (
     BINDINGS,
@@ -76,7 +77,7 @@ def runtime_available(timeout_s: float = 10.0) -> bool:
 
 
 class OpenXRBackend(DisplayBackend):
-    """Frames from an OpenXR runtime; the loop renders each eye into ``view.framebuffer``."""
+    """Frames from an OpenXR runtime; the loop renders each eye into :meth:`render_target`."""
 
     name = "openxr"
 
@@ -293,11 +294,6 @@ class OpenXRBackend(DisplayBackend):
             if self.space_name == "local":  # LOCAL's origin is the head at start: lift it to eye height
                 self._world_from_tracking[1, 3] = 1650.0
 
-    def recenter(self) -> None:
-        """Re-place the tracking space at the next frame so the head is where the scenario starts."""
-        if self._track is not None:
-            self._aligned = False
-
     def _align(self, display_time: int) -> None:
         """Map the tracked head onto the scenario's first head pose (see align_world_from_tracking)."""
         loc = xr.locate_space(self._spaces["view"], self._space, display_time)
@@ -452,8 +448,8 @@ class OpenXRBackend(DisplayBackend):
                     return
                 if not self._running:  # IDLE (headset off, or between STOPPING and EXITING): keep the app ticking
                     time.sleep(0.1)
-                    yield Frame(index, time.monotonic(), [], InputState(focused=False,
-                                quit_requested=self._exit_requested), should_render=False, extra={"xr_idle": True})
+                    yield Frame(index, time.monotonic(), [], InputState(focused=False), should_render=False,
+                                extra={"xr_idle": True})
                     index += 1
                     continue
                 frame = self._begin()
@@ -462,8 +458,6 @@ class OpenXRBackend(DisplayBackend):
                 return
             frame.index = index
             yield frame
-            if self._pending is frame:  # the caller forgot end_frame: submit what is there
-                self.end_frame(frame)
             index += 1
 
     def _begin(self) -> Frame:
@@ -498,7 +492,7 @@ class OpenXRBackend(DisplayBackend):
                 w, h = sc["size"]
                 f = v.fov
                 views.append(View(eye, self._world_from_tracking @ pose_matrix_mm(v.pose),
-                                  Fov(f.angle_left, f.angle_right, f.angle_up, f.angle_down), w, h, sc["fbos"][idx]))
+                                  Fov(f.angle_left, f.angle_right, f.angle_up, f.angle_down), w, h))
         frame = Frame(0, t / 1e9, views, self._sync_input(t), should_render=should_render,
                       extra={"display_period_s": self.display_period_s, "xr_time_ns": int(t),
                              "session_state": self._state_name()})
@@ -519,6 +513,13 @@ class OpenXRBackend(DisplayBackend):
             if time.monotonic() > deadline:
                 raise BackendError(f"the OpenXR runtime did not free a swapchain image within {self.frame_timeout_s:.0f} s")
 
+    def render_target(self, view: View) -> moderngl.Framebuffer:
+        sc = self._swapchains[view.eye_index]
+        return sc["fbos"][sc["index"]]
+
+    def set_depth_range(self, near_mm: float, far_mm: float) -> None:
+        self.depth_range_mm = (near_mm, far_mm)
+
     def end_frame(self, frame: Frame) -> None:
         if frame is not self._pending or self.session is None:
             return  # idle frame, or already submitted
@@ -527,7 +528,7 @@ class OpenXRBackend(DisplayBackend):
         layers: list[Any] = []
         keep: list[Any] = []
         if frame.should_render and frame.views:
-            near_mm, far_mm = frame.extra.get("depth_range_mm", self.depth_range_mm)
+            near_mm, far_mm = self.depth_range_mm
             proj_views = (xr.CompositionLayerProjectionView * len(frame.views))()
             for k, (view, sc) in enumerate(zip(frame.views, self._swapchains)):
                 w, h = sc["size"]
@@ -572,8 +573,7 @@ class OpenXRBackend(DisplayBackend):
     def _sync_input(self, display_time: int) -> InputState:
         S = xr.SessionState
         focused = self._state == S.FOCUSED.value
-        inp = InputState(hands=[HandInput(), HandInput()], active_hand=self._active_hand, focused=focused,
-                         quit_requested=self._exit_requested)
+        inp = InputState(hands=[HandInput(), HandInput()], active_hand=self._active_hand, focused=focused)
         if not focused:
             return inp
         xr.sync_actions(self.session, xr.ActionsSyncInfo(
@@ -628,10 +628,6 @@ class OpenXRBackend(DisplayBackend):
         if not self._have_images or self.ctx is None:
             return None
         return [read_rgb(fbo) for fbo in self._eye_copies]
-
-    def eye_textures(self) -> list[moderngl.Texture]:
-        """The last submitted eye images as GPU textures (display-encoded sRGB values), for a mirror."""
-        return [cast(moderngl.Texture, f.color_attachments[0]) for f in self._eye_copies]
 
     def info(self) -> dict[str, Any]:
         sc = self._swapchains[0] if self._swapchains else None

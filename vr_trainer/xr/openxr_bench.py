@@ -75,7 +75,7 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3,
     gl_renderer = ctx.info.get("GL_RENDERER")
     try:
         renderer = SceneRenderer(ctx) if samples is None else SceneRenderer(ctx, samples=samples)
-        backend.depth_range_mm = (renderer.near_mm, renderer.far_mm)
+        backend.set_depth_range(renderer.near_mm, renderer.far_mm)
         scene.upload(renderer, meshes)
         w, h = backend.info()["swapchain_size"]
         mirror = MirrorCompositor(ctx, (2 * w, h))
