@@ -13,34 +13,77 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from pydantic import BaseModel
 
 from remote import framecode
 from remote.annotate import Sender
-from remote.peer import add_browser_candidate, prefer_codec, rtc_configuration
-from remote.publisher import MirrorVideoTrack
-from remote.schema import ANNOTATION_TYPES, MessageGate, NoteMsg, encode
-
-if TYPE_CHECKING:  # pragma: no cover
-    from remote.trainee import TraineeBridge
+from remote.peer import add_browser_candidate, prefer_codec
+from remote.publisher import MirrorFrameSource, MirrorVideoTrack
+from remote.schema import ANNOTATION_TYPES, MessageGate, PeerInfo, encode
 
 log = logging.getLogger("remote.link")
 VIEWER_ROLES = ("expert", "observer")
 MAX_DC_BUFFERED_BYTES = 1 << 20
 MAX_REMOTE_CANDIDATES = 32
+DROP_HEARTBEAT = "heartbeat"  # the viewer went silent
+DROP_CONNECT_TIMEOUT = "connect timeout"  # never opened the data channel
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """What one link needs of the bridge's settings."""
+
+    codec: str = "VP8"
+    fps: float = 30.0  # announced in ``hello``
+    heartbeat_interval_s: float = 1.0
+    dead_after_s: float = 3.0
+    connect_timeout_s: float = 20.0
+    console_rates: dict[str, tuple[float, float]] | None = None  # None: the schema's defaults
+
+
+class LinkOwner(Protocol):
+    """What a link may ask of the bridge that owns it (network thread only)."""
+
+    async def signal(self, to: str, data: dict[str, Any]) -> None:
+        """Send a signalling message to peer ``to`` through the server."""
+
+    async def drop_link(self, link: ViewerLink, reason: str) -> None:
+        """Forget and close ``link`` (idempotent)."""
+
+    async def consume_audio(self, track: MediaStreamTrack) -> None:
+        """Play (or drain) a viewer's microphone until the track ends."""
+
+    def sync(self, link: ViewerLink) -> None:
+        """Send ``link`` the current notes and marks."""
+
+    def mentor_message(self, sender: Sender, msg: BaseModel) -> None:
+        """Apply an annotation or command from an expert (role already checked)."""
 
 
 class ViewerLink:
-    """One viewer (browser or, later, an SFU) on the trainee's side."""
+    """One viewer (browser or, later, an SFU) on the trainee's side.
 
-    def __init__(self, bridge: TraineeBridge, info: dict[str, Any]) -> None:
-        self.bridge = bridge
-        self.peer_id = str(info["peer_id"])
-        self.role = str(info.get("role", "observer"))
-        self.sender = Sender(self.peer_id, str(info.get("name") or self.peer_id), self.role)
-        self.gate = MessageGate.for_console(bridge.config.console_rates)
+    It gets what it uses: the shared video source, the microphone track (or None),
+    the ICE configuration and the :class:`LinkOwner` for signalling, closing and the
+    mentor's messages; never the bridge itself."""
+
+    def __init__(self, info: PeerInfo, owner: LinkOwner, *, source: MirrorFrameSource, config: LinkConfig,
+                 rtc_config: RTCConfiguration, session_id: str, microphone: MediaStreamTrack | None = None) -> None:
+        self.owner = owner
+        self.source = source
+        self.config = config
+        self.rtc_config = rtc_config
+        self.session_id = session_id
+        self.microphone = microphone
+        self.peer_id = info.peer_id
+        self.role = info.role
+        self.sender = Sender(self.peer_id, info.name or self.peer_id, self.role)
+        self.gate = MessageGate.for_console(config.console_rates)
         self.pc: RTCPeerConnection | None = None
         self.dc: Any = None
         self.track: MirrorVideoTrack | None = None
@@ -57,14 +100,13 @@ class ViewerLink:
         return self.role == "expert"
 
     async def start(self) -> None:
-        b = self.bridge
-        pc = self.pc = RTCPeerConnection(rtc_configuration(b.ice_servers, b.ice_policy))
-        self.track = MirrorVideoTrack(b.source)
+        pc = self.pc = RTCPeerConnection(self.rtc_config)
+        self.track = MirrorVideoTrack(self.source)
         video = pc.addTransceiver(self.track, direction="sendonly")
-        prefer_codec(video, b.config.stream.codec)
-        if b.source.encoded:  # one shared encoder: a picture-loss report asks it for a key frame
-            video.sender._send_keyframe = b.source.request_keyframe  # type: ignore[method-assign]
-        mic = b.microphone_for_link()
+        prefer_codec(video, self.config.codec)
+        if self.source.encoded:  # one shared encoder: a picture-loss report asks it for a key frame
+            video.sender._send_keyframe = self.source.request_keyframe  # type: ignore[method-assign]
+        mic = self.microphone
         pc.addTransceiver(mic if mic is not None else "audio", direction="sendrecv" if mic is not None else "recvonly")
         self.dc = pc.createDataChannel("mentor", ordered=True)
         self.dc.on("open", self._on_open)
@@ -72,7 +114,7 @@ class ViewerLink:
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_state)
         await pc.setLocalDescription(await pc.createOffer())
-        await b.signal(self.peer_id, {"kind": "offer", "sdp": pc.localDescription.sdp})
+        await self.owner.signal(self.peer_id, {"kind": "offer", "sdp": pc.localDescription.sdp})
         self._tasks.append(asyncio.ensure_future(self._heartbeat()))
 
     async def on_signal(self, data: dict[str, Any]) -> None:
@@ -92,7 +134,7 @@ class ViewerLink:
                 self.counters["signal_ignored"] += 1
         except Exception as e:  # noqa: BLE001 - a bad answer ends this link, not the session
             log.warning("viewer %s: bad %s (%s); dropping the link", self.peer_id, kind, e)
-            await self.bridge.drop_link(self, "bad signal")
+            await self.owner.drop_link(self, "bad signal")
 
     def send(self, msg: dict[str, Any]) -> bool:
         dc = self.dc
@@ -110,13 +152,11 @@ class ViewerLink:
     def _on_open(self) -> None:
         self.opened = True
         self.last_rx_s = time.monotonic()
-        b = self.bridge
         self.send({"type": "hello", "peer_id": self.peer_id, "role": self.role, "name": self.sender.name,
-                   "can_annotate": self.can_annotate, "session_id": b.session_id,
+                   "can_annotate": self.can_annotate, "session_id": self.session_id,
                    "frame_code": {"cell_px": framecode.CELL_PX, "cells": framecode.N_CELLS},
-                   "fps": b.config.stream.fps})
-        self.send({"type": "notes", "notes": b.notes})
-        b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
+                   "fps": self.config.fps})
+        self.owner.sync(self)
 
     def _on_message(self, raw: Any) -> None:
         try:
@@ -137,33 +177,28 @@ class ViewerLink:
         elif t == "hb_ack":
             self.rtt_ms = max(0.0, time.time() * 1000.0 - msg.t_ms)
         elif t == "bye":
-            asyncio.ensure_future(self.bridge.drop_link(self, "bye"))
+            asyncio.ensure_future(self.owner.drop_link(self, "bye"))
         elif t == "sync":
-            b = self.bridge
-            self.send({"type": "notes", "notes": b.notes})
-            b.inbox.put(lambda loop: b.applier.sync(loop, self.sender))
+            self.owner.sync(self)
         elif t in ANNOTATION_TYPES:
             if not self.can_annotate:
                 self.counters["refused_role"] += 1
                 self.send({"type": "ack", "ref": getattr(msg, "id", t), "ok": False,
                            "reason": "observers can watch but not annotate"})
                 return
-            if isinstance(msg, NoteMsg):
-                self.bridge.add_note(self.sender, msg)
-            key = f"laser:{self.peer_id}" if t == "laser" else None
-            self.bridge.inbox.put(self.bridge.applier.make(self.sender, msg), coalesce_key=key)
+            self.owner.mentor_message(self.sender, msg)
 
     def _on_track(self, track: Any) -> None:
         if track.kind == "audio":
-            self._tasks.append(asyncio.ensure_future(self.bridge.consume_audio(self, track)))
+            self._tasks.append(asyncio.ensure_future(self.owner.consume_audio(track)))
 
     async def _on_state(self) -> None:
         if self.pc is not None and self.pc.connectionState in ("failed", "closed"):
-            await self.bridge.drop_link(self, self.pc.connectionState)
+            await self.owner.drop_link(self, self.pc.connectionState)
 
     async def _heartbeat(self) -> None:
         """Send a beat every ``heartbeat_interval_s``; check for silence twice as often."""
-        cfg = self.bridge.config
+        cfg = self.config
         seq = 0
         next_beat_s = time.monotonic()
         while not self.closed:
@@ -175,13 +210,11 @@ class ViewerLink:
                     next_beat_s = now + cfg.heartbeat_interval_s
                     self.send({"type": "hb", "seq": seq, "t_ms": time.time() * 1000.0})
                 if now - self.last_rx_s > cfg.dead_after_s:
-                    self.bridge.counters["dead_peers"] += 1
                     log.warning("viewer %s silent for %.1f s: dropping", self.peer_id, now - self.last_rx_s)
-                    await self.bridge.drop_link(self, "heartbeat")
+                    await self.owner.drop_link(self, DROP_HEARTBEAT)
                     return
             elif now - self.started_s > cfg.connect_timeout_s:
-                self.bridge.counters["connect_timeouts"] += 1
-                await self.bridge.drop_link(self, "connect timeout")
+                await self.owner.drop_link(self, DROP_CONNECT_TIMEOUT)
                 return
 
     async def close(self) -> None:

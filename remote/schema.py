@@ -15,6 +15,11 @@ Trainee -> console (same envelope, produced only by the trainee): ``hello`` (pee
 role, can_annotate, frame-code layout), ``hb``/``hb_ack``, ``ack`` (``ref`` = the mark
 id or command, ``ok``, ``reason``), ``marks`` (the current marks: id, kind, author),
 ``notes``, ``bye``.
+
+Server -> trainee and viewers (signalling; built by the server from these models and
+validated by the trainee with :data:`SERVER_ADAPTER`): ``welcome``, ``peer-joined``,
+``peer-left``, ``signal`` (relayed, the authenticated sender in ``from``), ``error``,
+``pong``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -48,6 +53,16 @@ TimeMs = Annotated[float, Field(ge=0.0, le=1e15, allow_inf_nan=False)]
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
     v: Version
+
+
+M = TypeVar("M", bound=_Msg)
+
+
+def make(cls: type[M], **fields: Any) -> M:
+    """Build (and validate) a message of this protocol version, its ``type`` filled in:
+    ``make(PeerLeft, peer_id=...)``."""
+    tag = get_args(cls.model_fields["type"].annotation)[0]
+    return cls.model_validate({"v": PROTOCOL_VERSION, "type": tag, **fields})
 
 
 # ---- data channel: both directions -------------------------------------------------
@@ -178,15 +193,89 @@ class Leave(_Msg):
 SignalMessage = Annotated[Join | Signal | Ping | Leave, Field(discriminator="type")]
 SIGNAL_ADAPTER: TypeAdapter = TypeAdapter(SignalMessage)
 
+# ---- signalling: server -> trainee and viewers -------------------------------------
+# Built by the server (so what it sends is what the schema says) and validated by the
+# trainee; the browser console reads the same JSON.
+Role = Literal["trainee", "expert", "observer"]
+ShortText = Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+
+
+class PeerInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    peer_id: PeerId
+    role: Role
+    name: ShortText
+
+
+class IceServer(BaseModel):
+    """One STUN/TURN server, as a browser's ``RTCIceServer``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    urls: Annotated[list[Annotated[str, Field(max_length=1024)]], Field(max_length=16)]
+    username: Annotated[str, Field(max_length=1024)] | None = None
+    credential: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class Welcome(_Msg):
+    """The answer to ``join``: who you are in which session, how to reach the others."""
+
+    type: Literal["welcome"]
+    peer_id: PeerId
+    role: Role
+    name: ShortText
+    session_id: Annotated[str, Field(max_length=MAX_LABEL_CHARS)]
+    expires_s: Annotated[int, Field(ge=0)]
+    can_annotate: bool
+    ice_servers: Annotated[list[IceServer], Field(max_length=16)]
+    ice_transport_policy: Literal["all", "relay"]
+    peers: Annotated[list[PeerInfo], Field(max_length=64)]
+
+
+class PeerJoined(_Msg):
+    type: Literal["peer-joined"]
+    peer: PeerInfo
+
+
+class PeerLeft(_Msg):
+    type: Literal["peer-left"]
+    peer_id: PeerId
+
+
+class Relayed(_Msg):
+    """A :class:`Signal` passed on, with the authenticated sender in ``from``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    type: Literal["signal"]
+    sender: PeerId = Field(alias="from")
+    data: Annotated[SdpPayload | CandidatePayload | EndOfCandidates, Field(discriminator="kind")]
+
+
+class ServerError(_Msg):
+    """A refusal: ``code`` is unauthorized | replaced | full | no_peer | join_timeout | bad_request."""
+
+    type: Literal["error"]
+    code: Annotated[str, Field(max_length=64)]
+    message: Annotated[str, Field(max_length=MAX_NOTE_CHARS)]
+
+
+class Pong(_Msg):
+    type: Literal["pong"]
+
+
+ServerMessage = Annotated[Welcome | PeerJoined | PeerLeft | Relayed | ServerError | Pong, Field(discriminator="type")]
+SERVER_ADAPTER: TypeAdapter = TypeAdapter(ServerMessage)
+
 
 def json_schema() -> dict[str, Any]:
     """The published JSON Schema of both message families (for docs and other clients)."""
     return {"version": PROTOCOL_VERSION, "console": CONSOLE_ADAPTER.json_schema(),
-            "signal": SIGNAL_ADAPTER.json_schema()}
+            "signal": SIGNAL_ADAPTER.json_schema(), "server": SERVER_ADAPTER.json_schema(by_alias=True)}
 
 
-def encode(msg: dict[str, Any]) -> str:
-    """Serialise an outgoing message (adds ``v``)."""
+def encode(msg: dict[str, Any] | BaseModel) -> str:
+    """Serialise an outgoing message (adds ``v`` to a dict; a model carries its own)."""
+    if isinstance(msg, BaseModel):
+        msg = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
     return json.dumps({"v": PROTOCOL_VERSION, **msg}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

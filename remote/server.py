@@ -31,7 +31,25 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from remote.errors import RemoteError, TokenError
-from remote.schema import Join, Leave, MessageGate, Ping, Signal, encode, json_schema
+from remote.schema import (
+    MAX_NOTE_CHARS,
+    IceServer,
+    Join,
+    Leave,
+    MessageGate,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    Ping,
+    Pong,
+    Relayed,
+    ServerError,
+    Signal,
+    Welcome,
+    encode,
+    json_schema,
+    make,
+)
 from remote.tokens import TokenClaims, TokenSigner
 
 log = logging.getLogger("remote.server")
@@ -108,8 +126,8 @@ class PeerConn:
     claims: TokenClaims
     gate: MessageGate
 
-    def info(self) -> dict[str, str]:
-        return {"peer_id": self.peer_id, "role": self.claims.role, "name": self.claims.name}
+    def info(self) -> PeerInfo:
+        return PeerInfo.model_validate({"peer_id": self.peer_id, "role": self.claims.role, "name": self.claims.name})
 
 
 @dataclass
@@ -169,20 +187,19 @@ class MentorServer:
     async def _schema(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(json_schema())
 
-    def ice_servers(self, peer_id: str, expires_s: int) -> list[dict[str, Any]]:
+    def ice_servers(self, peer_id: str, expires_s: int) -> list[IceServer]:
         c = self.config
-        out: list[dict[str, Any]] = []
+        out: list[IceServer] = []
         if c.stun_urls:
-            out.append({"urls": list(c.stun_urls)})
+            out.append(IceServer(urls=list(c.stun_urls)))
         if c.turn_urls:
             if c.turn_secret:
                 user = f"{min(expires_s, int(time.time()) + c.turn_ttl_s)}:{peer_id}"
                 mac = hmac.new(c.turn_secret.encode(), user.encode(), hashlib.sha1).digest()
-                out.append({"urls": list(c.turn_urls), "username": user,
-                            "credential": base64.b64encode(mac).decode()})
+                out.append(IceServer(urls=list(c.turn_urls), username=user, credential=base64.b64encode(mac).decode()))
             else:
-                out.append({"urls": list(c.turn_urls), "username": c.turn_username or "",
-                            "credential": c.turn_password or ""})
+                out.append(IceServer(urls=list(c.turn_urls), username=c.turn_username or "",
+                                     credential=c.turn_password or ""))
         return out
 
     # ---- one WebSocket --------------------------------------------------------
@@ -216,7 +233,7 @@ class MentorServer:
     async def _refuse(self, ws: web.WebSocketResponse, code: int, reason: str, message: str) -> None:
         self.counters[f"refused_{reason}"] += 1
         try:
-            await ws.send_str(encode({"type": "error", "code": reason, "message": message}))
+            await ws.send_str(encode(make(ServerError, code=reason, message=message[:MAX_NOTE_CHARS])))
         except (ConnectionError, RuntimeError):
             pass
         await ws.close(code=code, message=reason.encode()[:120])
@@ -250,7 +267,7 @@ class MentorServer:
             room.trainee = peer
             if old is not None:
                 self.counters["trainee_replaced"] += 1
-                await self._send(old, {"type": "error", "code": "replaced", "message": "another trainee joined"})
+                await self._send(old, make(ServerError, code="replaced", message="another trainee joined"))
                 await old.ws.close(code=CLOSE_REPLACED, message=b"replaced")
             others = list(room.viewers.values())
         else:
@@ -262,14 +279,14 @@ class MentorServer:
             room.viewers[peer.peer_id] = peer
             others = [room.trainee] if room.trainee is not None else []
         self.counters[f"joined_{role}"] += 1
-        await self._send(peer, {
-            "type": "welcome", **peer.info(), "session_id": room.session_id, "expires_s": peer.claims.expires_s,
-            "can_annotate": peer.claims.can_annotate,
-            "ice_servers": self.ice_servers(peer.peer_id, peer.claims.expires_s),
-            "ice_transport_policy": "relay" if self.config.relay_only else "all",
-            "peers": [o.info() for o in others]})
+        await self._send(peer, make(
+            Welcome, **peer.info().model_dump(), session_id=room.session_id, expires_s=peer.claims.expires_s,
+            can_annotate=peer.claims.can_annotate,
+            ice_servers=self.ice_servers(peer.peer_id, peer.claims.expires_s),
+            ice_transport_policy="relay" if self.config.relay_only else "all",
+            peers=[o.info() for o in others]))
         for o in others:
-            await self._send(o, {"type": "peer-joined", "peer": peer.info()})
+            await self._send(o, make(PeerJoined, peer=peer.info()))
         log.info("%s %s (%s) joined session %s", role, peer.peer_id, peer.claims.name, room.session_id)
         return True
 
@@ -283,13 +300,13 @@ class MentorServer:
         else:
             return
         for o in others:
-            await self._send(o, {"type": "peer-left", "peer_id": peer.peer_id})
+            await self._send(o, make(PeerLeft, peer_id=peer.peer_id))
         if room.empty():
             self.rooms.pop(room.session_id, None)
         for k, n in peer.gate.counters.items():
             self.counters[f"signal_{k}"] += n
 
-    async def _send(self, peer: PeerConn, msg: dict[str, Any]) -> None:
+    async def _send(self, peer: PeerConn, msg: Welcome | PeerJoined | PeerLeft | Relayed | ServerError | Pong) -> None:
         if peer.ws.closed:
             return
         try:
@@ -303,7 +320,7 @@ class MentorServer:
             self.counters["dropped"] += 1
             return
         if isinstance(msg, Ping):
-            await self._send(peer, {"type": "pong"})
+            await self._send(peer, make(Pong))
         elif isinstance(msg, Leave):
             await peer.ws.close()
         elif isinstance(msg, Join):
@@ -316,11 +333,10 @@ class MentorServer:
                 if msg.to is not None and target is None:
                     self.counters["refused_route"] += 1
             if target is None:
-                await self._send(peer, {"type": "error", "code": "no_peer", "message": "no such peer in the session"})
+                await self._send(peer, make(ServerError, code="no_peer", message="no such peer in the session"))
                 return
             self.counters["relayed"] += 1
-            await self._send(target, {"type": "signal", "from": peer.peer_id,
-                                      "data": msg.data.model_dump(exclude_none=True)})
+            await self._send(target, make(Relayed, sender=peer.peer_id, data=msg.data))
 
 
 async def start_server(signer: TokenSigner, config: ServerConfig) -> tuple[web.AppRunner, str, MentorServer]:

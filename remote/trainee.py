@@ -32,18 +32,31 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import aiohttp
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
+from pydantic import BaseModel
 
 from remote import framecode
 from remote.annotate import LASER_PREFIX, AnnotationApplier, MentorInbox, Sender
 from remote.audio import open_microphone, open_speaker
 from remote.errors import RemoteError
-from remote.link import VIEWER_ROLES, ViewerLink
-from remote.peer import IceOptions, configure_ice
+from remote.link import DROP_CONNECT_TIMEOUT, DROP_HEARTBEAT, VIEWER_ROLES, LinkConfig, ViewerLink
+from remote.peer import IceOptions, configure_ice, rtc_configuration
 from remote.publisher import MirrorFrameSource, StreamConfig
-from remote.schema import NoteMsg, encode
+from remote.schema import (
+    SERVER_ADAPTER,
+    LaserMsg,
+    NoteMsg,
+    PeerInfo,
+    PeerJoined,
+    PeerLeft,
+    Relayed,
+    ServerError,
+    Welcome,
+    encode,
+)
 from remote.server import is_loopback_host
 
 log = logging.getLogger("remote.trainee")
+_DROP_COUNTERS = {DROP_HEARTBEAT: "dead_peers", DROP_CONNECT_TIMEOUT: "connect_timeouts"}
 
 
 @dataclass
@@ -59,6 +72,10 @@ class BridgeConfig:
     console_rates: dict[str, tuple[float, float]] | None = None
     max_links: int = 8
     ca_file: str | None = None
+
+    def link_config(self) -> LinkConfig:
+        return LinkConfig(self.stream.codec, self.stream.fps, self.heartbeat_interval_s, self.dead_after_s,
+                          self.connect_timeout_s, self.console_rates)
 
 
 def parse_mentor_url(url: str) -> tuple[str, str, dict[str, str]]:
@@ -98,7 +115,10 @@ def config_from_options(opts: dict[str, str], base: BridgeConfig | None = None) 
 
 
 class TraineeBridge:
-    """Connects a running :class:`~vr_trainer.app.loop.FrameLoop` to a mentoring session."""
+    """Connects a running :class:`~vr_trainer.app.loop.FrameLoop` to a mentoring session.
+
+    A context manager: ``with TraineeBridge(url, token) as bridge: bridge.attach(loop)``
+    closes the peers, the WebSocket and the network thread on the way out."""
 
     def __init__(self, mentor_url: str, token: str, config: BridgeConfig | None = None) -> None:
         if not token:
@@ -131,6 +151,12 @@ class TraineeBridge:
         self._speaker: Any = None
         self._ws: Any = None
         self._closed_link_counters: Counter = Counter()
+
+    def __enter__(self) -> TraineeBridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- render-thread API ------------------------------------------------------
     def attach(self, loop: Any) -> None:
@@ -203,6 +229,18 @@ class TraineeBridge:
         del self.notes[:-50]
         self.broadcast({"type": "notes", "notes": self.notes})
 
+    # ---- what a ViewerLink may ask (LinkOwner), network thread -----------------------
+    def sync(self, link: ViewerLink) -> None:
+        link.send({"type": "notes", "notes": self.notes})
+        sender = link.sender
+        self.inbox.put(lambda loop: self.applier.sync(loop, sender))
+
+    def mentor_message(self, sender: Sender, msg: BaseModel) -> None:
+        if isinstance(msg, NoteMsg):
+            self.add_note(sender, msg)
+        key = f"{LASER_PREFIX}{sender.peer_id}" if isinstance(msg, LaserMsg) else None  # latest wins
+        self.inbox.put(self.applier.make(sender, msg), coalesce_key=key)
+
     # ---- network thread ---------------------------------------------------------
     def _thread_main(self) -> None:
         asyncio.set_event_loop(self._aloop)
@@ -217,7 +255,7 @@ class TraineeBridge:
     def microphone_for_link(self) -> Any:
         return self._relay.subscribe(self._mic) if self._mic is not None else None
 
-    async def consume_audio(self, link: ViewerLink, track: Any) -> None:
+    async def consume_audio(self, track: Any) -> None:
         """Play (or at least drain and count) a viewer's microphone."""
         if self._speaker is None and self.config.audio != "none":
             self._speaker = open_speaker(self.config.audio)
@@ -273,56 +311,55 @@ class TraineeBridge:
                 await self.drop_link(link, "closing")
 
     async def _on_server(self, text: str) -> None:
-        import json
-
         try:
-            msg = json.loads(text)
-        except ValueError:
+            msg = SERVER_ADAPTER.validate_json(text)
+        except ValueError:  # pydantic's ValidationError included
+            self.counters["server_malformed"] += 1
             return
-        kind = msg.get("type")
-        if kind == "welcome":
-            if msg.get("role") != "trainee":
-                self.error = (f"the token is for the {msg.get('role')} role; the resident's session needs a trainee "
+        if isinstance(msg, Welcome):
+            if msg.role != "trainee":
+                self.error = (f"the token is for the {msg.role} role; the resident's session needs a trainee "
                               "token (vr-trainer mentor token --role trainee ...)")
                 self._first_outcome.set()
                 if self._ws is not None:
                     await self._ws.close()
                 return
-            self.session_id, self.peer_id = msg.get("session_id", ""), msg.get("peer_id", "")
-            self.ice_servers = list(msg.get("ice_servers") or [])
-            self.ice_policy = msg.get("ice_transport_policy", "all")
-            present = {p["peer_id"] for p in msg.get("peers", [])}
+            self.session_id, self.peer_id = msg.session_id, msg.peer_id
+            self.ice_servers = [s.model_dump(exclude_none=True) for s in msg.ice_servers]
+            self.ice_policy = msg.ice_transport_policy
+            present = {p.peer_id for p in msg.peers}
             for pid, link in list(self.links.items()):
                 if pid not in present:
                     await self.drop_link(link, "gone after reconnect")
             self._first_outcome.set()
-            for p in msg.get("peers", []):
-                if p.get("peer_id") not in self.links:
+            for p in msg.peers:
+                if p.peer_id not in self.links:
                     await self._add_link(p)
-        elif kind == "peer-joined":
-            await self._add_link(msg.get("peer") or {})
-        elif kind == "peer-left":
-            gone = self.links.get(str(msg.get("peer_id")))
+        elif isinstance(msg, PeerJoined):
+            await self._add_link(msg.peer)
+        elif isinstance(msg, PeerLeft):
+            gone = self.links.get(msg.peer_id)
             if gone is not None:
                 await self.drop_link(gone, "left")
-        elif kind == "signal":
-            target = self.links.get(str(msg.get("from")))
-            if target is not None and isinstance(msg.get("data"), dict):
-                await target.on_signal(msg["data"])
-        elif kind == "error":
-            code = msg.get("code")
-            if code in ("unauthorized", "replaced", "full"):
-                self.error = str(msg.get("message") or code)
+        elif isinstance(msg, Relayed):
+            target = self.links.get(msg.sender)
+            if target is not None:
+                await target.on_signal(msg.data.model_dump(exclude_none=True))
+        elif isinstance(msg, ServerError):
+            if msg.code in ("unauthorized", "replaced", "full"):
+                self.error = msg.message or msg.code
                 log.info("mentor server refused us: %s", self.error)
                 self._first_outcome.set()
 
-    async def _add_link(self, info: dict[str, Any]) -> None:
-        if info.get("role") not in VIEWER_ROLES or not info.get("peer_id"):
+    async def _add_link(self, info: PeerInfo) -> None:
+        if info.role not in VIEWER_ROLES:
             return
         if len(self.links) >= self.config.max_links:
             self.counters["links_refused"] += 1
             return
-        link = ViewerLink(self, info)
+        link = ViewerLink(info, self, source=self.source, config=self.config.link_config(),
+                          rtc_config=rtc_configuration(self.ice_servers, self.ice_policy),
+                          session_id=self.session_id, microphone=self.microphone_for_link())
         self.links[link.peer_id] = link
         self.counters["links_opened"] += 1
         self._update_depth_wish()
@@ -336,6 +373,8 @@ class TraineeBridge:
         if self.links.get(link.peer_id) is link:
             del self.links[link.peer_id]
             self.counters["links_closed"] += 1
+            if reason in _DROP_COUNTERS:
+                self.counters[_DROP_COUNTERS[reason]] += 1
             self._closed_link_counters.update(link.gate.counters)
             self._closed_link_counters.update(link.counters)
             self._update_depth_wish()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -43,17 +44,14 @@ def make_bridge(signer: Any, server: Any) -> Iterator[Callable[..., Any]]:
     from remote.peer import IceOptions
     from remote.trainee import BridgeConfig, TraineeBridge
 
-    made: list[Any] = []
+    with ExitStack() as stack:
+        def make(loop_thread: Any, session: str, **cfg: Any) -> Any:
+            loop_thread.call(lambda loop: loop.state.annotations.clear())
+            config = BridgeConfig(ice=IceOptions(loopback_only=True), audio="none", **cfg)
+            bridge = stack.enter_context(TraineeBridge(server.url, signer.issue(session, "trainee", "resident"),
+                                                       config))
+            loop_thread.call(lambda loop: bridge.attach(loop), timeout_s=15)
+            assert bridge.session_id == session
+            return bridge
 
-    def make(loop_thread: Any, session: str, **cfg: Any) -> Any:
-        loop_thread.call(lambda loop: loop.state.annotations.clear())
-        config = BridgeConfig(ice=IceOptions(loopback_only=True), audio="none", **cfg)
-        bridge = TraineeBridge(server.url, signer.issue(session, "trainee", "resident"), config)
-        loop_thread.call(lambda loop: bridge.attach(loop), timeout_s=15)
-        made.append(bridge)
-        assert bridge.session_id == session
-        return bridge
-
-    yield make
-    for b in made:
-        b.close()
+        yield make

@@ -1,5 +1,9 @@
 """An aiortc viewer (expert or observer) for in-process tests: joins through the real
-server, answers the trainee's offer, decodes the video and reads the frame code."""
+server, answers the trainee's offer, decodes the video and reads the frame code.
+
+Use it as an async context manager (``async with FakeViewer(url, token) as v:``):
+it joins on entry and closes its peer connection, WebSocket and HTTP session on
+exit, so a failing assert cannot leak a peer."""
 
 from __future__ import annotations
 
@@ -39,6 +43,17 @@ class FakeViewer:
         self.silent = False
         self._tasks: list[asyncio.Task] = []
         self._dc_open = asyncio.Event()
+        self._closed = False
+
+    async def __aenter__(self) -> FakeViewer:
+        try:
+            return await self.join()
+        except BaseException:
+            await self.close(bye=False)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def join(self, timeout_s: float = 15.0, expect_media: bool = True) -> FakeViewer:
         self.http = aiohttp.ClientSession()
@@ -171,6 +186,10 @@ class FakeViewer:
         return None
 
     async def close(self, bye: bool = True) -> None:
+        """Leave (with a goodbye unless ``bye`` is False, as a vanished browser); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if bye and self.dc is not None and self.dc.readyState == "open":
             self.send({"type": "bye"})
             await asyncio.sleep(0.05)

@@ -40,11 +40,10 @@ def web_bridge(board_loop, server, signer) -> Any:
     from remote.peer import IceOptions
     from remote.trainee import BridgeConfig, TraineeBridge
 
-    bridge = TraineeBridge(server.url, signer.issue(SESSION, "trainee", "resident"),
-                           BridgeConfig(ice=IceOptions(loopback_only=True), audio="none"))
-    board_loop.call(lambda loop: bridge.attach(loop), timeout_s=15)
-    yield bridge
-    bridge.close()
+    with TraineeBridge(server.url, signer.issue(SESSION, "trainee", "resident"),
+                       BridgeConfig(ice=IceOptions(loopback_only=True), audio="none")) as bridge:
+        board_loop.call(lambda loop: bridge.attach(loop), timeout_s=15)
+        yield bridge
 
 
 def open_console(browser, server, token: str | None) -> None:
@@ -172,12 +171,9 @@ def test_console_follows_the_resident_leaving_and_coming_back(browser, web_bridg
     live(browser)
     web_bridge.close()
     wait(lambda: "waiting" in (browser.console_state().get("status") or ""), 10, "the page notices the resident left")
-    again = TraineeBridge(server.url, signer.issue(SESSION, "trainee", "resident"),
-                          BridgeConfig(ice=IceOptions(loopback_only=True), audio="none"))
-    try:
+    with TraineeBridge(server.url, signer.issue(SESSION, "trainee", "resident"),
+                       BridgeConfig(ice=IceOptions(loopback_only=True), audio="none")) as again:
         board_loop.call(lambda loop: again.attach(loop), timeout_s=15)
         seen = browser.console_state()["framesWithId"]
         wait(lambda: browser.console_state()["framesWithId"] > seen + 15 and browser.console_state()["status"] == "live",
              20, "video again without reloading the page")
-    finally:
-        again.close()

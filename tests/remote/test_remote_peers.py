@@ -48,15 +48,14 @@ def test_video_advances_and_carries_frame_ids(board_loop, make_bridge, server, s
     bridge = make_bridge(board_loop, "video-1")
 
     async def go():
-        v = await FakeViewer(server.url, signer.issue("video-1", "expert", "dr")).join()
-        await v.wait_frames(20)
-        ids = [i for i in v.frame_ids if i is not None]
-        assert len(ids) >= 0.9 * len(v.frame_ids)
-        assert ids == sorted(ids) and ids[-1] - ids[0] >= 15
-        assert v.last_luma.shape == (240, 640)
-        hello = v.of_type("hello")[0]
-        assert hello["role"] == "expert" and hello["can_annotate"] and hello["frame_code"]["cells"] == 34
-        await v.close()
+        async with FakeViewer(server.url, signer.issue("video-1", "expert", "dr")) as v:
+            await v.wait_frames(20)
+            ids = [i for i in v.frame_ids if i is not None]
+            assert len(ids) >= 0.9 * len(v.frame_ids)
+            assert ids == sorted(ids) and ids[-1] - ids[0] >= 15
+            assert v.last_luma.shape == (240, 640)
+            hello = v.of_type("hello")[0]
+            assert hello["role"] == "expert" and hello["can_annotate"] and hello["frame_code"]["cells"] == 34
 
     run(go(), 40)
     assert bridge.stats()["published"] > 20
@@ -69,20 +68,19 @@ def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(bo
     make_bridge(board_loop, "stroke-1")
 
     async def go():
-        v = await FakeViewer(server.url, signer.issue("stroke-1", "expert", "dr")).join()
-        await v.wait_frames(5)
-        v.send(stroke_msg("s1", v.latest_id()))
-        ack = await ack_for(v, "s1")
-        assert ack["ok"], ack
-        marks = await v.wait_for(lambda: [m for m in v.of_type("marks") if m["marks"]], 5, "marks")
-        assert marks[-1]["marks"][0] == {"id": "dr/s1", "kind": "stroke", "author": "dr", "points": 24}
-        v.keep_rgb = True
-        await v.wait_frames(6)
-        # the expert's video shows the mark where it was drawn
-        img = v.last_rgb
-        h, w = img.shape[:2]
-        assert green_along(img, STROKE_U * w, np.full(len(STROKE_U), STROKE_V * h)) > 0.8
-        await v.close()
+        async with FakeViewer(server.url, signer.issue("stroke-1", "expert", "dr")) as v:
+            await v.wait_frames(5)
+            v.send(stroke_msg("s1", v.latest_id()))
+            ack = await ack_for(v, "s1")
+            assert ack["ok"], ack
+            marks = await v.wait_for(lambda: [m for m in v.of_type("marks") if m["marks"]], 5, "marks")
+            assert marks[-1]["marks"][0] == {"id": "dr/s1", "kind": "stroke", "author": "dr", "points": 24}
+            v.keep_rgb = True
+            await v.wait_frames(6)
+            # the expert's video shows the mark where it was drawn
+            img = v.last_rgb
+            h, w = img.shape[:2]
+            assert green_along(img, STROKE_U * w, np.full(len(STROKE_U), STROKE_V * h)) > 0.8
 
     run(go(), 40)
     img, views, strokes = board_loop.call(
@@ -109,30 +107,29 @@ def test_pin_laser_undo_clear_and_notes(board_loop, make_bridge, server, signer)
             len([p for p in ann.pins if p.author.startswith("laser:")])
 
     async def go():
-        v = await FakeViewer(server.url, signer.issue("tools-1", "expert", "dr")).join()
-        await v.wait_frames(3)
-        fid = v.latest_id()
-        v.send({"type": "pin", "id": "p1", "frame_id": fid, "point": [0.3, 0.5], "label": "L4/5 foramen"})
-        assert (await ack_for(v, "p1"))["ok"]
-        v.send(stroke_msg("s1", fid))
-        assert (await ack_for(v, "s1"))["ok"]
-        v.send({"type": "pin", "id": "p2", "frame_id": fid, "point": [0.01, 0.02]})  # over empty space
-        bad = await ack_for(v, "p2")
-        assert not bad["ok"] and "no anatomy" in bad["reason"]
-        v.send({"type": "laser", "frame_id": fid, "point": [0.3, 0.4]})
-        await v.wait_for(lambda: board_loop.call(counts)[2] == 1, 3, "laser shown")
-        await v.wait_for(lambda: board_loop.call(counts)[2] == 0, 3, "laser expired")
-        assert board_loop.call(counts) == (1, 1, 0)
-        v.send({"type": "undo"})
-        assert (await ack_for(v, "undo"))["ok"]
-        assert board_loop.call(counts) == (0, 1, 0)  # the stroke was the newest
-        v.send({"type": "note", "id": "n1", "text": "go more lateral"})
-        notes = await v.wait_for(lambda: [m for m in v.of_type("notes") if m["notes"]], 5, "notes")
-        assert notes[-1]["notes"][0]["text"] == "go more lateral"
-        v.send({"type": "clear"})
-        assert (await ack_for(v, "clear"))["ok"]
-        assert board_loop.call(counts) == (0, 0, 0)
-        await v.close()
+        async with FakeViewer(server.url, signer.issue("tools-1", "expert", "dr")) as v:
+            await v.wait_frames(3)
+            fid = v.latest_id()
+            v.send({"type": "pin", "id": "p1", "frame_id": fid, "point": [0.3, 0.5], "label": "L4/5 foramen"})
+            assert (await ack_for(v, "p1"))["ok"]
+            v.send(stroke_msg("s1", fid))
+            assert (await ack_for(v, "s1"))["ok"]
+            v.send({"type": "pin", "id": "p2", "frame_id": fid, "point": [0.01, 0.02]})  # over empty space
+            bad = await ack_for(v, "p2")
+            assert not bad["ok"] and "no anatomy" in bad["reason"]
+            v.send({"type": "laser", "frame_id": fid, "point": [0.3, 0.4]})
+            await v.wait_for(lambda: board_loop.call(counts)[2] == 1, 3, "laser shown")
+            await v.wait_for(lambda: board_loop.call(counts)[2] == 0, 3, "laser expired")
+            assert board_loop.call(counts) == (1, 1, 0)
+            v.send({"type": "undo"})
+            assert (await ack_for(v, "undo"))["ok"]
+            assert board_loop.call(counts) == (0, 1, 0)  # the stroke was the newest
+            v.send({"type": "note", "id": "n1", "text": "go more lateral"})
+            notes = await v.wait_for(lambda: [m for m in v.of_type("notes") if m["notes"]], 5, "notes")
+            assert notes[-1]["notes"][0]["text"] == "go more lateral"
+            v.send({"type": "clear"})
+            assert (await ack_for(v, "clear"))["ok"]
+            assert board_loop.call(counts) == (0, 0, 0)
 
     run(go(), 40)
 
@@ -141,15 +138,14 @@ def test_observer_cannot_annotate(board_loop, make_bridge, server, signer):
     bridge = make_bridge(board_loop, "obs-1")
 
     async def go():
-        v = await FakeViewer(server.url, signer.issue("obs-1", "observer", "student")).join()
-        await v.wait_frames(3)
-        assert not v.of_type("hello")[0]["can_annotate"]
-        for m in (stroke_msg("s1", v.latest_id()), {"type": "clear"}, {"type": "undo"},
-                  {"type": "pin", "id": "p", "frame_id": v.latest_id(), "point": [0.3, 0.5]}):
-            v.send(m)
-        refused = await v.wait_for(lambda: len(v.of_type("ack")) >= 4 and v.of_type("ack"), 5, "refusals")
-        assert all(not a["ok"] and "observers" in a["reason"] for a in refused)
-        await v.close()
+        async with FakeViewer(server.url, signer.issue("obs-1", "observer", "student")) as v:
+            await v.wait_frames(3)
+            assert not v.of_type("hello")[0]["can_annotate"]
+            for m in (stroke_msg("s1", v.latest_id()), {"type": "clear"}, {"type": "undo"},
+                      {"type": "pin", "id": "p", "frame_id": v.latest_id(), "point": [0.3, 0.5]}):
+                v.send(m)
+            refused = await v.wait_for(lambda: len(v.of_type("ack")) >= 4 and v.of_type("ack"), 5, "refusals")
+            assert all(not a["ok"] and "observers" in a["reason"] for a in refused)
 
     run(go(), 30)
     assert board_loop.call(lambda loop: len(loop.state.annotations.strokes) + len(loop.state.annotations.pins)) == 0
@@ -160,20 +156,19 @@ def test_expert_reload_restores_marks_and_session_goes_on(board_loop, make_bridg
     bridge = make_bridge(board_loop, "rejoin-1")
 
     async def go():
-        v1 = await FakeViewer(server.url, signer.issue("rejoin-1", "expert", "dr")).join()
-        await v1.wait_frames(3)
-        v1.send(stroke_msg("s1", v1.latest_id()))
-        assert (await ack_for(v1, "s1"))["ok"]
-        await v1.close(bye=False)  # a reload: no goodbye
+        async with FakeViewer(server.url, signer.issue("rejoin-1", "expert", "dr")) as v1:
+            await v1.wait_frames(3)
+            v1.send(stroke_msg("s1", v1.latest_id()))
+            assert (await ack_for(v1, "s1"))["ok"]
+            await v1.close(bye=False)  # a reload: no goodbye
         published = bridge.source.published
-        v2 = await FakeViewer(server.url, signer.issue("rejoin-1", "expert", "dr")).join()
-        marks = await v2.wait_for(lambda: v2.of_type("marks"), 5, "marks on rejoin")
-        assert [m["id"] for m in marks[0]["marks"]] == ["dr/s1"]
-        await v2.wait_frames(5)
-        assert bridge.source.published > published  # the resident's loop never stopped
-        v2.send({"type": "undo"})  # the same expert may undo what they drew before the reload
-        assert (await ack_for(v2, "undo"))["ok"]
-        await v2.close()
+        async with FakeViewer(server.url, signer.issue("rejoin-1", "expert", "dr")) as v2:
+            marks = await v2.wait_for(lambda: v2.of_type("marks"), 5, "marks on rejoin")
+            assert [m["id"] for m in marks[0]["marks"]] == ["dr/s1"]
+            await v2.wait_frames(5)
+            assert bridge.source.published > published  # the resident's loop never stopped
+            v2.send({"type": "undo"})  # the same expert may undo what they drew before the reload
+            assert (await ack_for(v2, "undo"))["ok"]
 
     run(go(), 40)
 
@@ -182,16 +177,16 @@ def test_dead_peer_detected_within_5_s(board_loop, make_bridge, server, signer):
     bridge = make_bridge(board_loop, "dead-1")
 
     async def go():
-        v = await FakeViewer(server.url, signer.issue("dead-1", "expert", "dr")).join()
-        await v.wait_frames(3)
-        dead_before = bridge.counters["dead_peers"]
-        v.silent = True  # the network to the expert goes dark: no bye, nothing
-        t0 = time.monotonic()
-        await v.wait_for(lambda: bridge.counters["dead_peers"] > dead_before, 6.0, "dead peer detected")
-        took = time.monotonic() - t0
-        assert took < 5.0, took
-        assert not bridge.links
-        await v.close(bye=False)
+        async with FakeViewer(server.url, signer.issue("dead-1", "expert", "dr")) as v:
+            await v.wait_frames(3)
+            dead_before = bridge.counters["dead_peers"]
+            v.silent = True  # the network to the expert goes dark: no bye, nothing
+            t0 = time.monotonic()
+            await v.wait_for(lambda: bridge.counters["dead_peers"] > dead_before, 6.0, "dead peer detected")
+            took = time.monotonic() - t0
+            assert took < 5.0, took
+            assert not bridge.links
+            await v.close(bye=False)
         return took
 
     run(go(), 30)
@@ -210,16 +205,15 @@ def test_video_and_marks_survive_packet_loss(board_loop, make_bridge, server, si
     make_bridge(board_loop, f"loss-{pattern}")
 
     async def go():
-        v = FakeViewer(server.url, signer.issue(f"loss-{pattern}", "expert", "dr"), rtp_drop=LOSS_PATTERNS[pattern])
-        await v.join()
-        await v.wait_frames(60, timeout_s=20)
-        assert v.rtp_dropped > 0
-        tail = v.frame_ids[-20:]
-        readable = [i for i in tail if i is not None]
-        assert len(readable) >= 15 and readable == sorted(readable)  # recovered: fresh, in order
-        v.send(stroke_msg("s1", v.latest_id()))
-        assert (await ack_for(v, "s1"))["ok"]
-        await v.close()
+        token = signer.issue(f"loss-{pattern}", "expert", "dr")
+        async with FakeViewer(server.url, token, rtp_drop=LOSS_PATTERNS[pattern]) as v:
+            await v.wait_frames(60, timeout_s=20)
+            assert v.rtp_dropped > 0
+            tail = v.frame_ids[-20:]
+            readable = [i for i in tail if i is not None]
+            assert len(readable) >= 15 and readable == sorted(readable)  # recovered: fresh, in order
+            v.send(stroke_msg("s1", v.latest_id()))
+            assert (await ack_for(v, "s1"))["ok"]
 
     run(go(), 45)
 
@@ -249,18 +243,17 @@ def test_held_frame_outlives_the_history(board_loop, make_bridge, server, signer
     board_loop.call(lambda loop: setattr(loop, "history_len", 10))
     try:
         async def go():
-            v = await FakeViewer(server.url, signer.issue("hold-1", "expert", "dr")).join()
-            await v.wait_frames(3)
-            frozen, other = v.latest_id(), v.latest_id() - 1
-            v.send({"type": "hold", "frame_id": frozen})
-            assert (await ack_for(v, f"hold:{frozen}"))["ok"]
-            await asyncio.sleep(0.8)  # > 10 frames: both left the loop's history
-            v.send(stroke_msg("late", frozen))
-            assert (await ack_for(v, "late"))["ok"]
-            v.send(stroke_msg("gone", other))
-            gone = await ack_for(v, "gone")
-            assert not gone["ok"] and "no longer available" in gone["reason"]
-            await v.close()
+            async with FakeViewer(server.url, signer.issue("hold-1", "expert", "dr")) as v:
+                await v.wait_frames(3)
+                frozen, other = v.latest_id(), v.latest_id() - 1
+                v.send({"type": "hold", "frame_id": frozen})
+                assert (await ack_for(v, f"hold:{frozen}"))["ok"]
+                await asyncio.sleep(0.8)  # > 10 frames: both left the loop's history
+                v.send(stroke_msg("late", frozen))
+                assert (await ack_for(v, "late"))["ok"]
+                v.send(stroke_msg("gone", other))
+                gone = await ack_for(v, "gone")
+                assert not gone["ok"] and "no longer available" in gone["reason"]
 
         run(go(), 30)
     finally:
@@ -283,13 +276,12 @@ def test_mark_stays_on_the_anatomy_when_the_resident_moves(make_bridge, server, 
         track = PoseTrack.from_keys(keys, [], fps=30.0)
 
         async def go():
-            v = await FakeViewer(server.url, signer.issue("anchor-1", "expert", "dr")).join()
-            await v.wait_frames(3)
-            fid = v.latest_id()
-            assert fid / 30.0 < 2.3, "head should still be moving when drawing"
-            v.send(stroke_msg("s1", fid))
-            assert (await ack_for(v, "s1"))["ok"]
-            await v.close()
+            async with FakeViewer(server.url, signer.issue("anchor-1", "expert", "dr")) as v:
+                await v.wait_frames(3)
+                fid = v.latest_id()
+                assert fid / 30.0 < 2.3, "head should still be moving when drawing"
+                v.send(stroke_msg("s1", fid))
+                assert (await ack_for(v, "s1"))["ok"]
             return fid
 
         fid = run(go(), 30)
@@ -329,20 +321,19 @@ def test_two_viewers_share_one_encode_and_a_newcomer_gets_a_key_frame(board_loop
     bridge = make_bridge(board_loop, "share-1")
 
     async def go():
-        a = await FakeViewer(server.url, signer.issue("share-1", "expert", "dr")).join()
-        await a.wait_frames(10)
-        keys = bridge.source.keyframes
-        b = await FakeViewer(server.url, signer.issue("share-1", "observer", "student")).join()
-        await b.wait_frames(10)
-        assert bridge.source.keyframes > keys, "the newcomer starts from a key frame"
-        enc0, a0, b0 = bridge.source._encoder.frames, len(a.frame_ids), len(b.frame_ids)
-        await a.wait_frames(30)
-        encoded, got_a, got_b = bridge.source._encoder.frames - enc0, len(a.frame_ids) - a0, len(b.frame_ids) - b0
-        assert got_a >= 25 and got_b >= 25
-        assert encoded <= max(got_a, got_b) + 3, "one encode serves both viewers"
-        assert b.latest_id() is not None and abs(a.latest_id() - b.latest_id()) <= 3
-        await a.close()
-        await b.close()
+        async with FakeViewer(server.url, signer.issue("share-1", "expert", "dr")) as a:
+            await a.wait_frames(10)
+            keys = bridge.source.keyframes
+            async with FakeViewer(server.url, signer.issue("share-1", "observer", "student")) as b:
+                await b.wait_frames(10)
+                assert bridge.source.keyframes > keys, "the newcomer starts from a key frame"
+                enc0, a0, b0 = bridge.source._encoder.frames, len(a.frame_ids), len(b.frame_ids)
+                await a.wait_frames(30)
+                encoded = bridge.source._encoder.frames - enc0
+                got_a, got_b = len(a.frame_ids) - a0, len(b.frame_ids) - b0
+                assert got_a >= 25 and got_b >= 25
+                assert encoded <= max(got_a, got_b) + 3, "one encode serves both viewers"
+                assert b.latest_id() is not None and abs(a.latest_id() - b.latest_id()) <= 3
 
     run(go(), 40)
 
@@ -353,12 +344,11 @@ def test_h264_through_aiortcs_own_encoder(board_loop, make_bridge, server, signe
     make_bridge(board_loop, "h264-1", stream=StreamConfig(codec="H264"))
 
     async def go():
-        v = await FakeViewer(server.url, signer.issue("h264-1", "expert", "dr")).join()
-        await v.wait_frames(15)
-        sdp = v.pc.remoteDescription.sdp
-        assert "H264/90000" in sdp and "VP8/90000" not in sdp
-        ids = [i for i in v.frame_ids if i is not None]
-        assert len(ids) >= 10 and ids == sorted(ids)
-        await v.close()
+        async with FakeViewer(server.url, signer.issue("h264-1", "expert", "dr")) as v:
+            await v.wait_frames(15)
+            sdp = v.pc.remoteDescription.sdp
+            assert "H264/90000" in sdp and "VP8/90000" not in sdp
+            ids = [i for i in v.frame_ids if i is not None]
+            assert len(ids) >= 10 and ids == sorted(ids)
 
     run(go(), 40)
