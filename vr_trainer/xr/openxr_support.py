@@ -1,10 +1,12 @@
 """Pieces of the OpenXR backend that need neither ``xr`` nor GL: binding tables,
 pose conversion (metres -> millimetres), placement of the tracking space in the
-world, a quiet stderr for the loader, and a frame waiter with a timeout."""
+world, a quiet stderr for the loader, a frame waiter with a timeout, and the
+release stack that unwinds everything the backend created."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import tempfile
@@ -15,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from vr_trainer.xr.base import BackendError
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("install and start an OpenXR runtime such as SteamVR or Monado (or point XR_RUNTIME_JSON at "
                 "its manifest), or run with --backend desktop")
@@ -166,3 +170,37 @@ class FrameWaiter:
         if not self.hung:
             self._req.put(None)
             self._thread.join(1.0)
+
+
+class ReleaseStack:
+    """An :class:`contextlib.ExitStack` of release calls, unwound in reverse order of creation.
+
+    Every release runs even when one before it failed (the failure is logged at
+    debug level: at close there is nobody left to tell). Calls into the runtime are
+    registered with :meth:`runtime` and skipped once ``runtime_hung`` is set: a runtime
+    that stopped delivering frames can block any further call forever, while GL and
+    local resources (:meth:`local`) are still released."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self.runtime_hung = False
+
+    def runtime(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Register a call into the runtime (``xrDestroy*``, ``xrEndSession`` ...)."""
+        self._stack.callback(self._call, True, fn, args)
+
+    def local(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Register a release that does not call the runtime (GL objects, threads)."""
+        self._stack.callback(self._call, False, fn, args)
+
+    def _call(self, runtime: bool, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if runtime and self.runtime_hung:
+            return
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - releasing: the next resource must still be released
+            log.debug("release %s failed: %s: %s", getattr(fn, "__qualname__", fn), type(e).__name__, e)
+
+    def close(self) -> None:
+        """Run every registered release, newest first; safe to call twice."""
+        self._stack.close()
