@@ -1,19 +1,20 @@
 """Mentor messages applied on the render thread.
 
-The network thread validates a message, checks the sender's role and puts a
-callable into :class:`MentorInbox`; the frame loop runs it in phase 2 with the
-loop. :class:`AnnotationApplier` turns strokes, pins and the laser pointer drawn on
-a video frame into world-anchored marks: it finds that frame (held frames first,
-then the loop's recent history), unprojects with its depth and matrices
-(:mod:`vr_trainer.sim.unproject`) and edits ``loop.state.annotations``. Replies go
-back through ``reply(peer_id, message)``, which must be thread-safe.
+The network thread validates a message, checks the sender's role and puts an
+:data:`~vr_trainer.app.bridge.InboxItem` into the bridge's
+:class:`~vr_trainer.app.bridge.ThreadSafeInbox`; the frame loop runs it in phase 2
+with its :class:`~vr_trainer.app.bridge.LoopView`. :class:`AnnotationApplier` turns
+strokes, pins and the laser pointer drawn on a video frame into world-anchored marks:
+it finds that frame (held frames first, then the loop's recent frames), unprojects
+with its depth and matrices (:mod:`vr_trainer.sim.unproject`) and edits
+``view.annotations``. Replies go back through ``reply(peer_id, message)``, which must
+be thread-safe.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 
 from remote.framecode import ID_MODULO
 from remote.schema import ClearMsg, Hold, LaserMsg, NoteMsg, PinMsg, Release, StrokeMsg, UndoMsg
+from vr_trainer.app.bridge import InboxItem, LoopView
 from vr_trainer.frame import MirrorFrame
 from vr_trainer.sim.annotations import AnnotationSet, Pin, Stroke
 from vr_trainer.sim.unproject import unproject_pixels
@@ -78,20 +80,20 @@ class AnnotationApplier:
         self.counters[key] = self.counters.get(key, 0) + 1
 
     # ---- frames ----------------------------------------------------------------
-    def find_frame(self, loop: Any, sender: Sender, frame_id: int) -> MirrorFrame | None:
+    def find_frame(self, view: LoopView, sender: Sender, frame_id: int) -> MirrorFrame | None:
         fid = frame_id % ID_MODULO
         held = self.held.get((sender.peer_id, fid))
         if held is not None:
             return held[0]
-        for rec in reversed(loop.history):
-            if rec.frame_id % ID_MODULO == fid and rec.frame is not None:
-                return rec.frame
+        for frame in view.recent_frames():
+            if frame.frame_id % ID_MODULO == fid:
+                return frame
         return None
 
-    def housekeeping(self, loop: Any) -> None:
+    def housekeeping(self, view: LoopView) -> None:
         """Every frame: expire the laser pointer and old held frames."""
         now = self.clock_s()
-        ann = loop.state.annotations
+        ann = view.annotations
         for pin_id, t in list(self.lasers.items()):
             if now - t > LASER_TTL_S:
                 ann.remove(pin_id)
@@ -104,15 +106,27 @@ class AnnotationApplier:
     def needs_housekeeping(self) -> bool:
         return bool(self.lasers or self.held)
 
+    def tick(self) -> InboxItem | None:
+        """The inbox's per-frame item: housekeeping while there is any to do."""
+        return self.housekeeping if self.needs_housekeeping else None
+
+    def forget_peer(self, view: LoopView, peer_id: str) -> None:
+        """A viewer left: drop its held frames and its laser pointer."""
+        for key in [k for k in self.held if k[0] == peer_id]:
+            del self.held[key]
+        pin_id = f"{LASER_PREFIX}{peer_id}"
+        if self.lasers.pop(pin_id, None) is not None:
+            view.annotations.remove(pin_id)
+
     # ---- messages -> callables -------------------------------------------------
-    def make(self, sender: Sender, msg: Any) -> Callable[[Any], None]:
-        handlers: dict[type, Callable[[Any, Sender, Any], None]] = {
+    def make(self, sender: Sender, msg: Any) -> InboxItem:
+        handlers: dict[type, Callable[[LoopView, Sender, Any], None]] = {
             Hold: self._hold, Release: self._release, StrokeMsg: self._stroke, PinMsg: self._pin,
             LaserMsg: self._laser, UndoMsg: self._undo, ClearMsg: self._clear, NoteMsg: self._note}
         handler = handlers[type(msg)]
 
-        def apply(loop: Any) -> None:
-            handler(loop, sender, msg)
+        def apply(view: LoopView) -> None:
+            handler(view, sender, msg)
 
         return apply
 
@@ -120,11 +134,11 @@ class AnnotationApplier:
         self._count("applied" if ok else "refused")
         self.reply(sender.peer_id, {"type": "ack", "ref": ref, "ok": ok, "reason": reason, **extra})
 
-    def _changed(self, loop: Any) -> None:
-        self.broadcast_marks(marks_snapshot(loop.state.annotations))
+    def _changed(self, view: LoopView) -> None:
+        self.broadcast_marks(marks_snapshot(view.annotations))
 
-    def _hold(self, loop: Any, sender: Sender, msg: Hold) -> None:
-        frame = self.find_frame(loop, sender, msg.frame_id)
+    def _hold(self, view: LoopView, sender: Sender, msg: Hold) -> None:
+        frame = self.find_frame(view, sender, msg.frame_id)
         if frame is None:
             self._ack(sender, f"hold:{msg.frame_id}", False, "frame no longer available")
             return
@@ -135,12 +149,12 @@ class AnnotationApplier:
             del self.held[k]
         self._ack(sender, f"hold:{msg.frame_id}", True)
 
-    def _release(self, loop: Any, sender: Sender, msg: Release) -> None:
+    def _release(self, view: LoopView, sender: Sender, msg: Release) -> None:
         self.held.pop((sender.peer_id, msg.frame_id), None)
 
-    def _unproject(self, loop: Any, sender: Sender, frame_id: int,
+    def _unproject(self, view: LoopView, sender: Sender, frame_id: int,
                    points_uv: np.ndarray) -> tuple[np.ndarray | None, str]:
-        frame = self.find_frame(loop, sender, frame_id)
+        frame = self.find_frame(view, sender, frame_id)
         if frame is None:
             return None, "frame no longer available (freeze the video to draw on an older picture)"
         if frame.depth is None or not frame.views:
@@ -155,119 +169,78 @@ class AnnotationApplier:
     def _room_for_marks(self, ann: AnnotationSet) -> bool:
         return len(ann.strokes) + len(ann.pins) - len(self.lasers) < MAX_MARKS
 
-    def _log(self, loop: Any, mark_id: str, sent_ms: float | None) -> int:
-        idx = loop.last_frame.index + 1 if loop.last_frame is not None else 0
+    def _log(self, view: LoopView, mark_id: str, sent_ms: float | None) -> int:
+        idx = view.next_frame_index
         self.applied.append(AppliedLog(mark_id, sent_ms, time.time(), idx))
         if len(self.applied) > 1000:
             del self.applied[:500]
         return idx
 
-    def _stroke(self, loop: Any, sender: Sender, msg: StrokeMsg) -> None:
-        ann: AnnotationSet = loop.state.annotations
+    def _stroke(self, view: LoopView, sender: Sender, msg: StrokeMsg) -> None:
+        ann: AnnotationSet = view.annotations
         mark_id = f"{sender.name}/{msg.id}"
         if not self._room_for_marks(ann):
             self._ack(sender, msg.id, False, f"too many marks ({MAX_MARKS}); clear some")
             return
-        pts, why = self._unproject(loop, sender, msg.frame_id, np.asarray(msg.points))
+        pts, why = self._unproject(view, sender, msg.frame_id, np.asarray(msg.points))
         if pts is None or len(pts) < 2:
             self._ack(sender, msg.id, False, why or "stroke leaves the picture")
             return
         ann.remove(mark_id)
         ann.add_stroke(Stroke(mark_id, pts.astype(np.float32), msg.color, float(msg.width_px),
-                              float(loop.state.time_s), sender.name))
-        idx = self._log(loop, mark_id, msg.t_ms)
+                              float(view.sim_time_s), sender.name))
+        idx = self._log(view, mark_id, msg.t_ms)
         self._ack(sender, msg.id, True, render_index=idx, points=len(pts))
-        self._changed(loop)
+        self._changed(view)
 
-    def _pin(self, loop: Any, sender: Sender, msg: PinMsg) -> None:
-        ann: AnnotationSet = loop.state.annotations
+    def _pin(self, view: LoopView, sender: Sender, msg: PinMsg) -> None:
+        ann: AnnotationSet = view.annotations
         mark_id = f"{sender.name}/{msg.id}"
         if not self._room_for_marks(ann):
             self._ack(sender, msg.id, False, f"too many marks ({MAX_MARKS}); clear some")
             return
-        pts, why = self._unproject(loop, sender, msg.frame_id, np.asarray([msg.point]))
+        pts, why = self._unproject(view, sender, msg.frame_id, np.asarray([msg.point]))
         if pts is None:
             self._ack(sender, msg.id, False, why)
             return
         ann.remove(mark_id)
-        ann.add_pin(Pin(mark_id, pts[0].astype(np.float32), msg.color, float(loop.state.time_s), msg.label,
+        ann.add_pin(Pin(mark_id, pts[0].astype(np.float32), msg.color, float(view.sim_time_s), msg.label,
                         sender.name))
-        idx = self._log(loop, mark_id, msg.t_ms)
+        idx = self._log(view, mark_id, msg.t_ms)
         self._ack(sender, msg.id, True, render_index=idx)
-        self._changed(loop)
+        self._changed(view)
 
-    def _laser(self, loop: Any, sender: Sender, msg: LaserMsg) -> None:
-        ann: AnnotationSet = loop.state.annotations
+    def _laser(self, view: LoopView, sender: Sender, msg: LaserMsg) -> None:
+        ann: AnnotationSet = view.annotations
         pin_id = f"{LASER_PREFIX}{sender.peer_id}"
         if msg.point is None:
             if pin_id in self.lasers:
                 ann.remove(pin_id)
                 del self.lasers[pin_id]
             return
-        pts, _ = self._unproject(loop, sender, msg.frame_id, np.asarray([msg.point]))
+        pts, _ = self._unproject(view, sender, msg.frame_id, np.asarray([msg.point]))
         if pts is None:
             return  # the laser just does not show over empty space
         ann.remove(pin_id)
-        ann.add_pin(Pin(pin_id, pts[0].astype(np.float32), LASER_COLOR, float(loop.state.time_s), "", pin_id))
+        ann.add_pin(Pin(pin_id, pts[0].astype(np.float32), LASER_COLOR, float(view.sim_time_s), "", pin_id))
         self.lasers[pin_id] = self.clock_s()
         self._count("laser")
 
-    def _undo(self, loop: Any, sender: Sender, msg: UndoMsg) -> None:
-        ok = loop.state.annotations.undo(sender.name)
+    def _undo(self, view: LoopView, sender: Sender, msg: UndoMsg) -> None:
+        ok = view.annotations.undo(sender.name)
         self._ack(sender, "undo", ok, "" if ok else "nothing of yours to undo")
         if ok:
-            self._changed(loop)
+            self._changed(view)
 
-    def _clear(self, loop: Any, sender: Sender, msg: ClearMsg) -> None:
-        loop.state.annotations.clear()
+    def _clear(self, view: LoopView, sender: Sender, msg: ClearMsg) -> None:
+        view.annotations.clear()
         self.lasers.clear()
         self._ack(sender, "clear", True)
-        self._changed(loop)
+        self._changed(view)
 
-    def _note(self, loop: Any, sender: Sender, msg: NoteMsg) -> None:
-        notes = getattr(loop.state, "mentor_notes", None)
-        if isinstance(notes, list):
-            notes.append((sender.name, msg.text))
-            del notes[:-5]
+    def _note(self, view: LoopView, sender: Sender, msg: NoteMsg) -> None:
+        view.add_mentor_note(sender.name, msg.text)
 
-    def sync(self, loop: Any, sender: Sender) -> None:
-        self.reply(sender.peer_id, {"type": "marks", "marks": marks_snapshot(loop.state.annotations)})
+    def sync(self, view: LoopView, sender: Sender) -> None:
+        self.reply(sender.peer_id, {"type": "marks", "marks": marks_snapshot(view.annotations)})
 
-
-class MentorInbox:
-    """The bridge's :class:`~vr_trainer.app.bridge.Inbox`: bounded, at most
-    ``max_per_frame`` items a frame (a flood spreads over frames instead of making
-    one long), laser updates coalesced per sender, plus a per-frame tick."""
-
-    def __init__(self, applier: AnnotationApplier, maxlen: int = 4096, max_per_frame: int = 64) -> None:
-        self.applier = applier
-        self.max_per_frame = max_per_frame
-        self._q: deque = deque()
-        self._latest: dict[str, Callable[[Any], None]] = {}  # coalesced (latest wins), e.g. laser per peer
-        self._lock = threading.Lock()
-        self.maxlen = maxlen
-        self.dropped = 0
-
-    def put(self, item: Callable[[Any], None], coalesce_key: str | None = None) -> None:
-        with self._lock:
-            if coalesce_key is not None:
-                self._latest[coalesce_key] = item
-                return
-            if len(self._q) >= self.maxlen:
-                self._q.popleft()
-                self.dropped += 1
-            self._q.append(item)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._q) + len(self._latest)
-
-    def drain(self) -> list[Any]:
-        with self._lock:
-            n = min(len(self._q), self.max_per_frame)
-            items = [self._q.popleft() for _ in range(n)]
-            items.extend(self._latest.values())
-            self._latest.clear()
-        if self.applier.needs_housekeeping:
-            items.append(self.applier.housekeeping)
-        return items

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from remote.errors import RemoteError
+from vr_trainer.app.bridge import LoopView
 
 TARGETS = {"glass_to_glass_median_ms": 80.0, "frame_time_ratio": 1.10, "stroke_to_headset_median_ms": 50.0}
 
@@ -55,13 +56,13 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"n": len(values), "median": _pct(values, 50), "p95": _pct(values, 95), "max": _pct(values, 100)}
 
 
-def _surface_spots(loop: Any) -> list[tuple[float, float]]:
+def _surface_spots(view: LoopView) -> list[tuple[float, float]]:
     """Normalised points in the left eye with a surface under them and 5 % of the width
     to their right (where the benchmark's short strokes go)."""
-    rec = next((r for r in reversed(loop.history) if r.frame is not None and r.frame.depth is not None), None)
-    if rec is None:
+    frame = next((f for f in view.recent_frames() if f.depth is not None), None)
+    if frame is None or frame.depth is None:
         return []
-    depth = rec.frame.depth
+    depth = frame.depth
     h, w = depth.shape
     out = []
     for v in np.linspace(0.25, 0.75, 11):
@@ -97,12 +98,12 @@ def _wait_for_video(browser: Any, what: str, frames: int = 30, timeout_s: float 
 def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: int, scene: str = "auto",
                  codec: str = "VP8") -> dict[str, Any]:
     from remote.browser import Chromium
-    from remote.harness import LoopThread
     from remote.peer import IceOptions
     from remote.publisher import StreamConfig
     from remote.server import ServerConfig, ServerThread
     from remote.tokens import TokenSigner
     from remote.trainee import BridgeConfig, TraineeBridge
+    from vr_trainer.app.live import LoopThread
 
     w, h = size
     if w % 2:

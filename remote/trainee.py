@@ -1,8 +1,10 @@
 """The resident's side: publish the mirror view to the mentoring session and apply
 the mentor's marks.
 
-``TraineeBridge(url, token).attach(loop)`` adds a :class:`MirrorFrameSource` to the
-loop's sinks and a :class:`MentorInbox` to its inboxes, then runs an asyncio loop in
+``TraineeBridge(url, token).attach(host)`` adds a :class:`MirrorFrameSource` to the
+host's sinks and a :class:`~vr_trainer.app.bridge.ThreadSafeInbox` to its inboxes
+(the host is a :class:`~vr_trainer.app.bridge.BridgeHost`: the frame loop, or the
+synthetic frame source of the benchmark), then runs an asyncio loop in
 its own thread: a WebSocket to the server for signalling, and per viewer one
 :class:`~remote.link.ViewerLink` (an aiortc peer connection that offers video
 sendonly, audio and a data channel "mentor"). Nothing on the render thread awaits; the network
@@ -35,7 +37,7 @@ from aiortc.mediastreams import MediaStreamError
 from pydantic import BaseModel
 
 from remote import framecode
-from remote.annotate import LASER_PREFIX, AnnotationApplier, MentorInbox, Sender
+from remote.annotate import LASER_PREFIX, AnnotationApplier, Sender
 from remote.audio import open_microphone, open_speaker
 from remote.errors import RemoteError
 from remote.link import DROP_CONNECT_TIMEOUT, DROP_HEARTBEAT, VIEWER_ROLES, LinkConfig, ViewerLink
@@ -54,8 +56,10 @@ from remote.schema import (
     encode,
 )
 from remote.server import is_loopback_host
+from vr_trainer.app.bridge import BridgeHost, LoopView, ThreadSafeInbox
 
 log = logging.getLogger("remote.trainee")
+MAX_INBOX_ITEMS_PER_FRAME = 64  # a flood of marks spreads over frames instead of making one long
 _DROP_COUNTERS = {DROP_HEARTBEAT: "dead_peers", DROP_CONNECT_TIMEOUT: "connect_timeouts"}
 
 
@@ -130,7 +134,7 @@ class TraineeBridge:
         configure_ice(self.config.ice or IceOptions(include_loopback=is_loopback_host(host)))
         self.source = MirrorFrameSource(self.config.stream)
         self.applier = AnnotationApplier(self._reply_threadsafe, self._broadcast_marks_threadsafe)
-        self.inbox = MentorInbox(self.applier)
+        self.inbox = ThreadSafeInbox(max_per_frame=MAX_INBOX_ITEMS_PER_FRAME, tick=self.applier.tick)
         self.links: dict[str, ViewerLink] = {}
         self.notes: list[dict[str, Any]] = []
         self.counters: Counter = Counter()
@@ -140,7 +144,7 @@ class TraineeBridge:
         self.ice_policy = "all"
         self.error: str | None = None
         self.audio_frames_in = 0
-        self._loop: Any = None
+        self._host: BridgeHost | None = None
         self._aloop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._thread_main, name="mentor-bridge", daemon=True)
         self._first_outcome = threading.Event()
@@ -159,16 +163,16 @@ class TraineeBridge:
         self.close()
 
     # ---- render-thread API ------------------------------------------------------
-    def attach(self, loop: Any) -> None:
-        """Publish ``loop``'s mirror and feed its inbox; returns once the server answered
+    def attach(self, host: BridgeHost) -> None:
+        """Publish ``host``'s mirror and feed its inbox; returns once the server answered
         (or after ``connect_wait_s``). A refused token raises :class:`RemoteError`."""
-        self._loop = loop
+        self._host = host
         # Everything loaded so far (scene, libraries) lives for the whole session: keep
         # it out of the cyclic collector, whose full passes otherwise pause every thread
         # for 100-300 ms once the network thread makes garbage.
         gc.freeze()
-        loop.sinks.append(self.source)
-        loop.inboxes.append(self.inbox)
+        host.sinks.append(self.source)
+        host.inboxes.append(self.inbox)
         self._thread.start()
         self._first_outcome.wait(self.config.connect_wait_s)
         if self.error is not None:
@@ -178,10 +182,12 @@ class TraineeBridge:
             log.warning("mentor server %s not reachable yet; retrying in the background", self.base_url)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        if self._loop is not None:
-            for lst, item in ((self._loop.sinks, self.source), (self._loop.inboxes, self.inbox)):
-                if item in lst:
-                    lst.remove(item)
+        host = self._host
+        if host is not None:
+            if self.source in host.sinks:
+                host.sinks.remove(self.source)
+            if self.inbox in host.inboxes:
+                host.inboxes.remove(self.inbox)
         if self._thread.is_alive():
             try:
                 asyncio.run_coroutine_threadsafe(self._shutdown(), self._aloop).result(timeout_s)
@@ -233,7 +239,7 @@ class TraineeBridge:
     def sync(self, link: ViewerLink) -> None:
         link.send({"type": "notes", "notes": self.notes})
         sender = link.sender
-        self.inbox.put(lambda loop: self.applier.sync(loop, sender))
+        self.inbox.put(lambda view: self.applier.sync(view, sender))
 
     def mentor_message(self, sender: Sender, msg: BaseModel) -> None:
         if isinstance(msg, NoteMsg):
@@ -381,8 +387,8 @@ class TraineeBridge:
             log.info("viewer %s (%s) closed: %s", link.peer_id, link.role, reason)
             pid = link.peer_id
 
-            def forget(loop: Any) -> None:
-                self._forget_peer(loop, pid)
+            def forget(view: LoopView) -> None:
+                self.applier.forget_peer(view, pid)
 
             self.inbox.put(forget)
         await link.close()
@@ -390,13 +396,6 @@ class TraineeBridge:
     def _update_depth_wish(self) -> None:
         """Read depth back only while someone who may annotate is connected."""
         self.source.wants_depth = any(link.can_annotate for link in self.links.values())
-
-    def _forget_peer(self, loop: Any, peer_id: str) -> None:
-        for key in [k for k in self.applier.held if k[0] == peer_id]:
-            del self.applier.held[key]
-        pin_id = f"{LASER_PREFIX}{peer_id}"
-        if self.applier.lasers.pop(pin_id, None) is not None:
-            loop.state.annotations.remove(pin_id)
 
     async def signal(self, to: str, data: dict[str, Any]) -> None:
         ws = self._ws

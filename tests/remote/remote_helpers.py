@@ -33,7 +33,7 @@ def green_mask(img: np.ndarray) -> np.ndarray:
 
 
 def start_loop(**kw: Any) -> Any:
-    from remote.harness import LoopThread
+    from vr_trainer.app.live import LoopThread
     from vr_trainer.xr.base import BackendError
 
     try:

@@ -3,17 +3,27 @@
 Render -> network: the loop hands each mirror frame to every :class:`FrameSink`
 (``publish`` must return at once; sinks keep a single latest-frame slot).
 Network -> render: every :class:`Inbox` is drained once per frame in phase 2;
-``drain`` returns the messages that arrived since the last call and never blocks.
+``drain`` returns the items that arrived since the last call and never blocks. An
+item is an :data:`InboxItem`: a callable the loop runs with a :class:`LoopView`, the
+little of the session it may change (annotations, mentor notes) or read (recent
+frames, simulation time). No one outside the loop reaches the loop's state.
+
+:class:`BridgeHost` is what a remote bridge may touch of a running session: its
+sinks and inboxes (to attach and detach), plus the :class:`LoopView` its inbox items
+get. :class:`~vr_trainer.app.loop.FrameLoop` and the GL-free synthetic frame source
+implement it explicitly.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vr_trainer.frame import MirrorFrame
+from vr_trainer.sim.annotations import AnnotationSet
 
 
 class FrameSink(Protocol):
@@ -24,8 +34,49 @@ class FrameSink(Protocol):
     def publish(self, frame: MirrorFrame) -> None: ...
 
 
+class LoopView(Protocol):
+    """What an inbox item may touch of the running session; only on the loop's
+    thread, between two frames (phase 2)."""
+
+    @property
+    def annotations(self) -> AnnotationSet:
+        """The world-anchored marks drawn into every view (edit in place)."""
+        ...
+
+    @property
+    def sim_time_s(self) -> float:
+        """Simulation time of the state the next frame starts from."""
+        ...
+
+    @property
+    def next_frame_index(self) -> int:
+        """Index of the frame that will first show a change made now."""
+        ...
+
+    def recent_frames(self) -> Iterator[MirrorFrame]:
+        """Recently published frames, newest first, without pixels (depth and
+        matrices, for unprojecting a mark drawn on the video)."""
+        ...
+
+    def add_mentor_note(self, author: str, text: str) -> None:
+        """Show a mentor's note in the headset."""
+        ...
+
+
+InboxItem = Callable[[LoopView], None]
+
+
 class Inbox(Protocol):
-    def drain(self) -> list[Any]: ...
+    def drain(self) -> list[InboxItem]: ...
+
+
+class BridgeHost(LoopView, Protocol):
+    """What a remote bridge may touch of a running session: it adds its sink and its
+    inbox (and removes them when it closes); its inbox items get this as the
+    :class:`LoopView`."""
+
+    sinks: list[FrameSink]
+    inboxes: list[Inbox]
 
 
 class LatestSlot:
@@ -52,23 +103,43 @@ class LatestSlot:
 class ThreadSafeInbox:
     """A bounded multi-producer inbox drained by the frame loop.
 
-    When full, the oldest messages are dropped (and counted) rather than
-    growing without bound or blocking a producer."""
+    When full, the oldest items are dropped (and counted) rather than growing
+    without bound or blocking a producer. ``max_per_frame`` spreads a flood over
+    frames instead of making one long frame. An item put with a ``coalesce_key``
+    replaces the one waiting under that key (latest wins, e.g. a laser pointer per
+    viewer). ``tick`` is asked once per drain for an item to run after the others
+    (periodic work such as expiring marks), or None."""
 
     maxlen: int = 4096
+    max_per_frame: int | None = None
+    tick: Callable[[], InboxItem | None] | None = None
     dropped: int = 0
-    _q: deque = field(default_factory=deque)
+    _q: deque[InboxItem] = field(default_factory=deque)
+    _latest: dict[str, InboxItem] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def put(self, message: Any) -> None:
+    def put(self, item: InboxItem, coalesce_key: str | None = None) -> None:
         with self._lock:
+            if coalesce_key is not None:
+                self._latest[coalesce_key] = item
+                return
             if len(self._q) >= self.maxlen:
                 self._q.popleft()
                 self.dropped += 1
-            self._q.append(message)
+            self._q.append(item)
 
-    def drain(self) -> list[Any]:
+    def __len__(self) -> int:
         with self._lock:
-            items = list(self._q)
-            self._q.clear()
+            return len(self._q) + len(self._latest)
+
+    def drain(self) -> list[InboxItem]:
+        with self._lock:
+            n = len(self._q) if self.max_per_frame is None else min(len(self._q), self.max_per_frame)
+            items = [self._q.popleft() for _ in range(n)]
+            items.extend(self._latest.values())
+            self._latest.clear()
+        if self.tick is not None:
+            extra = self.tick()
+            if extra is not None:
+                items.append(extra)
         return items

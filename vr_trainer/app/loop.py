@@ -19,16 +19,18 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from vr_trainer.app.bridge import FrameSink, Inbox
+from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox
 from vr_trainer.app.clock import Clock, MonotonicClock
 from vr_trainer.frame import Frame, MirrorFrame
 from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.sim.annotations import AnnotationSet
 from vr_trainer.sim.scene import SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation
 from vr_trainer.xr.base import DisplayBackend
 
 PHASES = ("poll_input", "drain_inbox", "simulate", "snapshot", "render", "publish")
+MENTOR_NOTES_KEPT = 5
 
 
 @dataclass
@@ -41,7 +43,7 @@ class FrameRecord:
 
 
 @dataclass
-class FrameLoop:
+class FrameLoop(BridgeHost):
     backend: DisplayBackend
     renderer: SceneRenderer
     simulation: Simulation
@@ -81,7 +83,7 @@ class FrameLoop:
             return False
         i = frame.index
         self._phase("poll_input", i)
-        # 2 drain the remote inbox: each item is a callable applied to this loop
+        # 2 drain the remote inbox: each item is a callable applied to this loop (its LoopView)
         self._phase("drain_inbox", i)
         for inbox in self.inboxes:
             for item in inbox.drain():
@@ -146,6 +148,27 @@ class FrameLoop:
                 break
             n += 1
         return n
+
+    # ---- LoopView: what inbox items may touch ------------------------------------------
+    @property
+    def annotations(self) -> AnnotationSet:
+        return self.state.annotations
+
+    @property
+    def sim_time_s(self) -> float:
+        return self.state.time_s
+
+    @property
+    def next_frame_index(self) -> int:
+        return self.last_frame.index + 1 if self.last_frame is not None else 0
+
+    def recent_frames(self) -> Iterator[MirrorFrame]:
+        return (rec.frame for rec in reversed(self.history) if rec.frame is not None)
+
+    def add_mentor_note(self, author: str, text: str) -> None:
+        notes = self.state.mentor_notes
+        notes.append((author, text))
+        del notes[:-MENTOR_NOTES_KEPT]
 
     def recent_frame(self, frame_id: int) -> FrameRecord | None:
         for rec in reversed(self.history):
