@@ -40,6 +40,11 @@ TISSUES: dict[str, TissueMaterial] = {
     "pathology": TissueMaterial(_srgb(235, 120, 190), 1.0, 0.30, 30.0, 0.20, 0.3),
     "instrument": TissueMaterial(_srgb(200, 205, 212), 1.0, 0.90, 72.0, 0.05, 0.0),
     "instrument_handle": TissueMaterial(_srgb(40, 110, 190), 1.0, 0.40, 32.0, 0.05, 0.1),
+    # highlights (`vr-trainer preview`): risk structures, their margins as shells, target markers
+    "risk_structure": TissueMaterial(_srgb(255, 80, 30), 1.0, 0.30, 32.0, 0.10, 0.3),
+    "risk_margin": TissueMaterial(_srgb(255, 25, 70), 0.35, 0.10, 16.0, 0.30, 0.4),
+    "risk_margin_solid": TissueMaterial(_srgb(255, 25, 70), 1.0, 0.0, 16.0, 0.0, 0.6),
+    "target_marker": TissueMaterial(_srgb(40, 255, 120), 1.0, 0.50, 48.0, 0.20, 0.6),
 }
 
 ANNOTATION_DEFAULT_RGBA = (0.10, 1.00, 0.35, 1.0)
