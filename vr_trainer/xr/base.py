@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from vr_trainer.frame import Frame, View
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the frame contract is imported from vr_trainer.frame
     import moderngl
+
+    from vr_trainer.frame import Frame, View
 
 
 def read_rgb(fbo: "moderngl.Framebuffer") -> np.ndarray:
