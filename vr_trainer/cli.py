@@ -1,4 +1,4 @@
-"""The one command-line entry point: `vr-trainer <run|validate|import|mentor|bench> ...`."""
+"""The one command-line entry point: `vr-trainer <run|validate|metrics|import|mentor|bench> ...`."""
 
 from __future__ import annotations
 
@@ -47,28 +47,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from vr_trainer.scenario.loader import ScenarioError, load_scenario, resolve_bundle_path
-    from vr_trainer.scenario.schema import Scenario
-
-    if args.schema:
-        print(json.dumps(Scenario.model_json_schema(), indent=2))
-        return 0
-    if not args.files:
-        print("error: give one or more scenario files (or --schema)", file=sys.stderr)
-        return 2
-    bad = 0
-    for f in args.files:
-        try:
-            s = load_scenario(f)
-            resolve_bundle_path(s)
-            print(f"{f}: ok ({s.id}, {len(s.steps)} steps)")
-        except ScenarioError as e:
-            print(str(e), file=sys.stderr)
-            bad += 1
-    return 1 if bad else 0
-
-
 def cmd_bench_render(args: argparse.Namespace) -> int:
     from vr_trainer.app.bench_render import bench_render
 
@@ -80,6 +58,8 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vr_trainer.scenario.cli import register as register_scenario_commands
+
     p = argparse.ArgumentParser(prog="vr-trainer", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command")
@@ -100,10 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--token", default=None, help="trainee token for --mentor")
     r.set_defaults(func=cmd_run)
 
-    v = sub.add_parser("validate", help="check scenario files")
-    v.add_argument("files", nargs="*")
-    v.add_argument("--schema", action="store_true", help="print the scenario JSON Schema")
-    v.set_defaults(func=cmd_validate)
+    register_scenario_commands(sub)  # validate, metrics
 
     b = sub.add_parser("bench", help="benchmarks against peers measured in the same run")
     bsub = b.add_subparsers(dest="bench")

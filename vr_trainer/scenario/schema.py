@@ -31,7 +31,7 @@ InstrumentKind = Literal["spinal_needle", "guidewire", "dilator", "working_cannu
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LocalizedText(Strict):
@@ -250,3 +250,4 @@ class Scenario(Strict):
     demo: DemoTrack
 
     _source_dir: Path | None = PrivateAttr(default=None)  # the folder the file was loaded from, for bundle lookup
+    _source_map: object = PrivateAttr(default=None)  # loader.SourceMap: where each value is in the file
