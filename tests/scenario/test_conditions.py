@@ -48,7 +48,7 @@ def test_every_grammar_example_parses_and_checks(text):
 @pytest.mark.parametrize("name,text", shipped_conditions())
 def test_shipped_conditions_parse_and_check(name, text):
     s = load_scenario(REPO_ROOT / "scenarios" / name)
-    names = ScenarioNames.from_scenario(s, structures=None, with_metrics=False)
+    names = ScenarioNames.from_scenario(s, structures=None)
     assert check(parse(text), names) == []
 
 
