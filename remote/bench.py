@@ -172,7 +172,7 @@ def bench_stream(size: tuple[int, int], fps: float, seconds: float, n_strokes: i
         browser = None
         bridge.close()
         bridge = None
-        lt.call(lambda loop: loop.state.annotations.clear())
+        lt.call(lambda loop: loop.annotations.clear())
         lt.reset_timing()
         time.sleep(seconds / 2)
         base_b = list(lt.frame_ms)

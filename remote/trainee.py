@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pydantic import BaseModel
 
 from remote import framecode
@@ -119,7 +119,8 @@ def config_from_options(opts: dict[str, str], base: BridgeConfig | None = None) 
 
 
 class TraineeBridge:
-    """Connects a running :class:`~vr_trainer.app.loop.FrameLoop` to a mentoring session.
+    """Connects a running session (a :class:`~vr_trainer.app.bridge.BridgeHost`: the frame
+    loop, or the benchmark's synthetic frame source) to a mentoring session.
 
     A context manager: ``with TraineeBridge(url, token) as bridge: bridge.attach(loop)``
     closes the peers, the WebSocket and the network thread on the way out."""
@@ -261,7 +262,7 @@ class TraineeBridge:
     def microphone_for_link(self) -> Any:
         return self._relay.subscribe(self._mic) if self._mic is not None else None
 
-    async def consume_audio(self, track: Any) -> None:
+    async def consume_audio(self, track: MediaStreamTrack) -> None:
         """Play (or at least drain and count) a viewer's microphone."""
         if self._speaker is None and self.config.audio != "none":
             self._speaker = open_speaker(self.config.audio)
