@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vr_trainer.scenario.conditions import (GRAMMAR_HELP, MAX_DEPTH, MAX_LENGTH, Call, Compare, ConditionError,
                                             EvalContext, ScenarioNames, Within, check, evaluate, parse,
@@ -168,3 +170,20 @@ def test_ast_shapes_and_help_text():
     for fn in ("reached", "inside", "contact", "near", "step_done", "fired", "holding", "action", "trigger",
                "distance", "removed", "angle", "count", "metric", "shots", "fluoro_time_s", "step_elapsed_s"):
         assert re.search(rf"\b{fn}\b", GRAMMAR_HELP), fn
+
+
+ALPHABET = "()[],<>=!.-+e 0123456789 reached contact all any not within shots angle axial kambin trigger \t\n@;"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=ALPHABET, max_size=120) | st.lists(st.sampled_from(
+    ["all(", "any(", "not(", "reached(kambin", "contact(exiting_root", ",", ")", "shots", ">=", "3", "within",
+     "[", "]", "1e999", "-", "trigger", "angle(axial)", " "]), max_size=40).map("".join))
+def test_any_text_parses_or_gives_a_located_error(text):
+    try:
+        ast = parse(text)
+    except ConditionError as e:
+        assert 1 <= e.column <= len(text) + 1 and e.message
+    else:
+        check(ast, NAMES)
+        evaluate(ast, ctx_for(), NAMES)

@@ -255,3 +255,9 @@ def test_empty_run_summary_has_no_nan(pted):
     json.dumps(summary, allow_nan=False)
     assert summary["metrics"]["min_risk_distance_mm"]["value"] is None  # never measured
     assert summary["score"] is not None and summary["passed"] is False
+
+
+def test_the_engine_says_which_distances_the_simulation_must_report(pted):
+    engine = ScenarioEngine(pted, names_for(pted))
+    assert engine.needed_structures == {"nerve_root_L4_exiting_left", "nerve_root_L5_traversing_left", "dural_sac"}
+    assert engine.needed_targets == {"kambin", "fragment"}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping, Sequence
 
 from vr_trainer.scenario.conditions import (EvalContext, Pred, ScenarioNames, compile_condition, first_reached_target,
-                                            nodes, parse)
+                                            nodes, parse, referenced_structures, referenced_targets)
 from vr_trainer.scenario.conditions import Value as ValueNode
 from vr_trainer.scenario.metrics import (CriticalErrorRecord, MetricAccumulator, MetricContext, MetricDef,
                                          StepRecord, get_metric, metrics_for)
@@ -111,6 +111,11 @@ class ScenarioEngine:
                 self._defs[name] = get_metric(name, scenario.procedure)
         self._acc: dict[str, MetricAccumulator] = {n: d.factory(mctx) for n, d in self._defs.items()}
         self._accs = tuple(self._acc.values())
+        asts = steps_ast + events_ast
+        self._needed_structures = frozenset().union(*(referenced_structures(a, self.names) for a in asts),
+                                                    (r.structure for r in scenario.risk_structures))
+        self._needed_targets = frozenset().union(*(referenced_targets(a, self.names) for a in asts),
+                                                 (r.focus_target for r in self._records if r.focus_target))
         self._ctx = EvalContext(Observation(time_s=0.0, dt_s=0.0), metric_value=self._metric_value)
 
     # ------------------------------------------------------------ RunView
@@ -161,6 +166,19 @@ class ScenarioEngine:
     def focus_target(self) -> str | None:
         """The first reached() target of the current step's completion condition (None if none)."""
         return None if self.finished else self._records[self._step_index].focus_target
+
+    @property
+    def needed_structures(self) -> frozenset[str]:
+        """Bundle structure names whose signed distance (``Observation.structure_distance_mm``,
+        ``tip_inside``, ``removed_pct``) the conditions and metrics read: every structure a condition
+        names (resolved) plus every risk structure."""
+        return self._needed_structures
+
+    @property
+    def needed_targets(self) -> frozenset[str]:
+        """Target ids whose tip distance (``Observation.target_distance_mm``) the conditions and
+        metrics read: every reached()/distance() target plus each step's focus target."""
+        return self._needed_targets
 
     def _metric_value(self, name: str) -> float:
         acc = self._acc.get(name)
