@@ -17,9 +17,10 @@ from vr_trainer.xr.openxr_support import BINDINGS, HANDS, ReleaseStack
 
 log = logging.getLogger(__name__)
 
-ACTION_TYPES = {"grip_pose": "POSE_INPUT", "aim_pose": "POSE_INPUT", "trigger": "FLOAT_INPUT",
-                "squeeze": "FLOAT_INPUT", "primary": "BOOLEAN_INPUT", "secondary": "BOOLEAN_INPUT",
-                "haptic": "VIBRATION_OUTPUT"}
+_T = xr.ActionType
+ACTION_TYPES = {"grip_pose": _T.POSE_INPUT, "aim_pose": _T.POSE_INPUT, "trigger": _T.FLOAT_INPUT,
+                "squeeze": _T.FLOAT_INPUT, "primary": _T.BOOLEAN_INPUT, "secondary": _T.BOOLEAN_INPUT,
+                "haptic": _T.VIBRATION_OUTPUT}
 
 
 class HandActions:
@@ -37,8 +38,7 @@ class HandActions:
         self.actions: dict[str, Any] = {}
         for name, kind in ACTION_TYPES.items():
             self.actions[name] = xr.create_action(self.action_set, xr.ActionCreateInfo(
-                action_type=getattr(xr.ActionType, kind), action_name=name,
-                localized_action_name=name.replace("_", " "),
+                action_type=kind, action_name=name, localized_action_name=name.replace("_", " "),
                 count_subaction_paths=2, subaction_paths=(xr.Path * 2)(*self.hand_paths)))
         self.profiles_accepted: list[str] = []
         self.profiles_rejected: dict[str, str] = {}

@@ -30,9 +30,13 @@ GL_SRGB8_ALPHA8 = 0x8C43
 WAIT_SLICE_NS = 100_000_000  # one xrWaitSwapchainImage call; the deadline is checked between slices
 
 
-def acquire_image(swapchain: Any, timeout_s: float) -> int:
-    """Acquire the next image of ``swapchain`` and wait until the runtime frees it (at most ``timeout_s``)."""
+def acquire_image(swapchain: Any, timeout_s: float, acquired: list[Any]) -> int:
+    """Acquire the next image of ``swapchain`` and wait until the runtime frees it (at most ``timeout_s``).
+
+    ``swapchain`` is added to ``acquired`` as soon as it has handed out an image, so
+    that the image is released even when the wait fails."""
     idx = xr.acquire_swapchain_image(swapchain, xr.SwapchainImageAcquireInfo())
+    acquired.append(swapchain)
     deadline = time.monotonic() + timeout_s
     while True:
         res = xr.check_result(xr.raw_functions.xrWaitSwapchainImage(
@@ -110,15 +114,16 @@ class EyeSwapchain:
     @property
     def target(self) -> moderngl.Framebuffer:
         """The framebuffer around the acquired colour image (valid between acquire and release)."""
+        if self.index < 0:
+            raise BackendError("no swapchain image is acquired: a view's render target is valid from the frame "
+                               "that holds the view until end_frame()")
         return self.framebuffers[self.index]
 
     def acquire(self, timeout_s: float) -> None:
         """Acquire and wait for this frame's colour (and depth) image."""
-        self.acquired.append(self.color)  # released even when the wait fails
-        self.index = acquire_image(self.color, timeout_s)
+        self.index = acquire_image(self.color, timeout_s, self.acquired)
         if self.depth is not None:
-            self.acquired.append(self.depth)
-            self.depth_index = acquire_image(self.depth, timeout_s)
+            self.depth_index = acquire_image(self.depth, timeout_s, self.acquired)
 
     def projection_view(self, pv: Any, xr_view: Any, ctx: moderngl.Context, depth_copier: DepthCopier | None,
                         near_mm: float, far_mm: float) -> Any:
@@ -138,6 +143,7 @@ class EyeSwapchain:
 
     def release_images(self) -> None:
         """Hand every acquired image back to the runtime."""
+        self.index = self.depth_index = -1
         for swapchain in self.acquired:
             xr.release_swapchain_image(swapchain, xr.SwapchainImageReleaseInfo())
         self.acquired.clear()
