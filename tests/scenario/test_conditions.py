@@ -187,3 +187,19 @@ def test_any_text_parses_or_gives_a_located_error(text):
     else:
         check(ast, NAMES)
         evaluate(ast, ctx_for(), NAMES)
+
+
+def test_procedure_angles_are_known_to_its_scenarios():
+    from vr_trainer.scenario import conditions as C
+    s = load_scenario(REPO_ROOT / "scenarios" / "pted_l4_l5.yaml")
+    ast = parse("angle(test_only_bevel) within [0, 30]")
+    (err,) = check(ast, ScenarioNames.from_scenario(s))
+    assert "unknown angle" in err.message and "axial" in err.hint
+    saved = dict(C.PROCEDURE_ANGLES)
+    C.register_angles("pted", ["test_only_bevel"])
+    try:
+        assert check(ast, ScenarioNames.from_scenario(s)) == []
+        assert "test_only_bevel" not in C.angles_for("tka")
+    finally:
+        C.PROCEDURE_ANGLES.clear()
+        C.PROCEDURE_ANGLES.update(saved)

@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Collection, Iterator, Mapping, Union
+from typing import TYPE_CHECKING, Callable, Collection, Iterator, Literal, Mapping, Union
 
 from vr_trainer.sim.observation import Observation
 
@@ -26,6 +26,20 @@ if TYPE_CHECKING:
 MAX_LENGTH = 4000
 MAX_DEPTH = 32
 DEFAULT_ANGLES: tuple[str, ...] = ("axial", "craniocaudal")
+PROCEDURE_ANGLES: dict[str, tuple[str, ...]] = {}  # procedure -> the trajectory angles it reports
+
+
+def register_angles(procedure: str, angles: Collection[str]) -> None:
+    """A procedure declares the named angles it puts in ``Observation.angles_deg`` (so angle(NAME)
+    in its scenarios validates); call at import of the procedure module."""
+    PROCEDURE_ANGLES[procedure] = tuple(dict.fromkeys([*PROCEDURE_ANGLES.get(procedure, ()), *angles]))
+
+
+def angles_for(procedure: str) -> tuple[str, ...]:
+    """The angle names a scenario of ``procedure`` may use: axial, craniocaudal and the procedure's."""
+    from vr_trainer.scenario.metrics import load_plugins
+    load_plugins()
+    return DEFAULT_ANGLES + tuple(a for a in PROCEDURE_ANGLES.get(procedure, ()) if a not in DEFAULT_ANGLES)
 DEFAULT_NEAR_MM = 2.0
 DEFAULT_TOLERANCE_MM = 3.0
 
@@ -365,9 +379,13 @@ class ScenarioNames:
 
     @classmethod
     def from_scenario(cls, scenario: "Scenario", structures: Collection[str] | None = None,
-                      angles: Collection[str] | None = DEFAULT_ANGLES, with_metrics: bool = True) -> "ScenarioNames":
+                      angles: Collection[str] | None | Literal["procedure"] = "procedure",
+                      with_metrics: bool = True) -> "ScenarioNames":
         """The names a scenario declares; ``structures`` are the bundle's (None: unknown);
+        ``angles`` default to :func:`angles_for` the scenario's procedure (None: unchecked);
         ``with_metrics`` fills ``metrics`` from the registry for the scenario's procedure."""
+        if angles == "procedure":
+            angles = angles_for(scenario.procedure)
         metrics: Collection[str] | None = None
         if with_metrics:
             from vr_trainer.scenario.metrics import metrics_for

@@ -154,7 +154,7 @@ def register(defn: MetricDef, replace: bool = False) -> MetricDef:
 PLUGIN_PACKAGES = ("vr_trainer.procedures",)  # imported by name (a plugin hook, like an entry point)
 
 
-def _load_procedures() -> None:
+def load_plugins() -> None:
     """Import the plugin packages once so their metrics are registered (absent: generic only).
     By name, not a static import: the scenario layer does not depend on procedures' code, the
     procedures register into it (the layer above plugs into the layer below)."""
@@ -172,7 +172,7 @@ def _load_procedures() -> None:
 
 def metrics_for(procedure: str | None = None) -> list[MetricDef]:
     """Metrics a scenario of ``procedure`` may use (generic ones first); None: every metric."""
-    _load_procedures()
+    load_plugins()
     defs = list(REGISTRY.values())
     if procedure is None:
         return defs
