@@ -54,9 +54,11 @@ class DisplayBackend(ABC):
 
     def set_depth_range(self, near_mm: float, far_mm: float) -> None:
         """The near and far planes the views are rendered with (for a depth layer); ignored by default."""
+        return None
 
     def haptic_pulse(self, hand: int, amplitude: float, duration_s: float, frequency_hz: float = 0.0) -> None:
         """Vibrate a controller; backends without haptics ignore it."""
+        return None
 
     def eye_images(self) -> list[np.ndarray] | None:
         """The last frame's eye images as HxWx3 uint8 (top row first), if the backend keeps them."""

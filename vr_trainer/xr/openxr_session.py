@@ -165,8 +165,9 @@ class OpenXRSession:
             self.system_id = xr.get_system(self.instance, xr.SystemGetInfo(
                 form_factor=xr.FormFactor.HEAD_MOUNTED_DISPLAY))
         except xr.XrException as e:
-            raise BackendError(f"the OpenXR runtime {self.runtime_name} answers but has no headset ({type(e).__name__}): "
-                               "connect and switch on the headset, or run with --backend desktop") from None
+            raise BackendError(f"the OpenXR runtime {self.runtime_name} answers but has no headset "
+                               f"({type(e).__name__}): connect and switch on the headset, "
+                               "or run with --backend desktop") from None
         self.system_name = _text(xr.get_system_properties(self.instance, self.system_id).system_name)
         fn = ctypes.cast(xr.get_instance_proc_addr(self.instance, "xrGetOpenGLGraphicsRequirementsKHR"),
                          xr.PFN_xrGetOpenGLGraphicsRequirementsKHR)
@@ -187,7 +188,8 @@ class OpenXRSession:
         while not self.running:
             self.poll_events()
             if self.exiting:
-                raise BackendError(f"the OpenXR runtime ended the session before it started (state {self.state_name()})")
+                raise BackendError("the OpenXR runtime ended the session before it started "
+                                   f"(state {self.state_name()})")
             if time.monotonic() > deadline:
                 raise BackendError(f"the OpenXR runtime did not start the session within {timeout_s:.0f} s "
                                    f"(state {self.state_name()}); is the headset awake?")

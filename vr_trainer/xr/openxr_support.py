@@ -161,7 +161,8 @@ class FrameWaiter:
         except queue.Empty:
             self.hung = True
             raise BackendError(f"the OpenXR runtime delivered no frame for {timeout_s:.0f} s (xrWaitFrame hung); "
-                               "check that the headset is on and the runtime is running, or use --backend desktop") from None
+                               "check that the headset is on and the runtime is running, "
+                               "or use --backend desktop") from None
         if not ok:
             raise value
         return value

@@ -161,7 +161,8 @@ class SwapchainSet:
             color_fmt = next((f for f in LINEAR_FALLBACK if f in formats), None)
             log.warning("OpenXR runtime offers no sRGB swapchain format; colours will look too bright")
         if color_fmt is None:
-            raise BackendError(f"the OpenXR runtime offers no 8-bit colour swapchain format ({[hex(f) for f in formats]})")
+            offered = [hex(f) for f in formats]
+            raise BackendError(f"the OpenXR runtime offers no 8-bit colour swapchain format ({offered})")
         depth_fmt = next((f for f in DEPTH_FORMATS if f in formats), None) \
             if "XR_KHR_composition_layer_depth" in extensions else None
         self.eyes: list[EyeSwapchain] = []
