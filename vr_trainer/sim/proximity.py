@@ -1,0 +1,310 @@
+"""Signed distance from instrument points to anatomy surfaces, fast enough for every fixed step.
+
+Each structure is indexed once per session: its long edges are split (conformingly, so the
+surface and its topology stay exact) until every edge is at most ``max_edge_mm``, and a k-d tree
+is built over the triangle centroids. A query takes, per point, the ``k`` triangles with the
+nearest centroids and computes the exact point-triangle distance on them (vectorised). If the
+nearest triangle is not among them the answer is still within the largest centroid-to-corner
+distance (about ``max_edge_mm / 1.7``) of the truth; on the shipped bundles the measured error
+within 20 mm of a surface is below 0.05 mm (``tests/sim/test_proximity.py``). Points farther
+than ``far_mm`` from a structure's bounding box skip the search: they get the box distance,
+a lower bound.
+
+The sign comes from the angle-weighted pseudonormal of the closest feature (face, edge or
+vertex; Baerentzen and Aanaes, IEEE TVCG 11(3), 2005): negative inside a closed surface. An
+open surface has no inside; its distances are unsigned (never negative).
+
+Units: millimetres, in whatever frame the vertices are given (the bundle's patient RAS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+# closest-feature codes of :func:`closest_points_on_triangles`
+FACE, VERT_A, VERT_B, VERT_C, EDGE_AB, EDGE_BC, EDGE_CA = range(7)
+
+
+def closest_points_on_triangles(p: np.ndarray, a: np.ndarray, ab: np.ndarray, ac: np.ndarray,
+                                abab: np.ndarray, abac: np.ndarray, acac: np.ndarray
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """Closest point on each triangle to each point (Ericson, Real-Time Collision Detection 5.1.5).
+
+    One point and one triangle per row: ``p, a, ab, ac`` (m, 3) float (corner a and the edge
+    vectors b - a, c - a); ``abab, abac, acac`` (m,) their dot products. Returns the closest
+    points (m, 3) and the closest feature per row (m,) int (``FACE``, ``VERT_A`` ...).
+    """
+    ap = p - a
+    d1 = (ab * ap).sum(1)
+    d2 = (ac * ap).sum(1)
+    d3, d4 = d1 - abab, d2 - abac  # ab.(p-b), ac.(p-b)
+    d5, d6 = d1 - abac, d2 - acac  # ab.(p-c), ac.(p-c)
+    vc = d1 * d4 - d3 * d2
+    vb = d5 * d2 - d1 * d6
+    va = d3 * d6 - d5 * d4
+    # Ericson's tests in his order, applied last-to-first so the first true one wins
+    feature = np.full(len(p), FACE)
+    feature[(va <= 0) & (d4 >= d3) & (d5 >= d6)] = EDGE_BC
+    feature[(vb <= 0) & (d2 >= 0) & (d6 <= 0)] = EDGE_CA
+    feature[(d6 >= 0) & (d5 <= d6)] = VERT_C
+    feature[(vc <= 0) & (d1 >= 0) & (d3 <= 0)] = EDGE_AB
+    feature[(d3 >= 0) & (d4 <= d3)] = VERT_B
+    feature[(d1 <= 0) & (d2 <= 0)] = VERT_A
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denom = va + vb + vc
+        s = vb / denom  # weight of ab (face interior)
+        u = vc / denom  # weight of ac
+        t_ab = d1 / (d1 - d3)
+        t_ca = d2 / (d2 - d6)
+        t_bc = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+    s = np.choose(feature, (s, 0.0, 1.0, 0.0, t_ab, 1.0 - t_bc, 0.0))
+    u = np.choose(feature, (u, 0.0, 0.0, 1.0, 0.0, t_bc, t_ca))
+    bad = ~(np.isfinite(s) & np.isfinite(u))  # degenerate (zero-area) triangles: their centroid
+    if bad.any():
+        s[bad] = u[bad] = 1.0 / 3.0
+    return a + ab * s[:, None] + ac * u[:, None], feature
+
+
+def refine_to_edge_length(vertices_mm: np.ndarray, faces: np.ndarray, max_edge_mm: float,
+                          max_rounds: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Split every edge longer than ``max_edge_mm`` at its midpoint, re-triangulating the faces
+    around it (1, 2 or 3 split edges per face), until none is longer. Conforming: no T-junctions,
+    shared edges stay shared, winding is kept. ``vertices_mm`` (V, 3), ``faces`` (F, 3)."""
+    v = np.asarray(vertices_mm, float)
+    f = np.asarray(faces, np.int64)
+    for _ in range(max_rounds):
+        n_f = len(f)
+        edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+        uniq, inv = np.unique(edges, axis=0, return_inverse=True)
+        long = np.linalg.norm(v[uniq[:, 0]] - v[uniq[:, 1]], axis=1) > max_edge_mm
+        if not long.any():
+            break
+        mid = np.full(len(uniq), -1, np.int64)
+        mid[long] = len(v) + np.arange(int(long.sum()))
+        v = np.vstack([v, (v[uniq[long, 0]] + v[uniq[long, 1]]) / 2.0])
+        m = mid[inv.reshape(-1)].reshape(3, n_f).T  # (F, 3): midpoint of edge AB, BC, CA or -1
+        split = m >= 0
+        count = split.sum(1)
+        # rotate each face so that a single split edge is AB, or the one unsplit edge is CA
+        first_split = np.argmax(split, axis=1)
+        unsplit = np.argmin(split, axis=1)
+        r = np.where(count == 1, first_split, np.where(count == 2, (unsplit + 1) % 3, 0))
+        rot = (np.arange(3)[None, :] + r[:, None]) % 3
+        c = np.take_along_axis(f, rot, axis=1)
+        mm = np.take_along_axis(m, rot, axis=1)
+        a, b, cc, mab, mbc, mca = c[:, 0], c[:, 1], c[:, 2], mm[:, 0], mm[:, 1], mm[:, 2]
+        out = [f[count == 0]]
+        k1, k2, k3 = count == 1, count == 2, count == 3
+        out += [np.stack([a[k1], mab[k1], cc[k1]], 1), np.stack([mab[k1], b[k1], cc[k1]], 1)]
+        out += [np.stack([mab[k2], b[k2], mbc[k2]], 1), np.stack([a[k2], mab[k2], mbc[k2]], 1),
+                np.stack([a[k2], mbc[k2], cc[k2]], 1)]
+        out += [np.stack([a[k3], mab[k3], mca[k3]], 1), np.stack([mab[k3], b[k3], mbc[k3]], 1),
+                np.stack([mca[k3], mbc[k3], cc[k3]], 1), np.stack([mab[k3], mbc[k3], mca[k3]], 1)]
+        f = np.concatenate(out)
+    return v, f
+
+
+def _pseudonormals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F, 7, 3): per face, the pseudonormal of each closest-feature code (face, corners, edges)."""
+    tri = vertices[faces]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    ln = np.linalg.norm(n, axis=1)
+    n = n / np.where(ln > 0, ln, 1.0)[:, None]
+    vn = np.zeros((len(vertices), 3))
+    for k in range(3):  # angle-weighted vertex normals
+        e1 = tri[:, (k + 1) % 3] - tri[:, k]
+        e2 = tri[:, (k + 2) % 3] - tri[:, k]
+        cosv = (e1 * e2).sum(1) / np.maximum(np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1), 1e-300)
+        np.add.at(vn, faces[:, k], n * np.arccos(np.clip(cosv, -1.0, 1.0))[:, None])
+    # edges: the sum of both neighbours' face normals (each weighted by pi)
+    keys = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    en = np.zeros((int(inverse.max()) + 1, 3))
+    np.add.at(en, inverse, np.tile(n, (3, 1)))
+    f = len(faces)
+    out = np.empty((f, 7, 3))
+    out[:, FACE] = n
+    out[:, VERT_A], out[:, VERT_B], out[:, VERT_C] = vn[faces[:, 0]], vn[faces[:, 1]], vn[faces[:, 2]]
+    out[:, EDGE_AB], out[:, EDGE_BC], out[:, EDGE_CA] = en[inverse[:f]], en[inverse[f:2 * f]], en[inverse[2 * f:]]
+    return out
+
+
+def is_closed(faces: np.ndarray) -> bool:
+    """Every edge has exactly two faces (a watertight, manifold surface)."""
+    f = np.asarray(faces, np.int64)
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(e, axis=0, return_counts=True)
+    return bool(np.all(counts == 2))
+
+
+@dataclass
+class SurfaceIndex:
+    """One structure's surface, indexed for distance queries (build once per session)."""
+
+    name: str
+    a: np.ndarray  # (F, 3) first corners, mm
+    ab: np.ndarray  # (F, 3) b - a
+    ac: np.ndarray  # (F, 3) c - a
+    dots: np.ndarray  # (F, 3) ab.ab, ab.ac, ac.ac
+    pseudonormals: np.ndarray  # (F, 7, 3)
+    tree: cKDTree
+    box_mm: np.ndarray  # (2, 3) lower and upper corner
+    reach_mm: float  # largest distance from a triangle's centroid to one of its corners
+    closed: bool  # watertight: signed distances; else unsigned
+
+    @classmethod
+    def from_mesh(cls, name: str, vertices_mm: np.ndarray, faces: np.ndarray, max_edge_mm: float = 3.0,
+                  closed: bool | None = None) -> "SurfaceIndex":
+        """``vertices_mm``: (V, 3) float; ``faces``: (F, 3) int, outward (counter-clockwise)
+        winding. ``closed``: whether the surface bounds a volume (default: every edge has two faces)."""
+        v = np.asarray(vertices_mm, float)
+        f = np.asarray(faces, np.int64)
+        if f.ndim != 2 or f.shape[1] != 3 or not len(f):
+            raise ValueError(f"structure {name!r}: faces must be a non-empty (F, 3) array")
+        if closed is None:
+            closed = is_closed(f)
+        v, f = refine_to_edge_length(v, f, max_edge_mm)
+        tri = v[f]
+        ab, ac = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+        dots = np.stack([(ab * ab).sum(1), (ab * ac).sum(1), (ac * ac).sum(1)], 1)
+        centroids = tri.mean(axis=1)
+        reach = float(np.sqrt(((tri - centroids[:, None]) ** 2).sum(2)).max())
+        return cls(name, tri[:, 0].copy(), ab, ac, dots, _pseudonormals(v, f), cKDTree(centroids),
+                   np.stack([v.min(0), v.max(0)]), reach, closed)
+
+    @property
+    def face_count(self) -> int:
+        return len(self.a)
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """How close a chain of points (an instrument's tip and shaft) comes to each structure.
+
+    ``distance_mm``: per structure, the smallest signed distance over the points (negative:
+    some point is inside); ``tip_mm``: the first point's signed distance; ``inside``: the
+    structures whose closed surface contains the first point."""
+
+    distance_mm: dict[str, float]
+    tip_mm: dict[str, float]
+    inside: frozenset[str]
+
+
+class ProximityField:
+    """Signed distances from points to several structures at once.
+
+    ``k``: candidate triangles per point and structure. ``exact_mm``: within this distance of a
+    surface the answer is exact (to the refinement bound); farther, it is a lower bound (at least
+    ``exact_mm``), which keeps far points from costing a full search."""
+
+    def __init__(self, surfaces: Mapping[str, SurfaceIndex], k: int = 8, exact_mm: float = 20.0) -> None:
+        self.surfaces = dict(surfaces)
+        self.k = k
+        self.exact_mm = exact_mm
+        # every surface's triangles packed in one table, so a query gathers once
+        sur = list(self.surfaces.values())
+        self._offset = dict(zip(self.surfaces, np.cumsum([0] + [s.face_count for s in sur])[:-1].tolist()))
+        self._geom = (np.concatenate([np.hstack([s.a, s.ab, s.ac, s.dots]) for s in sur]) if sur
+                      else np.zeros((0, 12)))
+        self._pn = np.concatenate([s.pseudonormals for s in sur]) if sur else np.zeros((0, 7, 3))
+
+    @classmethod
+    def from_meshes(cls, meshes: Mapping[str, tuple[np.ndarray, np.ndarray]], max_edge_mm: float = 3.0,
+                    k: int = 8, exact_mm: float = 20.0) -> "ProximityField":
+        """``meshes``: name -> (vertices (V, 3) mm, faces (F, 3))."""
+        return cls({n: SurfaceIndex.from_mesh(n, v, f, max_edge_mm) for n, (v, f) in meshes.items()}, k, exact_mm)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.surfaces)
+
+    def signed_distances(self, points_mm: np.ndarray) -> dict[str, np.ndarray]:
+        """``points_mm``: (n, 3) float. Returns, per structure, the (n,) signed distance in mm
+        (negative inside a closed surface)."""
+        p = np.asarray(points_mm, float).reshape(-1, 3)
+        names = list(self.surfaces)
+        return dict(zip(names, self._evaluate([(self.surfaces[n], p) for n in names])))
+
+    def clearance(self, points_mm: np.ndarray) -> Clearance:
+        """The smallest signed distance over a chain of points ``points_mm`` (n, 3), the first
+        row being the tip, per structure; and which closed structures contain the tip."""
+        d = self.signed_distances(points_mm)
+        if not len(points_mm):
+            return Clearance({}, {}, frozenset())
+        tip = {n: float(v[0]) for n, v in d.items()}
+        return Clearance({n: float(v.min()) for n, v in d.items()}, tip,
+                         frozenset(n for n, v in tip.items() if v < 0))
+
+    def _evaluate(self, jobs: list[tuple[SurfaceIndex, np.ndarray]]) -> list[np.ndarray]:
+        """Signed distances for (surface, points (n, 3)) jobs in one vectorised exact pass."""
+        out: list[np.ndarray] = []
+        rows_p: list[np.ndarray] = []
+        rows_f: list[np.ndarray] = []
+        parts: list[tuple[int, np.ndarray, int]] = []  # job, which points, k
+        for j, (s, p) in enumerate(jobs):
+            gap = np.maximum(np.maximum(s.box_mm[0] - p, p - s.box_mm[1]), 0.0)
+            box_d = np.sqrt((gap * gap).sum(1))
+            res = np.maximum(box_d, self.exact_mm)  # far from the surface: a lower bound
+            out.append(res)
+            near = np.nonzero(box_d <= self.exact_mm)[0]
+            if not len(near):
+                continue
+            k = min(self.k, s.face_count)
+            dd, idx = s.tree.query(p[near], k=k, distance_upper_bound=self.exact_mm + s.reach_mm)
+            dd = np.asarray(dd).reshape(len(near), k)
+            idx = np.asarray(idx, np.int64).reshape(len(near), k)
+            found = np.isfinite(dd[:, 0])
+            if not found.all():
+                # no surface within reach: outside, unless so deep in the box that it may be inside
+                inner = np.minimum(p[near] - s.box_mm[0], s.box_mm[1] - p[near]).min(1)
+                for i in near[~found & (inner >= self.exact_mm) & s.closed]:
+                    _, i0 = s.tree.query(p[i], k=1)
+                    res[i] = self._one(s, p[i], int(i0))
+                near, idx = near[found], idx[found]
+                if not len(near):
+                    continue
+            idx = np.where(idx < s.face_count, idx, idx[:, :1])  # missing neighbours: repeat the first
+            rows_p.append(np.repeat(p[near], k, axis=0))
+            rows_f.append(idx.reshape(-1) + self._offset[s.name])
+            parts.append((j, near, k))
+        if not parts:
+            return out
+        fi = np.concatenate(rows_f)
+        g = self._geom[fi]
+        pp = np.concatenate(rows_p)
+        q, feat = closest_points_on_triangles(pp, g[:, 0:3], g[:, 3:6], g[:, 6:9], g[:, 9], g[:, 10], g[:, 11])
+        diff = pp - q
+        dist = np.sqrt((diff * diff).sum(1))
+        signed = np.where((diff * self._pn[fi, feat]).sum(1) < 0, -dist, dist)
+        start = 0
+        for j, near, k in parts:
+            m = len(near)
+            d = dist[start:start + m * k].reshape(m, k)
+            v = signed[start:start + m * k].reshape(m, k)[np.arange(m), np.argmin(d, axis=1)]
+            start += m * k
+            out[j][near] = v if jobs[j][0].closed else np.abs(v)
+        return out
+
+    @staticmethod
+    def _one(s: SurfaceIndex, p: np.ndarray, face: int) -> float:
+        q, feat = closest_points_on_triangles(p[None], s.a[face:face + 1], s.ab[face:face + 1], s.ac[face:face + 1],
+                                              s.dots[face:face + 1, 0], s.dots[face:face + 1, 1],
+                                              s.dots[face:face + 1, 2])
+        diff = p - q[0]
+        d = float(np.linalg.norm(diff))
+        return -d if float(diff @ s.pseudonormals[face, int(feat[0])]) < 0 else d
+
+
+def shaft_points(world_from_tool: np.ndarray, length_mm: float, spacing_mm: float = 2.0) -> np.ndarray:
+    """Points on an instrument's axis from the tip (first row) towards the handle (tool +z),
+    every ``spacing_mm`` over ``length_mm``: (n, 3) float in the pose's frame, mm."""
+    n = int(np.floor(max(length_mm, 0.0) / spacing_mm)) + 1
+    z = np.arange(n) * spacing_mm
+    m = np.asarray(world_from_tool, float)
+    axis = m[:3, 2] / max(float(np.linalg.norm(m[:3, 2])), 1e-12)
+    return m[:3, 3] + z[:, None] * axis
