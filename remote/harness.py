@@ -13,10 +13,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox
+from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox, NoticeSink, publish_to_sinks
 from vr_trainer.frame import MirrorFrame
 from vr_trainer.sim.annotations import AnnotationSet
 
@@ -29,11 +30,14 @@ class SyntheticFrameThread(BridgeHost):
     """Publishes ``size`` (width, height) moving pictures at ``fps`` to its sinks and
     applies its inboxes once a frame, as the frame loop does: a
     :class:`~vr_trainer.app.bridge.BridgeHost` a :class:`~remote.trainee.TraineeBridge`
-    can attach to. Frames carry no depth, so a mark drawn on them is refused."""
+    can attach to. Frames carry no depth, so a mark drawn on them is refused.
+    Scenario notices given to :meth:`post_notices` (any thread) are published on its own
+    thread at the start of the next frame, where the frame loop publishes the engine's."""
 
     size: tuple[int, int] = (1280, 720)
     fps: float = 30.0
     sinks: list[FrameSink] = field(default_factory=list)
+    notice_sinks: list[NoticeSink] = field(default_factory=list)
     inboxes: list[Inbox] = field(default_factory=list)
     publish_wall_s: dict[int, float] = field(default_factory=dict)
     mentor_notes: list[tuple[str, str]] = field(default_factory=list)
@@ -53,6 +57,8 @@ class SyntheticFrameThread(BridgeHost):
         self._index = 0
         self._history: deque[MirrorFrame] = deque(maxlen=HISTORY_LEN)  # without pixels, as the loop's
         self._stop = threading.Event()
+        self._posted: list[dict[str, Any]] = []
+        self._posted_lock = threading.Lock()
         self._thread = threading.Thread(target=self._main, name="synthetic-frames", daemon=True)
 
     # ---- LoopView --------------------------------------------------------------------
@@ -75,6 +81,16 @@ class SyntheticFrameThread(BridgeHost):
         self.mentor_notes.append((author, text))
         del self.mentor_notes[:-MENTOR_NOTES_KEPT]
 
+    def publish_notices(self, items: list[dict[str, Any]]) -> None:
+        """Hand notices to every notice sink now (on this host's thread)."""
+        if items and self.notice_sinks:
+            publish_to_sinks(self.notice_sinks, items)
+
+    def post_notices(self, items: list[dict[str, Any]]) -> None:
+        """Publish ``items`` from this host's thread at the start of the next frame."""
+        with self._posted_lock:
+            self._posted.extend(items)
+
     # ---- thread ----------------------------------------------------------------------
     def start(self) -> SyntheticFrameThread:
         self._thread.start()
@@ -89,6 +105,9 @@ class SyntheticFrameThread(BridgeHost):
         next_s = time.perf_counter()
         while not self._stop.is_set():
             i = self._index
+            with self._posted_lock:
+                posted, self._posted = self._posted, []
+            self.publish_notices(posted)
             for inbox in list(self.inboxes):
                 for item in inbox.drain():
                     try:

@@ -15,15 +15,16 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox
+from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox, NoticeSink, publish_to_sinks
 from vr_trainer.app.clock import Clock, MonotonicClock
 from vr_trainer.frame import Frame, MirrorFrame
 from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.scenario.engine import Notice
 from vr_trainer.sim.annotations import AnnotationSet
 from vr_trainer.sim.scene import SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation
@@ -31,6 +32,14 @@ from vr_trainer.xr.base import DisplayBackend
 
 PHASES = ("poll_input", "drain_inbox", "simulate", "snapshot", "render", "publish")
 MENTOR_NOTES_KEPT = 5
+NOTICES_KEPT = 256
+
+
+class StepRules(Protocol):
+    """Runs after every fixed simulation step (the scenario engine, procedure rules): reads
+    ``state.observation``, returns the state to carry on with and what it announces."""
+
+    def after_step(self, state: SimState) -> tuple[SimState, Sequence[Notice]]: ...
 
 
 @dataclass
@@ -55,6 +64,7 @@ class FrameLoop(BridgeHost):
     max_sim_steps_per_frame: int = 12
     inboxes: list[Inbox] = field(default_factory=list)
     sinks: list[FrameSink] = field(default_factory=list)
+    notice_sinks: list[NoticeSink] = field(default_factory=list)
     recorders: list[Callable[[SimState, Frame], None]] = field(default_factory=list)
     history_len: int = 90
     trace: Callable[[str, int], None] | None = None
@@ -66,6 +76,8 @@ class FrameLoop(BridgeHost):
     _accum_s: float = 0.0
     last_frame: Frame | None = None
     last_snapshot: SceneSnapshot | None = None
+    rules: list[StepRules] = field(default_factory=list)
+    notices: deque[Notice] = field(default_factory=lambda: deque(maxlen=NOTICES_KEPT))  # newest last
 
     def _phase(self, name: str, index: int) -> None:
         if self.trace is not None:
@@ -101,6 +113,9 @@ class FrameLoop(BridgeHost):
         n = 0
         while self._accum_s >= self.fixed_dt_s - 1e-12 and n < self.max_sim_steps_per_frame:
             self.state = self.simulation.step(self.state, frame.input, self.fixed_dt_s)
+            for rules in self.rules:
+                self.state, announced = rules.after_step(self.state)
+                self.notices.extend(announced)
             self._accum_s -= self.fixed_dt_s
             n += 1
             for h in self.state.haptics:
@@ -169,6 +184,15 @@ class FrameLoop(BridgeHost):
         notes = self.state.mentor_notes
         notes.append((author, text))
         del notes[:-MENTOR_NOTES_KEPT]
+
+    def publish_notices(self, items: list[dict[str, Any]]) -> None:
+        """Hand scenario notices (JSON-ready dicts, see :class:`~vr_trainer.app.bridge.NoticeSink`)
+        to every notice sink, e.g. the mentor console's bridge. Call it on this thread in the
+        simulate phase with the engine's notices of that frame, ``[notice_to_dict(n, step_ids)
+        for n in notices]``, and once at the end with ``run_finished_notice(...)``
+        (both in :mod:`vr_trainer.app.bridge`). Never blocks; a failing sink is logged."""
+        if items and self.notice_sinks:
+            publish_to_sinks(self.notice_sinks, items)
 
     def recent_frame(self, frame_id: int) -> FrameRecord | None:
         for rec in reversed(self.history):
