@@ -99,11 +99,11 @@ class ScenarioEngine:
         self._recent: deque[Notice] = deque(maxlen=32)
         self._step_started_obs_s = 0.0
         self._last_instrument: str | None = None
-        # metrics: the rubric's, those conditions read, and every generic one (reported, not scored)
+        # metrics: the rubric's, those conditions read, and every other one of the procedure (reported, not scored)
         wanted = [m.metric for m in scenario.rubric.metrics]
         wanted += [n.arg for a in steps_ast + events_ast for n in nodes(a)
                    if isinstance(n, ValueNode) and n.fn == "metric" and n.arg]
-        wanted += [d.name for d in metrics_for(scenario.procedure) if "*" in d.procedures]
+        wanted += [d.name for d in metrics_for(scenario.procedure)]
         mctx = MetricContext.build(scenario, self.names)
         self._defs: dict[str, MetricDef] = {}
         for name in wanted:
