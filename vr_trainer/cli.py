@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 OPTIONAL_COMMANDS = (
     ("vr_trainer.anatomy.cli", "register"),
     ("remote.cli", "register"),
+    ("vr_trainer.app.authoring", "register"),  # new-scenario, preview
 )
 OPTIONAL_BENCHES = (
     ("vr_trainer.anatomy.cli", "register_bench"),
@@ -42,7 +43,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     summary = run_session(args.scenario, args.backend, args.frames, args.out, size, video=args.video,
                           mirror_layout=args.mirror, locale=args.locale, mentor_url=args.mentor, token=args.token,
-                          realtime=args.realtime, samples=args.samples)
+                          realtime=args.realtime, samples=args.samples, autopilot=args.autopilot,
+                          autopilot_skill=args.autopilot_skill, seed=args.seed)
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
@@ -78,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MSAA samples (default: 4 on a GPU, 0 on a software rasteriser such as llvmpipe)")
     r.add_argument("--mentor", default=None, help="mentoring server URL to publish this session to")
     r.add_argument("--token", default=None, help="trainee token for --mentor")
+    r.add_argument("--autopilot", default=None, choices=["expert", "novice"],
+                   help="drive the instruments from the procedure's planner instead of the demo track (headless); "
+                        "the run ends when the plan ends")
+    r.add_argument("--autopilot-skill", type=float, default=None, metavar="0..1",
+                   help="autopilot skill: 0 novice-sized errors .. 1 expert (default: expert 1, novice 0.15)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the autopilot's errors (default 0)")
     r.set_defaults(func=cmd_run)
 
     register_scenario_commands(sub)  # validate, metrics

@@ -1,0 +1,459 @@
+"""What `vr-trainer new-scenario` puts in a scenario, derived from a bundle's own geometry.
+
+One function per procedure turns a loaded bundle (and the level and side asked for) into a
+:class:`ScenarioPlan`: targets found by landmark or computed from meshes, risk structures found
+by the bundle's structure names, steps, events and the rubric. Nothing here knows the shipped
+bundles' coordinates; a bundle that lacks what a procedure needs gets an :class:`AuthoringError`
+naming what is missing and what to do. Units: millimetres in the patient RAS frame
+(+x right, +y anterior, +z superior), seconds, degrees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vr_trainer.anatomy.bundle import Bundle
+
+SPINE_LEVELS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", *(f"T{i}" for i in range(1, 13)),
+                "L1", "L2", "L3", "L4", "L5", "L6", "S1")
+APPROACH_MM = 150.0  # where the demo instrument starts, along the approach, from the first target
+
+
+class AuthoringError(ValueError):
+    """The bundle or the options cannot make the scenario asked for; the message says what to do."""
+
+
+def unit(v: Any) -> np.ndarray:
+    a = np.asarray(v, float)
+    n = float(np.linalg.norm(a))
+    if n < 1e-9:
+        raise AuthoringError("a direction of zero length in the bundle's landmarks; re-run the import")
+    return a / n
+
+
+@dataclass
+class TargetPlan:
+    id: str
+    source: str  # "landmark" | "structure" | "point_mm"
+    value: Any  # landmark name, structure name or (3,) mm
+    point_ras_mm: np.ndarray
+    tolerance_mm: float
+    label: tuple[str, str]  # en, zh
+    comment: str
+
+
+@dataclass
+class RiskPlan:
+    id: str
+    structure: str
+    margin_mm: float
+    severity: str
+    label: tuple[str, str]
+    comment: str
+
+
+@dataclass
+class StepPlan:
+    id: str
+    instruments: list[str]
+    complete_when: str
+    time_allowance_s: float
+    prompt: tuple[str, str]
+    hints: list[tuple[float, str, str]]
+    comment: str
+
+
+@dataclass
+class EventPlan:
+    id: str
+    when: str
+    effects: list[str]  # YAML flow items, one effect each
+    comment: str
+    once: bool = False
+    cooldown_s: float = 2.0
+
+
+@dataclass
+class ScenarioPlan:
+    procedure: str
+    title: tuple[str, str]
+    description: tuple[str, str]
+    side: str | None
+    level: str | None
+    orientation: str
+    instruments: list[tuple[str, str]]  # id, kind
+    targets: list[TargetPlan]
+    risks: list[RiskPlan]
+    steps: list[StepPlan]
+    events: list[EventPlan]
+    critical_errors: list[tuple[str, str, str]]  # id, en, zh
+    approach_ras: np.ndarray  # unit vector from the first target towards where the instrument comes from
+    stand_ras: np.ndarray  # where the resident stands, seen from the patient (unit, RAS)
+    hold_s: float = 0.0  # the demo holds the instrument on the target this long after reaching it
+    hide: list[str] = field(default_factory=list)
+    extra_rubric: list[tuple[str, float, float, float, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _zh_side(side: str) -> str:
+    return "左" if side == "left" else "右"
+
+
+def _missing(bundle: Bundle, what: str, looked_for: list[str], todo: str) -> AuthoringError:
+    have = ", ".join(bundle.names())
+    return AuthoringError(f"bundle {bundle.path}: {what} not found (looked for {', '.join(looked_for)}); "
+                          f"the bundle has: {have}. {todo}")
+
+
+def _structure(bundle: Bundle, names: list[str], tissue: str | None = None) -> str | None:
+    have = bundle.names()
+    for n in names:
+        if n in have:
+            return n
+    if tissue is not None:
+        for s in bundle.structures:
+            if s.tissue == tissue:
+                return s.name
+    return None
+
+
+def _vertices(bundle: Bundle, name: str) -> np.ndarray:
+    return np.asarray(bundle[name].mesh.vertices, float)
+
+
+def clear_approach(target_mm: np.ndarray, candidates: list[np.ndarray], obstacles: list[np.ndarray],
+                   clearance_mm: float, length_mm: float = APPROACH_MM) -> np.ndarray:
+    """The first candidate direction whose straight path from ``target_mm`` out to ``length_mm``
+    keeps ``clearance_mm`` from every obstacle's vertices ((n, 3) mm each); else the clearest one."""
+    from scipy.spatial import cKDTree
+
+    trees = [cKDTree(o) for o in obstacles if len(o)]
+    best, best_gap = candidates[0], -np.inf
+    s = np.arange(clearance_mm + 3.0, length_mm, 1.0)
+    for c in candidates:
+        d = unit(c)
+        pts = target_mm[None, :] + s[:, None] * d[None, :]
+        gap = min((float(t.query(pts)[0].min()) for t in trees), default=np.inf)
+        if gap >= clearance_mm:
+            return d
+        if gap > best_gap:
+            best, best_gap = d, gap
+    return unit(best)
+
+
+def parse_level(level: str) -> tuple[str, str]:
+    m = re.fullmatch(r"([CTLS][0-9]{1,2})-([CTLS][0-9]{1,2})", level.strip().upper())
+    if not m or m.group(1) not in SPINE_LEVELS or m.group(2) not in SPINE_LEVELS:
+        raise AuthoringError(f"--level {level!r} is not a spinal level; write it like L4-L5")
+    upper, lower = m.group(1), m.group(2)
+    if SPINE_LEVELS.index(lower) != SPINE_LEVELS.index(upper) + 1:
+        raise AuthoringError(f"--level {level}: give two adjacent vertebrae, upper first (e.g. L4-L5)")
+    return upper, lower
+
+
+def _kambin_landmarks(bundle: Bundle) -> dict[tuple[str, str], str]:
+    """(level 'L4-L5', side) -> landmark name, from the landmarks' own level/side fields."""
+    out: dict[tuple[str, str], str] = {}
+    for name, lm in bundle.landmarks.items():
+        if not name.startswith("kambin") or not isinstance(lm, dict):
+            continue
+        lv, sd = lm.get("level"), lm.get("side")
+        if isinstance(lv, str) and sd in ("left", "right") and ("incenter_mm" in lm or "centroid_mm" in lm):
+            out[(lv.replace("_", "-"), sd)] = name
+    return out
+
+
+def plan_pted(bundle: Bundle, level: str | None, side: str | None) -> ScenarioPlan:
+    kambins = _kambin_landmarks(bundle)
+    if not kambins:
+        raise AuthoringError(f"bundle {bundle.path} has no Kambin triangle landmarks (a manifest landmark "
+                             "'kambin_triangle_<upper>_<lower>_<side>' with level, side and incenter_mm), so a "
+                             "PTED scenario has no target; import a lumbar spine whose derivation adds them "
+                             "(`vr-trainer import ... --spine`, planned) or add the landmark to manifest.json")
+    levels = sorted({lv for lv, _ in kambins})
+    if level is None:
+        if len(levels) != 1:
+            raise AuthoringError(f"bundle {bundle.path} has Kambin landmarks at {', '.join(levels)}; "
+                                 "choose one with --level")
+        level = levels[0]
+    upper, lower = parse_level(level)
+    level = f"{upper}-{lower}"
+    key = f"{upper}_{lower}"
+    fragment = _structure(bundle, [f"herniation_{key}"])
+    disc = _structure(bundle, [f"disc_{key}"])
+    if fragment is None and disc is None:
+        raise _missing(bundle, f"the disc or herniation of {level}", [f"herniation_{key}", f"disc_{key}"],
+                       "Import a segmentation that labels the disc, or choose another --level.")
+    frag_side = None
+    if fragment is not None:
+        mid_x = float(_vertices(bundle, disc).mean(0)[0]) if disc else 0.0
+        dx = float(_vertices(bundle, fragment).mean(0)[0]) - mid_x
+        frag_side = "left" if dx < -1.0 else "right" if dx > 1.0 else None
+    if side is None:
+        sides = sorted({sd for lv, sd in kambins if lv == level})
+        side = frag_side or (sides[0] if len(sides) == 1 else None)
+        if side is None:
+            raise AuthoringError(f"choose the approach side with --side left|right (Kambin landmarks at {level}: "
+                                 f"{', '.join(sides) or 'none'})")
+    lm_name = kambins.get((level, side))
+    if lm_name is None:
+        have = ", ".join(f"{lv} {sd}" for lv, sd in sorted(kambins))
+        raise AuthoringError(f"bundle {bundle.path} has no Kambin triangle landmark for {level} {side} "
+                             f"(it has: {have}); choose one of those with --level/--side")
+    lm = bundle.landmarks[lm_name]
+    k_pt = np.asarray(lm.get("incenter_mm") or lm["centroid_mm"], float)
+    exiting = f"nerve_root_{upper}_exiting_{side}"
+    traversing = f"nerve_root_{lower}_traversing_{side}"
+    roots = [n for n in (exiting, traversing) if n not in bundle.names()]
+    if roots:
+        nerves = [s.name for s in bundle.by_tissue("nerve")]
+        raise AuthoringError(
+            f"bundle {bundle.path} lacks the {side} nerve roots of {level}: {', '.join(roots)} "
+            f"(its nerve structures: {', '.join(nerves) or 'none'}). A PTED scenario needs the exiting and "
+            "traversing roots as risk structures: derive them with `vr-trainer import ... --spine` (planned) or "
+            "import a segmentation that labels them under these names, then run new-scenario again")
+    dura = _structure(bundle, ["dural_sac", "dura", "thecal_sac"], tissue="dura")
+    if dura is None:
+        raise _missing(bundle, "the dural sac", ["dural_sac", "a structure of tissue 'dura'"],
+                       "Import a segmentation that labels the thecal sac (tissue dura).")
+    if "approach_direction" in lm:
+        approach = unit(lm["approach_direction"])
+        how = f"the landmark's approach_direction {np.round(approach, 3).tolist()}"
+    else:  # posterolateral, 30 degrees from the coronal plane, away from the midline
+        approach = unit([(-1.0 if side == "left" else 1.0) * np.cos(np.radians(30)), -np.sin(np.radians(30)), 0.0])
+        how = "30 deg posterolateral (the landmark gives no approach_direction)"
+    coronal_deg = float(np.degrees(np.arcsin(abs(approach[1]))))
+    sd_zh = _zh_side(side)
+    if fragment is not None and frag_side in (None, side):
+        t2 = TargetPlan("fragment", "structure", fragment, _vertices(bundle, fragment).mean(0), 4.0,
+                        ("Herniated fragment", "突出髓核"), f"the herniation {fragment} (its centroid)")
+    else:
+        why = (f"the herniation {fragment} lies on the {frag_side}" if fragment
+               else f"the bundle has no herniation at {level}")
+        assert disc is not None
+        t2 = TargetPlan("disc", "structure", disc, _vertices(bundle, disc).mean(0), 4.0,
+                        (f"Disc {level}", f"{level} 椎间盘"), f"the disc {disc} (its centroid): {why}")
+    t2_en = "herniated fragment" if t2.id == "fragment" else f"{level} disc"
+    plan = ScenarioPlan(
+        procedure="pted",
+        title=(f"PTED {level}, {side} transforaminal approach", f"经皮椎间孔镜 {level} {sd_zh}侧入路"),
+        description=(f"Puncture Kambin's triangle at {level} from the {side} without touching the exiting {upper} "
+                     f"or traversing {lower} root, confirm with a fluoroscopy shot, then dock the working cannula on "
+                     f"the {t2_en}.",
+                     f"经{sd_zh}侧穿刺 {level} Kambin 三角，避免触及 {upper} 出口神经根和 {lower} 走行神经根，"
+                     f"透视确认后将工作套管置于{t2.label[1]}处。"),
+        side=side, level=level, orientation="prone",
+        instruments=[("needle", "spinal_needle"), ("guidewire", "guidewire"), ("dilator", "dilator"),
+                     ("cannula", "working_cannula"), ("scope", "endoscope")],
+        targets=[TargetPlan("kambin", "landmark", lm_name, k_pt, 3.0,
+                            (f"Kambin's triangle {level} ({side})", f"{level} Kambin 三角（{sd_zh}）"),
+                            f"the bundle's landmark {lm_name} (its incentre)"), t2],
+        risks=[RiskPlan("exiting_root", exiting, 2.0, "critical", (f"Exiting root {upper} ({side})",
+                        f"{upper} 出口神经根（{sd_zh}）"), "runs over the top of Kambin's triangle"),
+               RiskPlan("traversing_root", traversing, 2.0, "critical", (f"Traversing root {lower} ({side})",
+                        f"{lower} 走行神经根（{sd_zh}）"), "the medial border of the triangle"),
+               RiskPlan("dural_sac", dura, 2.0, "critical", ("Dural sac", "硬膜囊"), "medial to the working zone")],
+        steps=[
+            StepPlan("needle_to_kambin", ["needle"], "reached(kambin)", 120,
+                     (f"Advance the needle into Kambin's triangle ({level}, {side})",
+                      f"穿刺针进入 {level} {sd_zh}侧 Kambin 三角"),
+                     [(45, f"Aim about {coronal_deg:.0f} degrees from the coronal plane, just above the {lower} "
+                           "superior articular process",
+                       f"与冠状面约成 {coronal_deg:.0f} 度，紧贴 {lower} 上关节突上方进针")],
+                     f"the needle tip within the target's tolerance of Kambin's triangle (approach: {how})"),
+            StepPlan("confirm_fluoro", ["needle"], "shots >= 1", 60,
+                     ("Confirm the needle position with a fluoroscopy shot", "透视确认穿刺针位置"),
+                     [(20, "Take a lateral shot: the tip should sit on the posterior vertebral line",
+                       "拍摄侧位片：针尖应位于椎体后缘线")],
+                     "at least one C-arm shot taken (any view)"),
+            StepPlan(f"cannula_to_{t2.id}", ["cannula"], f"reached({t2.id})", 180,
+                     (f"Dock the working cannula on the {t2_en}", f"工作套管到达{t2.label[1]}"),
+                     [(60, "Follow the needle's trajectory over the guidewire; keep the bevel facing the root",
+                       "沿导丝保持穿刺轨迹，斜面朝向神经根")],
+                     "the cannula tip on the second target"),
+        ],
+        events=[
+            EventPlan("root_contact", "any(contact(exiting_root), contact(traversing_root))",
+                      ['prompt: {en: "Patient: sharp pain down the leg! The instrument is on a nerve root; withdraw '
+                       'and redirect.", zh: "患者：腿部剧痛！器械触及神经根，请退针并调整方向。"}',
+                       "haptic: {amplitude: 1.0, duration_s: 0.3}", "sound: pain"],
+                      "touching either root: the patient (awake, local anaesthesia) feels it"),
+            EventPlan("root_close", "all(any(near(exiting_root), near(traversing_root)), "
+                      "not(any(contact(exiting_root), contact(traversing_root))))",
+                      ['prompt: {en: "Within 2 mm of a nerve root", zh: "距神经根不足 2 mm"}',
+                       "haptic: {amplitude: 0.3, duration_s: 0.1}"],
+                      "closer than the roots' margin without touching: a warning", cooldown_s=5.0),
+            EventPlan("root_penetration", "any(inside(exiting_root), inside(traversing_root))",
+                      ['prompt: {en: "The instrument is inside a nerve root: root injury", '
+                       'zh: "器械进入神经根：神经根损伤"}', "sound: alert", "critical_error: root_injury"],
+                      "inside a root: a critical error, the run fails", once=True),
+            EventPlan("dural_breach", "inside(dural_sac)",
+                      ['prompt: {en: "The instrument is inside the dural sac: cerebrospinal fluid leak", '
+                       'zh: "器械进入硬膜囊：脑脊液漏"}', "sound: alert", "critical_error: dural_tear"],
+                      "inside the dural sac: a critical error, the run fails", once=True),
+        ],
+        critical_errors=[("root_injury", "Nerve root injury: an instrument entered a nerve root",
+                          "神经根损伤：器械进入神经根"),
+                         ("dural_tear", "Dural tear: an instrument entered the dural sac", "硬膜撕裂：器械进入硬膜囊")],
+        approach_ras=approach, stand_ras=unit([approach[0], 0.0, 0.0]) if abs(approach[0]) > 1e-6 else unit([-1, 0, 0]),
+        extra_rubric=[("fluoro_shots", 1, 10, 40, "fewer shots, less radiation: 10 or fewer earn full marks")],
+    )
+    return plan
+
+
+def _bundle_side(bundle: Bundle, side: str | None, names: list[str]) -> str:
+    """The operated side: --side, else the manifest's landmarks.side, else the side named by structures."""
+    if side is not None:
+        return side
+    lm_side = bundle.landmarks.get("side")
+    if lm_side in ("left", "right"):
+        return str(lm_side)
+    found = {sd for sd in ("left", "right") for n in names if n.endswith(f"_{sd}")}
+    if len(found) == 1:
+        return found.pop()
+    raise AuthoringError(f"bundle {bundle.path} does not say which side it is; give --side left|right")
+
+
+def plan_tka(bundle: Bundle, side: str | None) -> ScenarioPlan:
+    bones = [n for n in bundle.names() if n.lower().startswith(("femur", "tibia"))]
+    both = {b.lower()[:5] for b in bones} == {"femur", "tibia"}
+    side = _bundle_side(bundle, side, bones) if both else side or "right"
+    femur = _structure(bundle, [f"femur_{side}", "femur", "Femur"])
+    tibia = _structure(bundle, [f"tibia_{side}", "tibia", "Tibia"])
+    if femur is None or tibia is None:
+        raise _missing(bundle, "the femur and tibia", [f"femur_{side}", "femur", f"tibia_{side}", "tibia"],
+                       "Import a knee with both bones (e.g. `vr-trainer import mesh Femur.stl Tibia.stl --out DIR`).")
+    fv, tv = _vertices(bundle, femur), _vertices(bundle, tibia)
+    patella = _structure(bundle, [f"patella_{side}", "patella"])
+    fibula = _structure(bundle, [f"fibula_{side}", "fibula"])
+    cart = _structure(bundle, [f"cartilage_femoral_{side}", "cartilage_femoral"])
+    # the femoral anterior reference: the most anterior point of the distal femoral shaft just above the
+    # trochlea (above its cartilage and the patella's upper pole), where the anterior cut must not notch
+    tops = [float(_vertices(bundle, n)[:, 2].max()) for n in (cart, patella) if n]
+    z_lo = (max(tops) if tops else float(fv[:, 2].min()) + 40.0) + 5.0
+    band = fv[(fv[:, 2] >= z_lo) & (fv[:, 2] <= z_lo + 20.0)]
+    if len(band) < 10:
+        raise AuthoringError(f"bundle {bundle.path}: the femur {femur} has no shaft above the trochlea "
+                             f"(z >= {z_lo:.0f} mm); import more of the distal femur")
+    ref = band[int(np.argmax(band[:, 1]))]
+    joint_z = bundle.landmarks.get("joint_line_z_mm")
+    if not isinstance(joint_z, (int, float)):
+        joint_z = (float(fv[:, 2].min()) + float(tv[:, 2].max())) / 2
+    above_cm = (ref[2] - joint_z) / 10.0
+    obstacles = [_vertices(bundle, n) for n in (patella, fibula, tibia) if n]
+    cands = [np.array([0.0, np.cos(np.radians(a)), np.sin(np.radians(a))]) for a in range(0, 70, 5)]
+    approach = clear_approach(ref, cands, obstacles, 4.0)
+    risks = []
+    if patella:
+        risks.append(RiskPlan("patella", patella, 1.0, "minor", ("Patella", "髌骨"), "in front of the trochlea"))
+    if fibula:
+        risks.append(RiskPlan("fibula", fibula, 2.0, "minor", ("Fibula", "腓骨"), "lateral, below the joint"))
+    zh = _zh_side(side)
+    events = [EventPlan("tibia_contact", f"all(contact({tibia}), not(step_done(touch_reference)))",
+                        ['prompt: {en: "The drill is on the tibia, not the femur", zh: "钻头触及胫骨而非股骨"}',
+                         "haptic: {amplitude: 0.6, duration_s: 0.15}"],
+                        "the wrong bone while finding the femoral reference")]
+    for r in risks:
+        events.append(EventPlan(f"{r.id}_contact", f"contact({r.id})",
+                                [f'prompt: {{en: "The drill is on the {r.label[0].lower()}", '
+                                 f'zh: "钻头触及{r.label[1]}"}}',
+                                 "haptic: {amplitude: 0.6, duration_s: 0.15}"], f"touching the {r.id}"))
+    return ScenarioPlan(
+        procedure="tka",
+        title=(f"TKA {side} knee: femoral anterior reference", f"全膝关节置换 {zh}膝：股骨前皮质参考点"),
+        description=("Touch the anterior femoral cortex reference point with the drill and hold it there "
+                     "without straying onto the tibia or the patella.",
+                     "用钻头触碰股骨前皮质参考点并保持，避免误触胫骨或髌骨。"),
+        side=side, level=None, orientation="supine",
+        instruments=[("drill", "drill"), ("saw", "saw_blade")],
+        targets=[TargetPlan("anterior_cortex", "point_mm", ref, ref, 2.0, ("Anterior femoral cortex", "股骨前皮质"),
+                            f"the most anterior point of {femur} between {z_lo:.0f} and {z_lo + 20:.0f} mm "
+                            "(z), just above the trochlea: computed from the mesh")],
+        risks=risks,
+        steps=[StepPlan("touch_reference", ["drill"], "reached(anterior_cortex)", 60,
+                        ("Touch the anterior femoral cortex reference point with the drill",
+                         "用钻头触碰股骨前皮质参考点"),
+                        [(30, f"The reference lies on the anterior femur, about {above_cm:.0f} cm above the joint line",
+                          f"参考点位于股骨前方，关节线上方约 {above_cm:.0f} cm")], "the drill tip on the reference"),
+               StepPlan("mark_reference", ["drill"], "all(reached(anterior_cortex), step_elapsed_s >= 2)", 20,
+                        ("Hold the drill on the reference for 2 s to mark it", "钻头在参考点保持 2 秒以标记"),
+                        [(10, "Keep the tip still on the cortex", "保持钻头稳定在皮质上")],
+                        "still on the target 2 s after the step began")],
+        events=events, critical_errors=[], approach_ras=approach,
+        stand_ras=np.array([1.0 if side == "right" else -1.0, 0.0, 0.0]), hold_s=3.0)
+
+
+def sphere_fit(points_mm: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through ``points_mm`` ((n, 3) mm): centre (3,) mm and radius mm."""
+    a = np.hstack([2.0 * points_mm, np.ones((len(points_mm), 1))])
+    b = (points_mm ** 2).sum(1)
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    c = sol[:3]
+    return c, float(np.sqrt(max(sol[3] + c @ c, 0.0)))
+
+
+def plan_tha(bundle: Bundle, side: str | None) -> ScenarioPlan:
+    lms = bundle.landmarks
+    if side is None:
+        sides = [sd for sd in ("left", "right") if f"hip_center_{sd}_mm" in lms
+                 or f"cartilage_acetabular_{sd}" in bundle.names()]
+        if len(sides) != 1:
+            raise AuthoringError(f"choose the operated hip with --side left|right (bundle {bundle.path} has "
+                                 f"acetabula on: {', '.join(sides) or 'no side'})")
+        side = sides[0]
+    cart = _structure(bundle, [f"cartilage_acetabular_{side}"])
+    centre_lm = lms.get(f"hip_center_{side}_mm")
+    if isinstance(centre_lm, list) and len(centre_lm) == 3:
+        centre = np.asarray(centre_lm, float)
+        how = f"the bundle's landmark hip_center_{side}_mm"
+    elif cart is not None:
+        centre, radius = sphere_fit(_vertices(bundle, cart))
+        how = f"a least-squares sphere fit of {cart} (radius {radius:.1f} mm)"
+    else:
+        raise _missing(bundle, f"the {side} acetabulum",
+                       [f"landmark hip_center_{side}_mm", f"cartilage_acetabular_{side}"],
+                       "Import a pelvis whose segmentation labels the acetabular cartilage, or add the landmark.")
+    axis_lm = lms.get(f"acetabular_axis_{side}")
+    if isinstance(axis_lm, list) and len(axis_lm) == 3:
+        approach = unit(axis_lm)
+    elif cart is not None:  # the cup opens away from its own mass
+        approach = unit(centre - _vertices(bundle, cart).mean(0))
+    else:
+        approach = unit([1.0 if side == "right" else -1.0, 0.3, -0.5])
+    incl = float(np.degrees(np.arctan2(abs(approach[0]), abs(approach[2]))))
+    antev = float(np.degrees(np.arcsin(np.clip(approach[1], -1, 1))))
+    hide = [n for n in (f"femur_{side}", f"cartilage_femoral_head_{side}") if n in bundle.names()]
+    sacrum = _structure(bundle, ["sacrum"])
+    risks = [RiskPlan("sacrum", sacrum, 2.0, "major", ("Sacrum", "骶骨"),
+                      "medial and posterior of the cup")] if sacrum else []
+    events = [EventPlan("sacrum_contact", "contact(sacrum)",
+                        ['prompt: {en: "The reamer is on the sacrum", zh: "髋臼锉触及骶骨"}',
+                         "haptic: {amplitude: 0.8, duration_s: 0.2}", "sound: warning"],
+                        "a reamer far off its axis")] if sacrum else []
+    zh = _zh_side(side)
+    return ScenarioPlan(
+        procedure="tha",
+        title=(f"THA {side} hip: acetabular reaming axis", f"全髋关节置换 {zh}髋：髋臼磨锉方向"),
+        description=(f"Seat the reamer in the {side} acetabulum along its axis and hold it there.",
+                     f"沿髋臼轴线将髋臼锉置于{zh}侧髋臼并保持。"),
+        side=side, level=None, orientation="lateral_left" if side == "right" else "lateral_right",
+        instruments=[("reamer", "drill")],
+        targets=[TargetPlan("acetabulum", "point_mm", centre, centre, 3.0, ("Acetabular centre", "髋臼中心"),
+                            f"the acetabular centre from {how}")],
+        risks=risks,
+        steps=[StepPlan("seat_reamer", ["reamer"], "reached(acetabulum)", 90,
+                        (f"Seat the reamer in the acetabulum: {incl:.0f}° inclination, {antev:.0f}° anteversion",
+                         f"髋臼锉就位：外展{incl:.0f}°，前倾{antev:.0f}°"),
+                        [(40, "Point the reamer along the acetabular axis, up and forward",
+                          "髋臼锉沿髋臼轴线，向上并向前")],
+                        "the reamer tip at the acetabular centre (angles from the bundle's acetabular axis)"),
+               StepPlan("hold_reamer", ["reamer"], "all(reached(acetabulum), step_elapsed_s >= 2)", 20,
+                        ("Hold the reamer seated for 2 s", "髋臼锉保持就位 2 秒"),
+                        [(10, "Keep the reamer still in the cup", "保持髋臼锉稳定")], "still seated 2 s later")],
+        events=events, critical_errors=[], approach_ras=approach, stand_ras=np.array([0.0, 1.0, 0.0]),
+        hold_s=3.0, hide=hide,
+        notes=[f"The femoral head is resected: {', '.join(hide) or 'nothing'} hidden."] if hide else [])
