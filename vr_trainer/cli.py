@@ -15,11 +15,6 @@ OPTIONAL_COMMANDS = (
     ("remote.cli", "register"),
     ("vr_trainer.app.authoring", "register"),  # new-scenario, preview
 )
-OPTIONAL_BENCHES = (
-    ("vr_trainer.anatomy.cli", "register_bench"),
-    ("vr_trainer.xr.openxr_bench", "register_bench"),
-    ("remote.bench", "register_bench"),
-)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -46,16 +41,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                           realtime=args.realtime, samples=args.samples, autopilot=args.autopilot,
                           autopilot_skill=args.autopilot_skill, seed=args.seed)
     print(json.dumps(summary, ensure_ascii=False))
-    return 0
-
-
-def cmd_bench_render(args: argparse.Namespace) -> int:
-    from vr_trainer.app.bench_render import bench_render
-
-    from vr_trainer.app.run import parse_size
-
-    res = bench_render(parse_size(args.size), args.frames, peer=not args.no_peer)
-    print(json.dumps(res, indent=2))
     return 0
 
 
@@ -92,16 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks against peers measured in the same run")
     bsub = b.add_subparsers(dest="bench")
-    br = bsub.add_parser("render", help="stereo frame time of the default scene vs pyrender")
-    br.add_argument("--size", default="640x480", help="per-eye size WxH")
-    br.add_argument("--frames", type=int, default=60)
-    br.add_argument("--no-peer", action="store_true", help="skip pyrender")
-    br.set_defaults(func=cmd_bench_render)
 
     for mod, fn in OPTIONAL_COMMANDS:
         _register(mod, fn, sub)
-    for mod, fn in OPTIONAL_BENCHES:
-        _register(mod, fn, bsub)
+    from vr_trainer.bench import register_all
+
+    register_all(bsub)
     return p
 
 

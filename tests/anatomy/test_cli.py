@@ -9,7 +9,8 @@ import pytest
 import trimesh
 
 from vr_trainer.anatomy import AnatomyError, load_bundle
-from vr_trainer.anatomy.cli import main, register, register_bench
+from vr_trainer.anatomy.cli import main, register
+from vr_trainer.bench.anatomy_import import register as register_bench
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -159,7 +159,7 @@ def test_depth_readback_gives_surface_distance(gl_ctx, renderer):
 
 def test_levels_of_detail_are_invisible_in_the_default_scene(gl_ctx):
     """Coarser meshes are used where they cover few pixels; the picture must not change."""
-    from vr_trainer.app.bench_render import _scene_arrays
+    from vr_trainer.bench.render import _scene_arrays
     from vr_trainer.xr.headless import headset_fov
     from vr_trainer.xr.posetrack import eye_poses
 

@@ -10,7 +10,7 @@ import pytest
 
 from vr_trainer.sim.transforms import look_at_pose
 from vr_trainer.xr.base import BackendError
-from vr_trainer.xr.openxr_bench import pacing
+from vr_trainer.bench.openxr import pacing
 from vr_trainer.xr.openxr_support import BINDINGS, FrameWaiter, align_world_from_tracking, pose_matrix_mm
 
 

@@ -185,7 +185,7 @@ def no_runtime(out: dict[str, Any]) -> None:
 
 
 def bench(out: dict[str, Any], n: int) -> None:
-    from vr_trainer.xr.openxr_bench import run_bench
+    from vr_trainer.bench.openxr import run_bench
 
     out.update(run_bench(n))
 

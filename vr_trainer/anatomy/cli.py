@@ -1,7 +1,6 @@
-"""``vr-trainer import ...`` and ``vr-trainer bench import``.
+"""``vr-trainer import ...`` (``bench import`` lives in :mod:`vr_trainer.bench.anatomy_import`).
 
-The main CLI (``vr_trainer/cli.py``) calls :func:`register` and
-:func:`register_bench`; each sub-command sets ``handler`` (also ``func``) to a
+The main CLI (``vr_trainer/cli.py``) calls :func:`register`; each sub-command sets ``handler`` (also ``func``) to a
 callable ``handler(args) -> int``.  User mistakes raise
 :class:`~vr_trainer.anatomy.errors.AnatomyError`, which the main CLI prints
 as ``error: ...`` with exit status 2.
@@ -15,7 +14,7 @@ from typing import Any
 from .tissues import TISSUES
 
 
-def _set(p: argparse.ArgumentParser, fn: Any) -> None:
+def set_handler(p: argparse.ArgumentParser, fn: Any) -> None:
     p.set_defaults(handler=fn, func=fn)
 
 
@@ -37,13 +36,6 @@ def run_import_mesh(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bench_import(args: argparse.Namespace) -> int:
-    """Handler of ``bench import``."""
-    from .bench import run
-
-    return run(args)
-
-
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``import`` with ``ct`` and ``mesh`` to the main CLI's sub-parsers."""
     imp = subparsers.add_parser("import", help="import patient anatomy into an asset bundle",
@@ -62,7 +54,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     ct.add_argument("--threshold-hu", type=float, metavar="HU", default=None,
                     help="bone threshold when no labels are given (default 200 HU)")
     ct.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
-    _set(ct, run_import_ct)
+    set_handler(ct, run_import_ct)
     mesh = sub.add_parser("mesh", help="surface meshes (STL, OBJ, PLY, glTF/GLB, VTK, VTP) -> bundle",
                           description="Units: --units auto decides from anatomical plausibility and records the "
                                       "decision; when it cannot decide it stops and asks for --units.")
@@ -71,24 +63,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     mesh.add_argument("--units", choices=("auto", "mm", "cm", "m"), default="auto", help="unit of the file coordinates")
     mesh.add_argument("--name", default=None, help="structure name (a prefix when several files are given)")
     mesh.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
-    _set(mesh, run_import_mesh)
+    set_handler(mesh, run_import_mesh)
     return imp
-
-
-def register_bench(bench_subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bench import`` to the main CLI's ``bench`` sub-parsers."""
-    b = bench_subparsers.add_parser("import", help="time CT import against a plain scikit-image + trimesh pipeline",
-                                    description="Example CT -> bundle and a synthetic 512x512x400 volume, each beside "
-                                                "a plain scikit-image + trimesh pipeline in the same run; medians, "
-                                                "ratios and peak memory.")
-    b.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
-    b.add_argument("--data", default=None, help="folder with example_ct_sm.nii.gz/example_seg.nii.gz "
-                                                "(default ../shared/data/ct/totalsegmentator-example)")
-    b.add_argument("--shape", default="512,512,400", help="synthetic volume shape (voxels)")
-    b.add_argument("--skip-large", action="store_true", help="only the example CT")
-    b.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
-    _set(b, run_bench_import)
-    return b
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,9 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command")
     sub.required = True
     register(sub)
-    bench = sub.add_parser("bench").add_subparsers(dest="bench_kind")
-    bench.required = True
-    register_bench(bench)
     args = ap.parse_args(argv)
     try:
         return int(args.handler(args))

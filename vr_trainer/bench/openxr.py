@@ -119,7 +119,7 @@ def cmd_bench_openxr(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_bench(bsub: Any) -> None:
+def register(bsub: Any) -> None:
     """Add ``openxr`` to ``vr-trainer bench``."""
     b = bsub.add_parser("openxr", help="frames missed at the OpenXR runtime's pace (default scene)")
     b.add_argument("--frames", type=int, default=600)

@@ -5,6 +5,7 @@ pyrender runs in a child process (it owns its own EGL context and OpenGL binding
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -117,3 +118,20 @@ def _pyrender_ms(meshes: dict[str, Any], items: list[tuple[str, np.ndarray]], vi
     if proc.returncode != 0:
         return None, (proc.stderr.strip().splitlines() or ["pyrender failed"])[-1]
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["ms_median"]), None
+
+
+def cmd_bench_render(args: argparse.Namespace) -> int:
+    from vr_trainer.app.run import parse_size
+
+    res = bench_render(parse_size(args.size), args.frames, peer=not args.no_peer)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def register(bsub: Any) -> None:
+    """Add ``render`` to ``vr-trainer bench``."""
+    br = bsub.add_parser("render", help="stereo frame time of the default scene vs pyrender")
+    br.add_argument("--size", default="640x480", help="per-eye size WxH")
+    br.add_argument("--frames", type=int, default=60)
+    br.add_argument("--no-peer", action="store_true", help="skip pyrender")
+    br.set_defaults(func=cmd_bench_render)

@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from vr_trainer.anatomy.cli import set_handler
+
 TARGETS = {"example_s": 3.0, "large_s": 60.0, "large_mb": 4096.0}
 
 
@@ -79,7 +81,7 @@ def _measure(fn: Callable[[], int]) -> tuple[float, float, int]:
 
 # ------------------------------------------------------------ the two pipelines
 def ours_ct(ct: Path, labels: Path | None, out: Path) -> int:
-    from .importers import import_ct
+    from vr_trainer.anatomy.importers import import_ct
 
     out = import_ct(ct, out, labels=labels, threshold_hu=None if labels else 200.0)
     return sum(int(s["face_count"]) for s in json.loads((out / "manifest.json").read_text())["structures"])
@@ -91,8 +93,8 @@ def peer_ct(ct: Path, labels: Path | None, out: Path) -> int:
     import trimesh
     from skimage import measure
 
-    from .labelmaps import TOTALSEGMENTATOR_TOTAL
-    from .tissues import FACE_BUDGET
+    from vr_trainer.anatomy.labelmaps import TOTALSEGMENTATOR_TOTAL
+    from vr_trainer.anatomy.tissues import FACE_BUDGET
 
     out.mkdir(parents=True, exist_ok=True)
     faces = 0
@@ -190,7 +192,7 @@ def _default_data() -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; returns 0 (1 when a target is missed)."""
-    from .errors import AnatomyError
+    from vr_trainer.anatomy.errors import AnatomyError
 
     data = Path(args.data) if args.data else _default_data()
     ct, seg = data / "example_ct_sm.nii.gz", data / "example_seg.nii.gz"
@@ -205,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     import skimage.measure  # noqa: F401
     import trimesh  # noqa: F401
 
-    from . import importers  # noqa: F401
+    from vr_trainer.anatomy import importers  # noqa: F401
 
     results = []
     with tempfile.TemporaryDirectory(prefix="vr-bench-import-") as td:
@@ -242,3 +244,19 @@ def _print(r: dict[str, Any]) -> None:
           f"  peer : {r['peer_s']:7.2f} s  peak {r['peer_peak_mb']:7.0f} MB  {r['peer_faces']:>9} faces"
           f"  (plain scikit-image + trimesh)\n"
           f"  ratio: peer/ours = {r['ratio_peer_over_ours']:.2f}x", flush=True)
+
+
+def register(bench_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench import`` to the main CLI's ``bench`` sub-parsers."""
+    b = bench_subparsers.add_parser("import", help="time CT import against a plain scikit-image + trimesh pipeline",
+                                    description="Example CT -> bundle and a synthetic 512x512x400 volume, each beside "
+                                                "a plain scikit-image + trimesh pipeline in the same run; medians, "
+                                                "ratios and peak memory.")
+    b.add_argument("--repeat", type=int, default=3, help="runs per case (median reported)")
+    b.add_argument("--data", default=None, help="folder with example_ct_sm.nii.gz/example_seg.nii.gz "
+                                                "(default ../shared/data/ct/totalsegmentator-example)")
+    b.add_argument("--shape", default="512,512,400", help="synthetic volume shape (voxels)")
+    b.add_argument("--skip-large", action="store_true", help="only the example CT")
+    b.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
+    set_handler(b, run)
+    return b

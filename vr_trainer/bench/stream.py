@@ -36,7 +36,7 @@ from vr_trainer.app.bridge import LoopView
 TARGETS = {"glass_to_glass_median_ms": 80.0, "frame_time_ratio": 1.10, "stroke_to_headset_median_ms": 50.0}
 
 
-def register_bench(bench_subparsers: Any) -> None:
+def register(bench_subparsers: Any) -> None:
     b = bench_subparsers.add_parser("stream", help="glass-to-glass, render cost and stroke latency of mentoring")
     b.add_argument("--size", default="1280x720", help="mirror/video size WxH (two eyes side by side)")
     b.add_argument("--fps", type=float, default=30.0)

@@ -1,0 +1,28 @@
+"""``vr-trainer bench ...``: one module per benchmark, each measuring ours beside a peer in the same run.
+
+| module | subcommand | peer |
+|---|---|---|
+| ``render`` | ``bench render`` | pyrender (stereo frame time, default scene) |
+| ``anatomy_import`` | ``bench import`` | plain scikit-image + trimesh pipeline (CT -> bundle) |
+| ``openxr`` | ``bench openxr`` | the runtime's own display period (frames missed) |
+| ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |
+
+Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+BENCHES = ("render", "anatomy_import", "openxr", "stream")
+
+
+def register_all(bench_subparsers: Any) -> None:
+    """Add every benchmark whose optional dependencies are installed."""
+    for name in BENCHES:
+        try:
+            mod = importlib.import_module(f"vr_trainer.bench.{name}")
+        except ImportError:
+            continue
+        mod.register(bench_subparsers)
