@@ -353,10 +353,12 @@ def plan_tka(bundle: Bundle, side: str | None) -> ScenarioPlan:
     if fibula:
         risks.append(RiskPlan("fibula", fibula, 2.0, "minor", ("Fibula", "腓骨"), "lateral, below the joint"))
     zh = _zh_side(side)
-    events = [EventPlan("tibia_contact", f"all(contact({tibia}), not(step_done(touch_reference)))",
-                        ['prompt: {en: "The drill is on the tibia, not the femur", zh: "钻头触及胫骨而非股骨"}',
-                         "haptic: {amplitude: 0.6, duration_s: 0.15}"],
-                        "the wrong bone while finding the femoral reference")]
+    events = []
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", tibia):  # a condition can name it
+        events.append(EventPlan("tibia_contact", f"all(contact({tibia}), not(step_done(touch_reference)))",
+                                ['prompt: {en: "The drill is on the tibia, not the femur", zh: "钻头触及胫骨而非股骨"}',
+                                 "haptic: {amplitude: 0.6, duration_s: 0.15}"],
+                                "the wrong bone while finding the femoral reference"))
     for r in risks:
         events.append(EventPlan(f"{r.id}_contact", f"contact({r.id})",
                                 [f'prompt: {{en: "The drill is on the {r.label[0].lower()}", '
