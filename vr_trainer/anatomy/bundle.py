@@ -249,7 +249,7 @@ def write_bundle(
 def _load_glb(path: Path) -> trimesh.Trimesh:
     try:
         with open(path, "rb") as fh:
-            loaded = trimesh.load(fh, file_type="glb", force="mesh", process=False)
+            loaded = trimesh.load_mesh(fh, file_type="glb", process=False)
     except Exception as exc:  # trimesh raises many types on bad bytes
         raise AnatomyError(
             f"{path}: mesh file is unreadable ({type(exc).__name__}: {exc}); "

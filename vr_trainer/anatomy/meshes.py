@@ -110,7 +110,7 @@ def read_mesh_file(path: Path) -> tuple[trimesh.Trimesh, dict[str, Any]]:
     elif suffix == ".obj":
         _check_obj(path, data)
     try:
-        loaded = trimesh.load(str(path), force="mesh", process=False)
+        loaded = trimesh.load_mesh(str(path), process=False)
     except Exception as exc:
         raise AnatomyError(f"{path}: cannot read {suffix[1:].upper()} ({type(exc).__name__}: {exc}); "
                            "the file is truncated or corrupt, export it again") from exc

@@ -2,7 +2,7 @@
 
 | module | subcommand | peer |
 |---|---|---|
-| ``render`` | ``bench render`` | pyrender (stereo frame time, default scene) |
+| ``render`` (+ ``render_pyrender``, the peer's child process) | ``bench render`` | pyrender (stereo frame time, default scene) |
 | ``anatomy_import`` | ``bench import`` | plain scikit-image + trimesh pipeline (CT -> bundle) |
 | ``openxr`` | ``bench openxr`` | the runtime's own display period (frames missed) |
 | ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |

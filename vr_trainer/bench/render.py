@@ -113,7 +113,7 @@ def _pyrender_ms(meshes: dict[str, Any], items: list[tuple[str, np.ndarray]], vi
                 for k, v in enumerate(views)}
         np.savez(npz, n=len(items), w=w, h=h, frames=frames, **arrays, **cams, **fovs)  # type: ignore[arg-type]
         env = dict(os.environ, PYOPENGL_PLATFORM="egl", EGL_PLATFORM="surfaceless")
-        proc = subprocess.run([sys.executable, "-m", "vr_trainer.app.bench_pyrender", str(npz)],
+        proc = subprocess.run([sys.executable, "-m", "vr_trainer.bench.render_pyrender", str(npz)],
                               capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         return None, (proc.stderr.strip().splitlines() or ["pyrender failed"])[-1]
