@@ -1,0 +1,12 @@
+"""Per-procedure rules, metrics and autopilot planners, built on :mod:`vr_trainer.sim`.
+
+* :mod:`~vr_trainer.procedures.plan`: the ``Plan`` data types (timed tool keyframes in patient
+  RAS mm, timed actions, the instrument per step, seeded errors).
+* :mod:`~vr_trainer.procedures.reach`: the generic "reach the targets" planner (clear straight
+  paths from the bundle's landmarks and geometry).
+* :mod:`~vr_trainer.procedures.autopilot`: plans at a skill level (``expert``, ``novice``,
+  ``--autopilot-skill``) with seeded, documented errors.
+
+Procedure modules (``pted``, ``tka``, ``tha``) add their rules, metrics and planners here.
+No GL, device or network code: this package imports only scenario, sim, anatomy and frame.
+"""
