@@ -94,11 +94,20 @@ def parse_size(text: str) -> tuple[int, int]:
 def run_session(scenario_path: str | None, backend_name: str = "auto", frames: int | None = None,
                 out_dir: str | None = None, size: tuple[int, int] = (640, 480), video: bool = False,
                 mirror_layout: str = "side_by_side", locale: str | None = None, mentor_url: str | None = None,
-                token: str | None = None, realtime: bool | None = None, samples: int | None = None) -> dict[str, Any]:
+                token: str | None = None, realtime: bool | None = None, samples: int | None = None,
+                autopilot: str | None = None, autopilot_skill: float | None = None, seed: int = 0) -> dict[str, Any]:
     scenario = load_scenario(scenario_path or default_scenario_path())
     if locale is not None:
         scenario = scenario.model_copy(update={"locale": locale})
     scene, meshes = build_session(scenario)
+    plan = None
+    if autopilot is not None:  # a planner drives the instruments instead of the demo track
+        from vr_trainer.app.autopilot import autopilot_track
+
+        if backend_name not in ("auto", "headless"):
+            raise ValueError(f"--autopilot drives the headless backend; use --backend headless, not {backend_name}")
+        backend_name = "headless"
+        scene.track, plan = autopilot_track(scene, autopilot, autopilot_skill, seed)
     live = bool(mentor_url) or bool(realtime)
     backend = create_backend(backend_name, scene.track, size, frames, live=live)
     out = Path(out_dir) if out_dir else None
@@ -149,6 +158,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             "interrupted": interrupted,
             **{k: v for k, v in backend.info().items() if k != "backend"},
         }
+        if plan is not None:
+            summary["autopilot"] = plan.summary()
         if out is not None and n:
             out.mkdir(parents=True, exist_ok=True)
             eyes = backend.eye_images() or []

@@ -86,8 +86,11 @@ class HeadlessBackend(DisplayBackend):
             head = self.track.head_pose(t)
             poses = eye_poses(head, self.ipd_mm) if self.stereo else [head]
             views = [View(k, p, headset_fov(k, w, h), w, h) for k, p in enumerate(poses)]
-            hands = [HandInput(), HandInput(self.track.tool_pose(t), trigger=self.track.trigger(t))]
-            yield Frame(i, i / self.track.fps, views, InputState(hands=hands, active_hand=1, focused=True))
+            acts = self.track.actions_at(t)  # scripted actions: the primary button or keys
+            hands = [HandInput(), HandInput(self.track.tool_pose(t), trigger=self.track.trigger(t),
+                                            primary_pressed="next_instrument" in acts)]
+            yield Frame(i, i / self.track.fps, views, InputState(hands=hands, active_hand=1, focused=True,
+                                                                 keys=acts - {"next_instrument"}))
             i += 1
 
     def render_target(self, view: View) -> moderngl.Framebuffer:

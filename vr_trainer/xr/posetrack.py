@@ -11,7 +11,9 @@ from vr_trainer.sim.transforms import look_at_pose, pose_from_axis, slerp_pose
 
 @dataclass
 class PoseTrack:
-    """Keyframes: head (t_s, position_mm, look_at_mm), tool (t_s, tip_mm, toward_mm, trigger)."""
+    """Keyframes: head (t_s, position_mm, look_at_mm), tool (t_s, tip_mm, toward_mm, trigger);
+    ``actions``: (t_s, name) discrete inputs, each held for the one frame nearest ``t_s``
+    (``next_instrument`` is the primary button; other names reach the frame as keys)."""
 
     head_t: np.ndarray
     head_pos: np.ndarray
@@ -21,6 +23,7 @@ class PoseTrack:
     tool_toward: np.ndarray
     tool_trigger: np.ndarray
     fps: float = 30.0
+    actions: tuple[tuple[float, str], ...] = ()
 
     @classmethod
     def from_keys(cls, head: list[dict], tool: list[dict], fps: float = 30.0) -> "PoseTrack":
@@ -63,6 +66,11 @@ class PoseTrack:
         if len(self.tool_t) == 0:
             return 0.0
         return float(np.interp(t_s, self.tool_t, self.tool_trigger))
+
+    def actions_at(self, t_s: float) -> frozenset[str]:
+        """The actions whose frame (at ``fps``) is the one at ``t_s``."""
+        frame = int(round(t_s * self.fps))
+        return frozenset(name for t, name in self.actions if int(round(t * self.fps)) == frame)
 
 
 def eye_poses(world_from_head: np.ndarray, ipd_mm: float = 63.0) -> list[np.ndarray]:
