@@ -59,7 +59,7 @@ class LinkOwner(Protocol):
         """Play (or drain) a viewer's microphone until the track ends."""
 
     def sync(self, link: ViewerLink) -> None:
-        """Send ``link`` the current notes and marks."""
+        """Send ``link`` the current notes, marks and scenario status."""
 
     def mentor_message(self, sender: Sender, msg: BaseModel) -> None:
         """Apply an annotation or command from an expert (role already checked)."""
@@ -136,7 +136,7 @@ class ViewerLink:
             log.warning("viewer %s: bad %s (%s); dropping the link", self.peer_id, kind, e)
             await self.owner.drop_link(self, "bad signal")
 
-    def send(self, msg: dict[str, Any]) -> bool:
+    def send(self, msg: dict[str, Any] | BaseModel) -> bool:
         dc = self.dc
         if dc is None or dc.readyState != "open" or self.closed:
             return False

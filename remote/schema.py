@@ -14,7 +14,9 @@ the mark was drawn on (:mod:`remote.framecode`).
 Trainee -> console (same envelope, produced only by the trainee): ``hello`` (peer id,
 role, can_annotate, frame-code layout), ``hb``/``hb_ack``, ``ack`` (``ref`` = the mark
 id or command, ``ok``, ``reason``), ``marks`` (the current marks: id, kind, author),
-``notes``, ``bye``.
+``notes``, ``bye``, and ``status`` (:class:`StatusMsg`, a pydantic model: the scenario's
+current step n/N with its prompt, the latest hint, the run's result once scored, and the
+notices since the last one, or on ``sync`` the latest few with ``replay`` true).
 
 Server -> trainee and viewers (signalling; built by the server from these models and
 validated by the trainee with :data:`SERVER_ADAPTER`): ``welcome``, ``peer-joined``,
@@ -39,6 +41,10 @@ MAX_SIGNAL_MESSAGE_BYTES = 96 * 1024
 MAX_STROKE_POINTS = 1000
 MAX_NOTE_CHARS = 1000
 MAX_LABEL_CHARS = 200
+MAX_STATUS_TEXT_CHARS = 400  # longer scenario texts are cut (with an ellipsis) before they are sent
+MAX_STATUS_ID_CHARS = 64
+MAX_STATUS_NOTICES = 6  # notices in one status message, and kept for a viewer who joins later
+MAX_STEPS = 10_000
 
 Version = Annotated[int, Field(strict=True, ge=PROTOCOL_VERSION, le=PROTOCOL_VERSION)]
 MarkId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -147,6 +153,65 @@ ConsoleMessage = Annotated[Heartbeat | HeartbeatAck | Bye | Hold | Release | Str
                            | ClearMsg | NoteMsg | SyncMsg, Field(discriminator="type")]
 CONSOLE_ADAPTER: TypeAdapter = TypeAdapter(ConsoleMessage)
 ANNOTATION_TYPES = frozenset({"hold", "release", "stroke", "pin", "laser", "undo", "clear", "note"})
+
+# ---- data channel: trainee -> viewers ----------------------------------------------
+NoticeKind = Literal["step_started", "step_completed", "step_failed", "hint", "prompt", "haptic", "sound",
+                     "overlay", "critical_error", "event", "run_finished"]
+StatusText = Annotated[str, Field(max_length=MAX_STATUS_TEXT_CHARS)]
+StatusId = Annotated[str, Field(max_length=MAX_STATUS_ID_CHARS)]
+StepIndex = Annotated[int, Field(strict=True, ge=0, le=MAX_STEPS)]
+Score = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+class StatusNotice(BaseModel):
+    """One scenario notice as a viewer gets it (see :class:`vr_trainer.app.bridge.NoticeSink`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    kind: NoticeKind
+    time_s: Annotated[float, Field(ge=-1e9, le=1e9)]
+    text_en: StatusText | None = None
+    text_zh: StatusText | None = None
+    step_id: StatusId | None = None
+    event_id: StatusId | None = None
+    critical_error: StatusId | None = None
+    step_index: StepIndex | None = None
+    step_count: StepIndex | None = None
+    score: Score | None = None
+    passed: bool | None = None
+    pass_mark: Score | None = None
+
+
+class RunOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    score: Score
+    passed: bool
+    pass_mark: Score | None = None
+
+
+class StatusMsg(_Msg):
+    """Where the resident is in the scenario, and what the scenario just said.
+
+    ``step_index`` is 0-based (== ``step_count`` once every step ended; None before the
+    first step); ``prompt_*`` the current step's prompt; ``hint_*`` its latest hint;
+    ``notices`` those since the previous status (``replay`` false) or, sent to a viewer
+    who just joined, the latest few (``replay`` true); ``dropped`` counts notices the
+    trainee dropped under load."""
+
+    type: Literal["status"]
+    step_index: StepIndex | None = None
+    step_count: StepIndex = 0
+    step_id: StatusId | None = None
+    prompt_en: StatusText | None = None
+    prompt_zh: StatusText | None = None
+    hint_en: StatusText | None = None
+    hint_zh: StatusText | None = None
+    result: RunOutcome | None = None
+    notices: Annotated[list[StatusNotice], Field(max_length=MAX_STATUS_NOTICES)] = []
+    replay: bool = False
+    dropped: Annotated[int, Field(strict=True, ge=0)] = 0
+
+
+TRAINEE_ADAPTER: TypeAdapter = TypeAdapter(StatusMsg)
 
 # ---- signalling over the server's WebSocket ----------------------------------------
 PeerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
@@ -269,7 +334,8 @@ SERVER_ADAPTER: TypeAdapter = TypeAdapter(ServerMessage)
 def json_schema() -> dict[str, Any]:
     """The published JSON Schema of both message families (for docs and other clients)."""
     return {"version": PROTOCOL_VERSION, "console": CONSOLE_ADAPTER.json_schema(),
-            "signal": SIGNAL_ADAPTER.json_schema(), "server": SERVER_ADAPTER.json_schema(by_alias=True)}
+            "signal": SIGNAL_ADAPTER.json_schema(), "server": SERVER_ADAPTER.json_schema(by_alias=True),
+            "trainee": TRAINEE_ADAPTER.json_schema()}
 
 
 def encode(msg: dict[str, Any] | BaseModel) -> str:

@@ -2,7 +2,9 @@
 the mentor's marks.
 
 ``TraineeBridge(url, token).attach(host)`` adds a :class:`MirrorFrameSource` to the
-host's sinks and a :class:`~vr_trainer.app.bridge.ThreadSafeInbox` to its inboxes
+host's sinks, a :class:`~remote.status.NoticeRelay` to its notice sinks (scenario notices
+become ``status`` messages for every viewer; a viewer who joins later gets the current
+step and the latest notices) and a :class:`~vr_trainer.app.bridge.ThreadSafeInbox` to its inboxes
 (the host is a :class:`~vr_trainer.app.bridge.BridgeHost`: the frame loop, or the
 synthetic frame source of the benchmark), then runs an asyncio loop in
 its own thread: a WebSocket to the server for signalling, and per viewer one
@@ -56,6 +58,7 @@ from remote.schema import (
     encode,
 )
 from remote.server import is_loopback_host
+from remote.status import NoticeRelay, StatusBoard
 from vr_trainer.app.bridge import BridgeHost, LoopView, ThreadSafeInbox
 
 log = logging.getLogger("remote.trainee")
@@ -136,6 +139,8 @@ class TraineeBridge:
         self.source = MirrorFrameSource(self.config.stream)
         self.applier = AnnotationApplier(self._reply_threadsafe, self._broadcast_marks_threadsafe)
         self.inbox = ThreadSafeInbox(max_per_frame=MAX_INBOX_ITEMS_PER_FRAME, tick=self.applier.tick)
+        self.notices = NoticeRelay(self._notices_waiting_threadsafe)  # scenario notices -> ``status``
+        self.status = StatusBoard()  # network thread only
         self.links: dict[str, ViewerLink] = {}
         self.notes: list[dict[str, Any]] = []
         self.counters: Counter = Counter()
@@ -173,6 +178,7 @@ class TraineeBridge:
         # for 100-300 ms once the network thread makes garbage.
         gc.freeze()
         host.sinks.append(self.source)
+        host.notice_sinks.append(self.notices)
         host.inboxes.append(self.inbox)
         self._thread.start()
         self._first_outcome.wait(self.config.connect_wait_s)
@@ -187,6 +193,8 @@ class TraineeBridge:
         if host is not None:
             if self.source in host.sinks:
                 host.sinks.remove(self.source)
+            if self.notices in host.notice_sinks:
+                host.notice_sinks.remove(self.notices)
             if self.inbox in host.inboxes:
                 host.inboxes.remove(self.inbox)
         if self._thread.is_alive():
@@ -205,6 +213,8 @@ class TraineeBridge:
         return {"links": len(self.links), "published": self.source.published, "converted": self.source.converted,
                 "keyframes": self.source.keyframes,
                 "audio_frames_in": self.audio_frames_in, "inbox_dropped": self.inbox.dropped,
+                "notices_published": self.notices.published, "notices_dropped": self.notices.dropped,
+                **{f"notices_{k}": v for k, v in self.status.counters.items()},
                 **dict(self.counters), **{f"msg_{k}": v for k, v in gates.items()},
                 **{f"applied_{k}": v for k, v in self.applier.counters.items()}}
 
@@ -226,9 +236,20 @@ class TraineeBridge:
         except RuntimeError:
             pass
 
-    def broadcast(self, msg: dict[str, Any]) -> None:
+    def broadcast(self, msg: dict[str, Any] | BaseModel) -> None:
         for link in list(self.links.values()):
             link.send(msg)
+
+    def _notices_waiting_threadsafe(self) -> None:
+        try:
+            self._aloop.call_soon_threadsafe(self._send_status)
+        except RuntimeError:  # the network thread has ended
+            pass
+
+    def _send_status(self) -> None:
+        """Network thread: turn the waiting notices into ``status`` messages for every viewer."""
+        for msg in self.status.ingest(self.notices.drain(), self.notices.dropped):
+            self.broadcast(msg)
 
     def add_note(self, sender: Sender, msg: NoteMsg) -> None:
         self.notes.append({"id": f"{sender.name}/{msg.id}", "author": sender.name, "text": msg.text,
@@ -239,6 +260,9 @@ class TraineeBridge:
     # ---- what a ViewerLink may ask (LinkOwner), network thread -----------------------
     def sync(self, link: ViewerLink) -> None:
         link.send({"type": "notes", "notes": self.notes})
+        status = self.status.snapshot(self.notices.dropped)
+        if status is not None:
+            link.send(status)
         sender = link.sender
         self.inbox.put(lambda view: self.applier.sync(view, sender))
 
