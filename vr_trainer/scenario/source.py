@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _C_PARSER = False
 
 MAX_FILE_BYTES = 1 << 20     # 1 MiB: a scenario with a long demo track is ~20 kB
-MAX_NODES = 100_000          # YAML nodes after alias expansion
+MAX_NODES = 50_000           # YAML nodes after alias expansion (a 4000-keyframe demo track is ~45k)
 MAX_DEPTH = 64               # nesting of mappings/sequences
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -325,23 +325,26 @@ def duplicate_keys(root: Node, file: str) -> list[ScenarioIssue]:
     nodes are visited once."""
     issues: list[ScenarioIssue] = []
     seen: set[int] = set()
-    stack: list[tuple[Node, list[Any]]] = [(root, [])]
+    stack: list[Node] = [root]
     while stack:
-        node, path = stack.pop()
-        if id(node) in seen:
+        node = stack.pop()
+        if isinstance(node, ScalarNode) or id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, MappingNode):
-            first: dict[tuple[str, str], Node] = {}
-            for k, v in node.value:
-                if isinstance(k, ScalarNode) and k.tag != _MERGE_TAG:
-                    prev = first.setdefault((k.tag, k.value), k)
-                    if prev is not k:
-                        issues.append(ScenarioIssue(
-                            file, k.start_mark.line + 1, k.start_mark.column + 1, format_field([*path, k.value]),
-                            f"key '{k.value}' is given twice (first at line {prev.start_mark.line + 1})",
-                            "remove one of them; YAML would silently keep only the last"))
-                stack.append((v, [*path, k.value] if isinstance(k, ScalarNode) else path))
-        elif isinstance(node, SequenceNode):
-            stack.extend((v, [*path, i]) for i, v in enumerate(node.value))
+        if isinstance(node, SequenceNode):
+            stack.extend(node.value)
+            continue
+        first: dict[tuple[str, str], Node] = {}
+        for k, v in node.value:
+            stack.append(v)
+            if isinstance(k, ScalarNode) and k.tag != _MERGE_TAG:
+                prev = first.setdefault((k.tag, k.value), k)
+                if prev is not k:
+                    path = _path_at(root, v.start_mark) or [k.value]
+                    issues.append(ScenarioIssue(
+                        file, k.start_mark.line + 1, k.start_mark.column + 1, format_field(path),
+                        f"key '{k.value}' is given twice (first at line {prev.start_mark.line + 1})",
+                        "remove one of them; YAML would silently keep only the last"))
+            else:
+                stack.append(k)
     return issues
