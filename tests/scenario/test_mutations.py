@@ -247,8 +247,8 @@ def test_ten_megabyte_file_and_alias_bomb_are_refused_quickly(tmp_path: Path):
 def test_long_demo_track_validates_and_one_past_the_node_limit_is_refused(tmp_path: Path):
     text = SCENARIOS[0].read_text(encoding="utf-8")  # pted: demo.tool is the file's last list
     for n, valid in ((3000, True), (6000, False)):
-        keys = "".join(f"    - {{t_s: {8 + i / 30:.3f}, tip_mm: [0.0, 0.0, {i % 7}.0], toward_mm: [-103.9, -60.0, 3.6]}}\n"
-                       for i in range(n))
+        keys = "".join(f"    - {{t_s: {8 + i / 30:.3f}, tip_mm: [0.0, 0.0, {i % 7}.0], "
+                       "toward_mm: [-103.9, -60.0, 3.6]}\n" for i in range(n))
         p = tmp_path / "long.yaml"
         p.write_text(text + keys, encoding="utf-8")
         t0 = time.perf_counter()
