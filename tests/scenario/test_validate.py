@@ -175,3 +175,12 @@ def test_run_on_an_invalid_scenario_prints_the_same_errors_and_writes_nothing(tm
     assert not out.exists()
     assert main(["validate", str(p)]) == 1
     assert capsys.readouterr().err.splitlines() == [str(i) for i in issues]
+
+
+def test_a_landmark_target_needs_a_position(tmp_path):
+    tha = (REPO_ROOT / "scenarios" / "tha_hip.yaml").read_text(encoding="utf-8")
+    bad = tha.replace("point_mm: [88.0, 0.0, 0.0]", "landmark: hip_center_right_mm")
+    (issue,) = issues_for(tmp_path, bad)
+    assert issue.field == "targets[0].landmark"
+    assert issue.message == "landmark 'hip_center_right_mm' has no position (incenter_mm or centroid_mm)"
+    assert issue.hint == "give the point instead: point_mm: [88, 0, 0]"

@@ -27,7 +27,7 @@ from vr_trainer.scenario.source import SourceMap
 BOUNDS_MARGIN_MM = 10.0   # a point target may lie this far outside the anatomy's box (skin, approach)
 MAX_MANIFEST_BYTES = 16 << 20
 LEVELS_NEEDED = ("pted",)  # procedures operated at a spinal level and side
-_POINT_KEYS = ("incenter_mm", "centroid_mm", "point_mm", "position_mm")
+_POINT_KEYS = ("incenter_mm", "centroid_mm")  # as vr_trainer.app.session resolves a landmark target
 _LEVEL_IN_NAME = re.compile(r"(?:^|_)((?:C[1-7]|T1[0-2]|T[1-9]|L[1-6]|S1)_(?:C[1-7]|T1[0-2]|T[1-9]|L[1-6]|S1))(?:_|$)")
 _SIDE_IN_NAME = re.compile(r"(?:^|_)(left|right)(?:_|$)")
 
@@ -83,14 +83,16 @@ def read_manifest(bundle_dir: Path) -> BundleManifest:
     return BundleManifest(bundle_dir, boxes, landmarks if isinstance(landmarks, dict) else {})
 
 
-def landmark_point_mm(name: str, value: Any) -> tuple[float, float, float] | None:
-    """A landmark's point (RAS mm): a dict's incenter/centroid/point, or a 3-vector whose name ends
-    in ``_mm`` (``hip_center_right_mm``); None when the landmark is not a point."""
+def landmark_point_mm(value: Any) -> tuple[float, float, float] | None:
+    """A target landmark's point (RAS mm) as the session resolves it: the landmark's ``incenter_mm``,
+    else its ``centroid_mm``; None when the landmark has neither (e.g. a bare vector or number)."""
     vec = None
     if isinstance(value, dict):
-        vec = next((value[k] for k in _POINT_KEYS if k in value), None)
-    elif name.endswith("_mm"):
-        vec = value
+        vec = next((value[k] for k in _POINT_KEYS if value.get(k) is not None), None)
+    return _vec3(vec)
+
+
+def _vec3(vec: Any) -> tuple[float, float, float] | None:
     try:
         p = tuple(float(v) for v in vec)  # type: ignore[union-attr]
     except (TypeError, ValueError):
@@ -163,10 +165,13 @@ def _targets(s: Scenario, m: BundleManifest, src: SourceMap) -> list[ScenarioIss
             if t.landmark not in m.landmarks:
                 out.append(src.issue(("targets", i, "landmark"), f"the bundle has no landmark '{t.landmark}'",
                                      _did_you_mean(t.landmark, m.landmarks, "landmarks")))
-            elif landmark_point_mm(t.landmark, m.landmarks[t.landmark]) is None:
-                out.append(src.issue(("targets", i, "landmark"), f"landmark '{t.landmark}' is not a point",
-                                     "name a landmark with a position (incenter_mm/centroid_mm, or a name ending "
-                                     "in _mm), or give point_mm"))
+            elif landmark_point_mm(m.landmarks[t.landmark]) is None:
+                vec = _vec3(m.landmarks[t.landmark])
+                out.append(src.issue(("targets", i, "landmark"),
+                                     f"landmark '{t.landmark}' has no position (incenter_mm or centroid_mm)",
+                                     f"give the point instead: point_mm: [{', '.join(f'{v:g}' for v in vec)}]"
+                                     if vec is not None and t.landmark.endswith("_mm") else
+                                     "name a landmark with a position, or give point_mm"))
         if t.point_mm is not None and bounds is not None:
             slack = BOUNDS_MARGIN_MM + t.tolerance_mm
             lo, hi = bounds
