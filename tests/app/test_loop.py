@@ -13,14 +13,14 @@ from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.sim.instruments import CATALOGUE, InstrumentState
 from vr_trainer.sim.scene import DrawItem, SceneSnapshot
-from vr_trainer.sim.simulation import SimState, Simulation, StepDef, Target
+from vr_trainer.sim.simulation import SimState, Simulation, Target
 from vr_trainer.xr.headless import HeadlessBackend
 from vr_trainer.xr.posetrack import PoseTrack
 
 pytestmark = pytest.mark.gl
 
 
-def make_loop(frames: int, clock_step_s: float, fixed_dt_s: float = 1 / 120, tool_keys=None, sim=None):
+def make_loop(frames: int, clock_step_s: float, fixed_dt_s: float = 1 / 120, tool_keys=None, sim=None, rules=()):
     track = PoseTrack.from_keys([{"t_s": 0, "position_mm": [0, 300, 500], "look_at_mm": [0, 0, 0]}],
                                 tool_keys or [], 30)
     backend = HeadlessBackend(track, (64, 48), frames=frames)
@@ -35,6 +35,7 @@ def make_loop(frames: int, clock_step_s: float, fixed_dt_s: float = 1 / 120, too
     state = SimState(instruments=(InstrumentState("needle", CATALOGUE["spinal_needle"]),))
     loop = FrameLoop(backend, r, sim or Simulation(np.eye(4)), state, snap, MirrorCompositor(ctx, (128, 48)),
                      FakeClock(0.0, clock_step_s), fixed_dt_s)
+    loop.rules.extend(rules)
     return loop, backend
 
 
@@ -81,8 +82,21 @@ def test_instrument_follows_hand_and_reaching_target_completes_step_with_haptic(
     target = np.array([0.0, 0.0, 0.0])
     keys = [{"t_s": 0.0, "tip_mm": [0, 100, 0], "toward_mm": [0, 200, 0]},
             {"t_s": 1.0, "tip_mm": [0, 0, 0], "toward_mm": [0, 100, 0]}]
-    sim = Simulation(np.eye(4), {"t": Target("t", target, 2.0)}, (StepDef("reach", "Reach", "needle", "t"),))
-    loop, backend = make_loop(40, 1 / 30, tool_keys=keys, sim=sim)
+    from vr_trainer.app.training import ScenarioRules
+    from vr_trainer.scenario.engine import ScenarioEngine
+    from vr_trainer.scenario.schema import Scenario
+
+    scn = Scenario.model_validate({
+        "format_version": 2, "id": "reach", "title": {"en": "Reach"}, "procedure": "other",
+        "anatomy": {"bundle": "none"}, "instruments": [{"id": "needle", "kind": "spinal_needle"}],
+        "targets": [{"id": "t", "point_mm": [0, 0, 0], "tolerance_mm": 2.0}],
+        "steps": [{"id": "reach", "prompt": {"en": "Reach"}, "instruments": ["needle"], "complete_when": "reached(t)"}],
+        "rubric": {"metrics": [{"metric": "steps_completed_pct", "weight": 1, "full_marks_at": 100,
+                                "zero_marks_at": 0}]},
+        "demo": {"head": [{"t_s": 0, "position_mm": [0, 300, 500], "look_at_mm": [0, 0, 0]}]}})
+    sim = Simulation(np.eye(4), {"t": Target("t", target, 2.0)})
+    rules = ScenarioRules(scn, ScenarioEngine(scn), {})
+    loop, backend = make_loop(40, 1 / 30, tool_keys=keys, sim=sim, rules=[rules])
     try:
         loop.run()
     finally:
@@ -90,7 +104,8 @@ def test_instrument_follows_hand_and_reaching_target_completes_step_with_haptic(
     st = loop.state
     assert np.allclose(st.instruments[0].tip_mm, [0, 0, 0], atol=1e-6)
     assert st.tip_to_target_mm == pytest.approx(0.0, abs=1e-6)
-    assert st.completed_steps == ("reach",)
+    assert st.completed_steps == ("reach",), "the scenario engine completed the step"
+    assert [n.kind for n in loop.notices] == ["step_started", "step_completed"], "the loop keeps the notices"
     assert backend.haptics and backend.haptics[0][0] == 1, "a haptic pulse on the active hand"
     # needle pointing straight down (posterior->anterior in this frame): 90 deg from the axial reference
     assert st.axial_angle_deg == pytest.approx(90.0, abs=0.5)

@@ -125,6 +125,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         mw, mh = (size[0] * 2, size[1]) if mirror_layout == "side_by_side" else size
         mirror = MirrorCompositor(ctx, (mw, mh), mirror_layout)
         loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot, mirror, clock)
+        if scene.rules is not None:
+            loop.rules.append(scene.rules)  # the scenario engine, after every fixed step
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
@@ -160,6 +162,9 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         }
         if plan is not None:
             summary["autopilot"] = plan.summary()
+        if scene.rules is not None:  # the score and the reasons behind it
+            summary.update(scene.rules.engine.result().to_summary())
+            summary["sound_cues"] = scene.rules.cues_summary()
         if out is not None and n:
             out.mkdir(parents=True, exist_ok=True)
             eyes = backend.eye_images() or []

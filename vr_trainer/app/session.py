@@ -1,7 +1,9 @@
-"""Build a running session from a scenario: anatomy, instruments, simulation, text panels."""
+"""Build a running session from a scenario: anatomy, instruments, simulation, the scenario
+engine (:class:`~vr_trainer.app.training.ScenarioRules`) and the text panels."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -10,14 +12,18 @@ from typing import NamedTuple
 import numpy as np
 
 from vr_trainer.app.lod import make_lods
+from vr_trainer.app.training import ScenarioRules
 from vr_trainer.frame import Frame
 from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.scenario.conditions import ScenarioNames
+from vr_trainer.scenario.engine import ScenarioEngine
 from vr_trainer.scenario.loader import resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.sim.annotations import AnnotationSet
 from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_mesh
+from vr_trainer.sim.proximity import ProximityField
 from vr_trainer.sim.scene import DrawItem, PanelItem, SceneSnapshot
-from vr_trainer.sim.simulation import SimState, Simulation, StepDef, Target
+from vr_trainer.sim.simulation import SimState, Simulation, Target
 from vr_trainer.sim.transforms import pose_from_axis, rigid_inverse, translation
 from vr_trainer.xr.posetrack import PoseTrack
 
@@ -59,6 +65,7 @@ class SessionScene:
     initial_state: SimState
     track: PoseTrack
     bundle_dir: Path
+    rules: ScenarioRules | None = None  # the scenario engine; the frame loop runs it after each step
 
     def upload(self, renderer: SceneRenderer, meshes: dict[str, MeshData]) -> None:
         for mesh_id, m in meshes.items():
@@ -66,6 +73,10 @@ class SessionScene:
 
     def snapshot(self, state: SimState, frame: Frame) -> SceneSnapshot:
         items = list(self.anatomy_items)
+        tints = self.rules.tints(state.time_s) if self.rules is not None else {}
+        if tints:
+            items = [dataclasses.replace(it, tint_rgba=tints[name]) if name in tints else it
+                     for it, name in zip(items, (p.name for p in self.parts))]
         for k, inst in enumerate(state.instruments):
             if inst.visible and (inst.held or k == state.active_instrument):
                 items.append(DrawItem(f"instrument:{inst.spec.kind}", inst.world_from_tool))
@@ -90,30 +101,53 @@ class SessionScene:
 
     def panels(self, state: SimState) -> list[PanelItem]:
         s = self.scenario
-        zh = s.locale == "zh"
-        title = (s.title.zh if zh and s.title.zh else s.title.en)
-        if state.step_index < len(s.steps):
-            st = s.steps[state.step_index]
-            prompt = st.prompt.zh if zh and st.prompt.zh else st.prompt.en
-            step_line = f"{state.step_index + 1}/{len(s.steps)}  {prompt}"
-        else:
-            step_line = "完成" if zh else "All steps complete"
-        lines = [title, step_line]
+        loc = s.locale
+        zh = loc == "zh"
+        lines = [s.title.text(loc)]
+        if self.rules is not None:
+            lines += self.rules.prompt_lines(state.time_s, loc)
         if state.instruments:
             inst = state.instruments[state.active_instrument]
-            lines.append(inst.spec.label)
+            lines.append(self.instrument_labels.get(inst.instrument_id, inst.spec.label))
         if state.mentor_notes:
             author, text = state.mentor_notes[-1]
             lines.append(f"{author or ('导师' if zh else 'Mentor')}: {text[:160]}")
         read = []
         if state.tip_to_target_mm is not None:
-            read.append(("距靶点" if zh else "Tip to target") + f" {state.tip_to_target_mm:6.1f} mm")
+            what = self.target_labels.get(state.focus_target or "", "靶点" if zh else "target")
+            read.append(("距" + what if zh else "Tip to " + what) + f" {state.tip_to_target_mm:6.1f} mm")
         if state.axial_angle_deg is not None:
             read.append(("轴位角" if zh else "Axial angle") + f" {state.axial_angle_deg:5.1f}°   "
                         + ("头尾倾角" if zh else "Cranio-caudal") + f" {state.craniocaudal_deg:+5.1f}°")
+        near = self.nearest_risk(state)
+        if near is not None:
+            label, d = near
+            read.append(("最近风险结构 " if zh else "Nearest risk: ") + f"{label} {d:5.1f} mm"
+                        + (("（接触）" if zh else " (contact)") if d <= 0 else ""))
         panel_pose, read_pose = self.panel_poses
         return [PanelItem("prompt", tuple(lines), panel_pose, 200.0),
                 PanelItem("readouts", tuple(read), read_pose, 200.0)]
+
+    def nearest_risk(self, state: SimState) -> tuple[str, float] | None:
+        """The risk structure closest to the instrument in this step: (label, signed mm)."""
+        obs = state.observation
+        if obs is None:
+            return None
+        best: tuple[str, float] | None = None
+        for r in self.scenario.risk_structures:
+            d = obs.structure_distance_mm.get(r.structure)
+            if d is not None and (best is None or d < best[1]):
+                best = (r.label.text(self.scenario.locale) if r.label else r.id.replace("_", " "), d)
+        return best
+
+    @cached_property
+    def instrument_labels(self) -> dict[str, str]:
+        return {i.id: i.label.text(self.scenario.locale) for i in self.scenario.instruments if i.label}
+
+    @cached_property
+    def target_labels(self) -> dict[str, str]:
+        return {t.id: (t.label.text(self.scenario.locale) if t.label else t.id.replace("_", " "))
+                for t in self.scenario.targets}
 
 
 def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]]:
@@ -170,13 +204,18 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
                                 f"which the bundle {bundle_dir} does not have (it has: {', '.join(have)})")
         target_ras[t.id] = p_ras
         targets[t.id] = Target(t.id, (world_from_patient @ np.append(p_ras, 1.0))[:3], t.tolerance_mm)
-    import re  # interim until the scenario engine runs the steps: reach-the-target steps only
-
-    steps = tuple(StepDef(s.id, s.prompt.en, s.instruments[0] if s.instruments else None,
-                          (m.group(1) if (m := re.match(r"\s*reached\(\s*([A-Za-z][\w-]*)", s.complete_when)) else None))
-                  for s in scenario.steps)
-    sim = Simulation(rigid_inverse(world_from_patient), targets, steps)
-    state = SimState(instruments=tuple(instruments), annotations=AnnotationSet())
+    engine = ScenarioEngine(scenario, ScenarioNames.from_scenario(scenario, [st.name for st in bundle.structures]))
+    overlay_names = {st.name: st.name for st in bundle.structures}
+    overlay_names.update({r.id: r.structure for r in scenario.risk_structures})
+    overlay_names.update({t.id: t.structure for t in scenario.targets if t.structure is not None})
+    # distance queries only for what the scenario refers to: risk structures, structures its
+    # conditions name, and targets given as structures
+    measured = set(engine.needed_structures) | {t.structure for t in scenario.targets if t.structure}
+    proximity = ProximityField.from_meshes({st.name: (np.asarray(st.mesh.vertices), np.asarray(st.mesh.faces))
+                                            for st in bundle.structures if st.name in measured})
+    sim = Simulation(rigid_inverse(world_from_patient), targets, proximity,
+                     exposure_s=scenario.carm.exposure_s, dose_per_shot_mgy=scenario.carm.dose_per_shot_mgy)
+    state = SimState(instruments=tuple(instruments), annotations=AnnotationSet(), focus_target=engine.focus_target)
     d = scenario.demo
     tool_keys = []
     origin = target_ras[d.tool_relative_to] if d.tool_relative_to else np.zeros(3)
@@ -185,4 +224,5 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
         tow_w = (world_from_patient @ np.append(origin + k.toward_mm, 1.0))[:3]
         tool_keys.append({"t_s": k.t_s, "tip_mm": tip_w, "toward_mm": tow_w, "trigger": k.trigger})
     track = PoseTrack.from_keys([h.model_dump() for h in d.head], tool_keys, d.fps)
-    return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir), meshes
+    rules = ScenarioRules(scenario, engine, overlay_names)
+    return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir, rules), meshes

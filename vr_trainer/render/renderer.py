@@ -233,7 +233,7 @@ class SceneRenderer:
         self._focal_px = proj[1, 1] * view.height / 2.0
         self._eye_mm = eye_mm
         for it, gm in opaque:
-            calls += self._draw_mesh(it.world_from_model, gm)
+            calls += self._draw_mesh(it.world_from_model, gm, it.tint_rgba)
         if clear_items:
             def dist(p: tuple) -> float:
                 c = p[0].world_from_model[:3, :3] @ p[1].centroid_mm + p[0].world_from_model[:3, 3]
@@ -243,7 +243,7 @@ class SceneRenderer:
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
             ctx.depth_mask = False  # type: ignore[attr-defined]
             for it, gm in clear_items:
-                calls += self._draw_mesh(it.world_from_model, gm)
+                calls += self._draw_mesh(it.world_from_model, gm, it.tint_rgba)
             ctx.depth_mask = True  # type: ignore[attr-defined]
         # marks after translucent tissue, so a mentor's stroke on the dura reads clearly
         self._draw_annotations(view, view_m, proj, vp, snap)
@@ -258,11 +258,16 @@ class SceneRenderer:
         self.stats["draw_calls"] = calls
         return t
 
-    def _draw_mesh(self, world_from_model: np.ndarray, gm: GpuMesh) -> int:
+    def _draw_mesh(self, world_from_model: np.ndarray, gm: GpuMesh,
+                   tint_rgba: tuple[float, float, float, float] | None = None) -> int:
         pm = self.prog_mesh
         mat = gm.material
         self._write(pm, "u_model", world_from_model)
-        uniform(pm, "u_color").value = (*mat.color_rgb, mat.alpha)
+        rgb = tuple(mat.color_rgb)
+        if tint_rgba is not None:  # a highlight: blend towards the tint by its alpha
+            a = float(tint_rgba[3])
+            rgb = tuple((1.0 - a) * c + a * t for c, t in zip(rgb, tint_rgba[:3]))
+        uniform(pm, "u_color").value = (*rgb, mat.alpha)
         uniform(pm, "u_material").value = (mat.specular, mat.shininess, mat.rim, mat.wrap)
         if gm.double_sided:
             self.ctx.disable(moderngl.CULL_FACE)

@@ -11,11 +11,13 @@ from vr_trainer.sim.annotations import AnnotationSet
 
 @dataclass(frozen=True)
 class DrawItem:
-    """One uploaded mesh placed in the world (``world_from_model``, mm)."""
+    """One uploaded mesh placed in the world (``world_from_model``, mm). ``tint_rgba`` (0..1)
+    highlights it: its colour is blended towards the tint's rgb by the tint's alpha."""
 
     mesh_id: str
     world_from_model: np.ndarray
     visible: bool = True
+    tint_rgba: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)

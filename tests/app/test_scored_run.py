@@ -1,0 +1,164 @@
+"""A scored run: the scenario engine runs in the frame loop. The default headless run writes a
+summary with a score and the metrics behind it; touching a nerve root fires the scenario's
+event, pulses the hand holding the needle, and its message, sound cue and highlight reach the
+resident (panels, backend, renderer)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from vr_trainer.app.clock import FakeClock
+from vr_trainer.app.loop import FrameLoop
+from vr_trainer.app.run import run_session
+from vr_trainer.app.session import build_session
+from vr_trainer.render.mirror import MirrorCompositor
+from vr_trainer.render.renderer import SceneRenderer
+from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from vr_trainer.scenario.schema import Scenario
+from vr_trainer.xr.headless import HeadlessBackend
+from vr_trainer.xr.posetrack import PoseTrack
+
+pytestmark = pytest.mark.gl
+ROOT = "nerve_root_L4_exiting_left"
+HIGHLIGHT = (1.0, 0.15, 0.1, 0.6)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scored")
+    summary = run_session(None, "headless", out_dir=str(out), size=(64, 48))
+    return summary, json.loads((out / "summary.json").read_text())
+
+
+def test_default_run_writes_a_score_and_the_metrics_behind_it(default_run):
+    summary, written = default_run
+    assert written == json.loads(json.dumps(summary)), "summary.json is what run_session returned"
+    s = written
+    assert s["backend"] == "headless" and s["frames"] > 200 and s["steps_completed"] == ["needle_to_kambin"]
+    assert 0.0 <= s["score"] <= 100.0 and isinstance(s["passed"], bool) and s["pass_mark"] == 70.0
+    assert s["passed"] == (s["score"] >= s["pass_mark"] and not s["critical_errors"])
+    rubric = {"steps_completed_pct", "total_time_s", "risk_contacts", "min_risk_distance_mm", "target_error_mm",
+              "path_length_mm"}
+    assert rubric <= set(s["metrics"])
+    for name in rubric:
+        m = s["metrics"][name]
+        assert m["unit"] and m["definition"] and m["source"] and m["weight"] > 0 and 0.0 <= m["score"] <= 1.0
+    assert s["metrics"]["steps_completed_pct"]["value"] == 50.0, "one of the two steps"
+    assert s["metrics"]["path_length_mm"]["unit"] == "mm" and 100.0 < s["metrics"]["path_length_mm"]["value"] < 400
+    # the demo needle passes close to the exiting root without touching it
+    assert 0.0 < s["metrics"]["min_risk_distance_mm"]["value"] < 5.0
+    assert s["metrics"]["risk_contacts"]["value"] == 0
+    first, second = s["steps"]
+    assert first["id"] == "needle_to_kambin" and first["completed"] and 5.0 < first["time_s"] < 8.5
+    assert second["id"] == "cannula_to_fragment" and not second["completed"] and not second["failed"]
+    assert isinstance(s["events"], list) and s["critical_errors"] == []
+
+
+def with_root_highlight(scenario: Scenario) -> Scenario:
+    """The default scenario, its root-contact event also highlighting the root."""
+    data = scenario.model_dump(mode="json", exclude_none=True)
+    ev = next(e for e in data["events"] if e["id"] == "root_contact")
+    ev["effects"].append({"overlay": {"structure": "exiting_root", "rgba": list(HIGHLIGHT), "duration_s": 3.0}})
+    out = Scenario.model_validate(data)
+    out._source_dir = scenario._source_dir
+    return out
+
+
+def point_inside_root(scene, meshes) -> tuple[np.ndarray, np.ndarray]:
+    """From the bundle's own geometry: 1 mm inside the root at its vertex nearest the Kambin
+    target but clear of its tolerance (10 mm away, so the step stays open), and the outward
+    normal there (patient frame, mm)."""
+    m = meshes[f"anatomy:{ROOT}"]
+    root = trimesh.Trimesh(m.vertices_mm, m.faces, process=False)
+    pfw = scene.simulation.patient_from_world
+    kambin = pfw[:3, :3] @ scene.simulation.targets["kambin"].point_world_mm + pfw[:3, 3]
+    d = np.linalg.norm(root.vertices - kambin, axis=1)
+    i = int(np.argmin(np.where(d > 10.0, d, np.inf)))
+    return root.vertices[i] - 1.0 * root.vertex_normals[i], root.vertex_normals[i]
+
+
+@pytest.fixture(scope="module")
+def contact_run():
+    scenario = with_root_highlight(load_scenario(default_scenario_path()))
+    scene, meshes = build_session(scenario)
+    inside, normal = point_inside_root(scene, meshes)
+    wfp = scene.world_from_patient
+
+    def world(p):
+        return (wfp @ np.append(p, 1.0))[:3]
+
+    tool = [{"t_s": t, "tip_mm": world(inside + back * normal), "toward_mm": world(inside + (back + 100) * normal)}
+            for t, back in ((0.0, 40.0), (1.0, 0.0), (1.5, 0.0))]
+    track = PoseTrack.from_keys([h.model_dump() for h in scenario.demo.head[:1]], tool, 30.0)
+    backend = HeadlessBackend(track, (64, 48))
+    ctx = backend.open()
+    try:
+        renderer = SceneRenderer(ctx)
+        scene.upload(renderer, meshes)
+        loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot,
+                         MirrorCompositor(ctx, (128, 48)), FakeClock(0.0, 1 / 30))
+        loop.rules.append(scene.rules)
+        loop.run()
+    finally:
+        backend.close()
+    return scene, loop, backend
+
+
+def test_touching_the_root_fires_the_event_and_counts_a_contact(contact_run):
+    scene, loop, _ = contact_run
+    obs = loop.state.observation
+    assert obs.structure_distance_mm[ROOT] < 0 and ROOT in obs.tip_inside
+    result = scene.rules.engine.result().to_summary()
+    assert [e["id"] for e in result["events"]].count("root_contact") == 1, "fired once: the contact persists"
+    assert result["metrics"]["risk_contacts"]["value"] == 1
+    assert result["metrics"]["risk_contacts"]["score"] == pytest.approx(2 / 3, abs=1e-3)
+    kinds = [n.kind for n in loop.notices]
+    assert {"event", "prompt", "haptic", "sound", "overlay"} <= set(kinds), "the loop keeps the notices"
+
+
+def test_the_pulse_reaches_the_hand_holding_the_needle(contact_run):
+    _, _, backend = contact_run
+    assert (1, 1.0, 0.3, 0.0) in backend.haptics, "the event's 1.0 / 0.3 s pulse on the right (active) hand"
+
+
+def test_the_panels_show_the_message_the_cue_and_the_nearest_risk(contact_run):
+    scene, loop, _ = contact_run
+    prompt, readouts = loop.last_snapshot.panels
+    assert prompt.lines[1].startswith("1/2  Advance the needle into Kambin's triangle")
+    assert any(ln.startswith("! Patient: sharp pain down the leg!") for ln in prompt.lines), prompt.lines
+    assert "♪ sound: patient in pain" in prompt.lines
+    assert any(ln.startswith("Nearest risk: Exiting root L4 (left)") and ln.endswith("(contact)")
+               for ln in readouts.lines), readouts.lines
+    assert any(ln.startswith("Tip to Kambin's triangle L4-L5 (left)") for ln in readouts.lines)
+    zh = scene.rules.prompt_lines(loop.state.time_s, "zh")
+    assert zh[0].startswith("1/2  穿刺针进入") and any("患者：腿部剧痛！" in ln for ln in zh), zh
+    assert "♪ 声音提示：患者疼痛" in zh
+
+
+def test_the_overlay_highlights_the_root_in_the_picture(contact_run, gl_ctx):
+    scene, loop, _ = contact_run
+    snap = loop.last_snapshot
+    tinted = {it.mesh_id: it.tint_rgba for it in snap.items if it.tint_rgba is not None}
+    assert tinted == {f"anatomy:{ROOT}": HIGHLIGHT}
+    # the renderer blends the structure towards the tint: the same sphere, plain and highlighted
+    from vr_trainer.frame import Fov, View
+    from vr_trainer.sim.scene import DrawItem, SceneSnapshot
+    from vr_trainer.sim.transforms import look_at_pose
+    from vr_trainer.xr.base import read_rgb
+
+    r = SceneRenderer(gl_ctx, samples=0)
+    ball = trimesh.creation.icosphere(3, 40.0)
+    r.add_mesh("ball", ball.vertices, ball.faces, "nerve")
+    fb = gl_ctx.framebuffer(color_attachments=[gl_ctx.texture((48, 48), 4)],
+                            depth_attachment=gl_ctx.depth_renderbuffer((48, 48)))
+    view = View(0, look_at_pose(np.array([0.0, 0.0, 300.0]), np.zeros(3)), Fov.symmetric(40.0, 1.0), 48, 48)
+    imgs = []
+    for tint in (None, HIGHLIGHT):
+        r.render(view, SceneSnapshot(0.0, 0, (DrawItem("ball", np.eye(4), tint_rgba=tint),)), fb)
+        imgs.append(read_rgb(fb)[20:28, 20:28].astype(float).mean((0, 1)))
+    plain, lit = imgs
+    assert lit[0] - lit[1] > plain[0] - plain[1] + 40, f"redder when highlighted: {plain} -> {lit}"
