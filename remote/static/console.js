@@ -1,5 +1,6 @@
 // The expert console: live view, strokes/pins/laser drawn with pointer events,
-// undo/clear, freeze-frame, notes, microphone, connection quality.
+// undo/clear, freeze-frame, notes, microphone, connection quality, and the scenario
+// strip (current step n/N and its prompt, the latest hint, event messages, the result).
 // Talks to the server over a WebSocket for signalling (the trainee offers), and to
 // the trainee over the "mentor" data channel (schema: /schema.json, version 1).
 import { FrameCodeReader, STAMP_WIDTH_PX, CELL_PX } from './framecode.js';
@@ -16,6 +17,7 @@ const state = {
   status: 'starting', error: null, role: null, canAnnotate: false, peerId: null, sessionId: null, name: null,
   currentFrameId: null, framesSeen: 0, framesWithId: 0, frameLog: [], acks: [], marks: [], notes: [],
   stats: {}, dcRttMs: null, joins: 0, frozen: false, frozenId: null, micOn: false, lastRxMs: 0,
+  scenario: null, lang: 'en',
 };
 const ui = { tool: 'pen', color: [0.1, 1, 0.2, 1] };
 let ws = null, pc = null, dc = null, micTrack = null, hbSeq = 0, strokeSeq = 0, hbTimer = null, statsTimer = null;
@@ -32,6 +34,25 @@ function readToken() {
   return new URLSearchParams(location.hash.slice(1)).get('token');
 }
 const token = readToken();
+
+// ---- language ------------------------------------------------------------------------
+// The scenario strip follows the browser's language (zh* -> Chinese, else English);
+// `lang=zh` or `lang=en` in the link's fragment overrides it.
+function pickLang() {
+  const asked = new URLSearchParams(location.hash.slice(1)).get('lang');
+  const langs = asked ? [asked] : (navigator.languages && navigator.languages.length ? navigator.languages
+                                                                                     : [navigator.language || 'en']);
+  return String(langs[0] || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en';
+}
+const LANG = state.lang = pickLang();
+const WORDS = {
+  en: { step: 'Step', hint: 'Hint', finished: 'All steps ended', completed: 'completed', failed: 'failed',
+        critical: 'Critical error', score: 'Score', passed: 'passed', notPassed: 'not passed', passMark: 'pass mark' },
+  zh: { step: '步骤', hint: '提示', finished: '所有步骤已结束', completed: '已完成', failed: '失败',
+        critical: '严重错误', score: '得分', passed: '通过', notPassed: '未通过', passMark: '及格线' },
+};
+const tr = (k) => WORDS[LANG][k];
+const pick = (en, zh) => (LANG === 'zh' && zh ? zh : en) || '';
 
 // ---- status / UI -----------------------------------------------------------------
 function setStatus(s, ok) {
@@ -166,7 +187,65 @@ function onTrainee(m) {
     case 'ack': onAck(m); break;
     case 'marks': state.marks = m.marks || []; renderList($('marks'), state.marks, (k) => `${k.kind} by ${k.author}${k.label ? ': ' + k.label : ''}`); break;
     case 'notes': state.notes = m.notes || []; renderList($('notes'), state.notes, (n) => `${n.author}: ${n.text}`); break;
+    case 'status': onStatus(m); break;
     case 'bye': scheduleRejoin('resident left'); break;
+  }
+}
+
+// ---- scenario strip ----------------------------------------------------------------
+// ``status`` carries the whole state (step, prompt, hint, result) plus the notices since
+// the last one; on (re)join it carries the latest few with ``replay`` set.
+const EVENTS_SHOWN = 6;
+function onStatus(m) {
+  const sc = state.scenario || (state.scenario = { events: [] });
+  Object.assign(sc, { stepIndex: m.step_index ?? null, stepCount: m.step_count || 0, stepId: m.step_id ?? null,
+                      prompt: pick(m.prompt_en, m.prompt_zh), hint: pick(m.hint_en, m.hint_zh),
+                      result: m.result || null, dropped: m.dropped || 0 });
+  const lines = (Array.isArray(m.notices) ? m.notices : []).map(eventLine).filter(Boolean);
+  sc.events = (m.replay ? lines : sc.events.concat(lines)).slice(-EVENTS_SHOWN);
+  renderScenario();
+}
+function eventLine(n) {
+  const text = pick(n.text_en, n.text_zh);
+  const num = Number.isInteger(n.step_index) ? n.step_index + 1 : '';
+  switch (n.kind) {
+    case 'critical_error': return { kind: 'critical', text: `${tr('critical')}: ${text || n.critical_error || ''}` };
+    case 'prompt': return text ? { kind: 'event', text } : null;
+    case 'step_completed': return { kind: 'done', text: `${tr('step')} ${num} ${tr('completed')}` };
+    case 'step_failed': return { kind: 'failed', text: `${tr('step')} ${num} ${tr('failed')}` };
+    default: return null; // hints have their own line; step_started, run_finished fill the header
+  }
+}
+function renderScenario() {
+  const sc = state.scenario;
+  const box = $('scenario');
+  box.hidden = false;
+  box.lang = LANG === 'zh' ? 'zh-CN' : 'en';
+  let count = '';
+  if (sc.stepCount) {
+    if (sc.stepIndex === null) count = `${tr('step')} –/${sc.stepCount}`;
+    else if (sc.stepIndex < sc.stepCount) count = `${tr('step')} ${sc.stepIndex + 1}/${sc.stepCount}`;
+    else count = tr('finished');
+  }
+  $('step-count').textContent = count;
+  $('step-count').hidden = !count;
+  $('step-prompt').textContent = sc.prompt;
+  $('step-hint').hidden = !sc.hint;
+  $('hint-label').textContent = `${tr('hint')}:`;
+  $('hint-text').textContent = sc.hint;
+  $('scenario-events').replaceChildren(...sc.events.map((e) => {
+    const li = document.createElement('li');
+    li.className = e.kind;
+    li.textContent = e.text;
+    return li;
+  }));
+  const res = $('run-result');
+  res.hidden = !sc.result;
+  if (sc.result) {
+    const r = sc.result;
+    const mark = typeof r.pass_mark === 'number' ? ` (${tr('passMark')} ${r.pass_mark.toFixed(0)})` : '';
+    res.textContent = `${tr('score')} ${Number(r.score).toFixed(1)} / 100 · ${r.passed ? tr('passed') : tr('notPassed')}${mark}`;
+    res.className = `line ${r.passed ? 'pass' : 'fail'}`;
   }
 }
 
@@ -247,6 +326,7 @@ function onVideoFrame(now, meta) {
 video.requestVideoFrameCallback(onVideoFrame);
 video.addEventListener('resize', layout);
 window.addEventListener('resize', layout);
+if (window.ResizeObserver) new ResizeObserver(() => layout()).observe($('stage')); // e.g. the scenario strip appears
 video.addEventListener('loadedmetadata', () => { $('hint').hidden = true; layout(); });
 
 function layout() {

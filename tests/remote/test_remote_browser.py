@@ -46,9 +46,10 @@ def web_bridge(board_loop, server, signer) -> Any:
         yield bridge
 
 
-def open_console(browser, server, token: str | None) -> None:
+def open_console(browser, server, token: str | None, lang: str | None = None) -> None:
     browser.driver.get("about:blank")
-    browser.driver.get(f"{server.url}/console" + (f"#token={token}" if token is not None else ""))
+    fragment = "&".join(f"{k}={v}" for k, v in (("token", token), ("lang", lang)) if v is not None)
+    browser.driver.get(f"{server.url}/console" + (f"#{fragment}" if fragment else ""))
 
 
 def live(browser, n_frames: int = 10) -> dict:
@@ -151,6 +152,50 @@ def test_observer_watches_but_cannot_annotate(browser, web_bridge, board_loop, s
     acks = wait(lambda: len(browser.console_state()["acks"]) >= 2 and browser.console_state()["acks"], 5, "refusals")
     assert all(not a["ok"] and "observers" in a["reason"] for a in acks)
     assert marks_count(board_loop) == n
+
+
+def test_scenario_strip_shows_the_step_hint_critical_error_and_score(browser, web_bridge, board_loop, server,
+                                                                       signer):
+    from vr_trainer.app.bridge import notice_to_dict, run_finished_notice
+    from vr_trainer.scenario.engine import Notice
+    from vr_trainer.scenario.schema import LocalizedText as T
+
+    steps = ["enter", "reach"]
+    prompt = T(en="Insert the needle at the marked entry point", zh="在标记的进针点插入穿刺针")
+
+    def text(el_id: str) -> str:
+        return browser.js(f"return document.getElementById('{el_id}').textContent")
+
+    open_console(browser, server, signer.issue(SESSION, "expert", "Dr Li"))
+    live(browser)
+    assert browser.js("return document.getElementById('scenario').hidden"), "no strip before the scenario speaks"
+    first = [notice_to_dict(Notice("step_started", 0.0, prompt, step_id="enter"), steps),
+             notice_to_dict(Notice("hint", 4.0, T(en="Stay lateral of the pedicle", zh="保持在椎弓根外侧"),
+                                   step_id="enter"), steps),
+             notice_to_dict(Notice("critical_error", 5.0, T(en="Dural tear", zh="硬脊膜撕裂"), step_id="enter",
+                                   event_id="dura", critical_error="dural_tear"), steps)]
+    board_loop.call(lambda loop: loop.publish_notices(first))
+    wait(lambda: prompt.en in text("step-prompt"), 10, "the step prompt in the page")
+    assert text("step-count") == "Step 1/2" and "Stay lateral of the pedicle" in text("step-hint")
+    red = browser.js("const li = document.querySelector('#scenario-events li.critical');"
+                     "return li && [li.textContent, getComputedStyle(li).color];")
+    assert "Dural tear" in red[0] and red[1] == "rgb(255, 107, 91)", red
+    # a Chinese viewer joining now gets the current step, in Chinese
+    open_console(browser, server, signer.issue(SESSION, "observer", "student"), lang="zh")
+    wait(lambda: prompt.zh in text("step-prompt"), 10, "the Chinese prompt after joining")
+    assert text("step-count") == "步骤 1/2" and "保持在椎弓根外侧" in text("step-hint")
+    assert "硬脊膜撕裂" in text("scenario-events")
+    done = [notice_to_dict(Notice("step_completed", 9.0, step_id="enter"), steps),
+            notice_to_dict(Notice("step_started", 9.0, T(en="Reach the disc", zh="到达椎间盘"), step_id="reach"),
+                           steps),
+            notice_to_dict(Notice("step_completed", 12.0, step_id="reach"), steps),
+            run_finished_notice(12.5, 35.0, False, 70.0, len(steps))]
+    board_loop.call(lambda loop: loop.publish_notices(done))
+    wait(lambda: "35.0" in text("run-result"), 10, "the score")
+    assert "未通过" in text("run-result") and "70" in text("run-result")
+    assert text("step-count") == "所有步骤已结束" and text("step-prompt") == "" and not text("hint-text")
+    assert browser.js("return document.getElementById('step-hint').hidden")
+    assert "步骤 2 已完成" in text("scenario-events")
 
 
 def test_expert_microphone_reaches_the_trainee(browser, web_bridge, server, signer):
