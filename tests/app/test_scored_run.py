@@ -81,6 +81,16 @@ def point_inside_root(scene, meshes) -> tuple[np.ndarray, np.ndarray]:
     return root.vertices[i] - 1.0 * root.vertex_normals[i], root.vertex_normals[i]
 
 
+class MentorConsoleSink:
+    """Collects what the loop forwards to a mentor console (a NoticeSink)."""
+
+    def __init__(self) -> None:
+        self.got: list[dict] = []
+
+    def publish_notice(self, notice: dict) -> None:
+        self.got.append(notice)
+
+
 @pytest.fixture(scope="module")
 def contact_run():
     scenario = with_root_highlight(load_scenario(default_scenario_path()))
@@ -95,6 +105,7 @@ def contact_run():
             for t, back in ((0.0, 40.0), (1.0, 0.0), (1.5, 0.0))]
     track = PoseTrack.from_keys([h.model_dump() for h in scenario.demo.head[:1]], tool, 30.0)
     backend = HeadlessBackend(track, (64, 48))
+    console = MentorConsoleSink()
     ctx = backend.open()
     try:
         renderer = SceneRenderer(ctx)
@@ -102,14 +113,15 @@ def contact_run():
         loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot,
                          MirrorCompositor(ctx, (128, 48)), FakeClock(0.0, 1 / 30))
         loop.rules.append(scene.rules)
+        loop.notice_sinks.append(console)
         loop.run()
     finally:
         backend.close()
-    return scene, loop, backend
+    return scene, loop, backend, console
 
 
 def test_touching_the_root_fires_the_event_and_counts_a_contact(contact_run):
-    scene, loop, _ = contact_run
+    scene, loop, _, _ = contact_run
     obs = loop.state.observation
     assert obs.structure_distance_mm[ROOT] < 0 and ROOT in obs.tip_inside
     result = scene.rules.engine.result().to_summary()
@@ -121,12 +133,12 @@ def test_touching_the_root_fires_the_event_and_counts_a_contact(contact_run):
 
 
 def test_the_pulse_reaches_the_hand_holding_the_needle(contact_run):
-    _, _, backend = contact_run
+    _, _, backend, _ = contact_run
     assert (1, 1.0, 0.3, 0.0) in backend.haptics, "the event's 1.0 / 0.3 s pulse on the right (active) hand"
 
 
 def test_the_panels_show_the_message_the_cue_and_the_nearest_risk(contact_run):
-    scene, loop, _ = contact_run
+    scene, loop, _, _ = contact_run
     prompt, readouts = loop.last_snapshot.panels
     assert prompt.lines[1].startswith("1/2  Advance the needle into Kambin's triangle")
     assert any(ln.startswith("! Patient: sharp pain down the leg!") for ln in prompt.lines), prompt.lines
@@ -139,8 +151,17 @@ def test_the_panels_show_the_message_the_cue_and_the_nearest_risk(contact_run):
     assert "♪ 声音提示：患者疼痛" in zh
 
 
+def test_the_mentor_console_gets_the_notices(contact_run):
+    console = contact_run[3]
+    kinds = [n["kind"] for n in console.got]
+    assert kinds[0] == "step_started" and console.got[0]["step_index"] == 0 and console.got[0]["step_count"] == 2
+    pain = [n for n in console.got if n["kind"] == "prompt" and n["event_id"] == "root_contact"]
+    assert len(pain) == 1 and pain[0]["text_en"].startswith("Patient: sharp pain") and pain[0]["text_zh"]
+    json.dumps(console.got)  # JSON-ready
+
+
 def test_the_overlay_highlights_the_root_in_the_picture(contact_run, gl_ctx):
-    scene, loop, _ = contact_run
+    scene, loop, _, _ = contact_run
     snap = loop.last_snapshot
     tinted = {it.mesh_id: it.tint_rgba for it in snap.items if it.tint_rgba is not None}
     assert tinted == {f"anatomy:{ROOT}": HIGHLIGHT}

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox, NoticeSink, publish_to_sinks
+from vr_trainer.app.bridge import BridgeHost, FrameSink, Inbox, NoticeSink, notice_to_dict, publish_to_sinks
 from vr_trainer.app.clock import Clock, MonotonicClock
 from vr_trainer.frame import Frame, MirrorFrame
 from vr_trainer.render.mirror import MirrorCompositor
@@ -37,7 +37,11 @@ NOTICES_KEPT = 256
 
 class StepRules(Protocol):
     """Runs after every fixed simulation step (the scenario engine, procedure rules): reads
-    ``state.observation``, returns the state to carry on with and what it announces."""
+    ``state.observation``, returns the state to carry on with and what it announces.
+    ``step_ids``: the scenario's steps in order (for the notice sinks' ``step_index``)."""
+
+    @property
+    def step_ids(self) -> Sequence[str]: ...
 
     def after_step(self, state: SimState) -> tuple[SimState, Sequence[Notice]]: ...
 
@@ -115,7 +119,10 @@ class FrameLoop(BridgeHost):
             self.state = self.simulation.step(self.state, frame.input, self.fixed_dt_s)
             for rules in self.rules:
                 self.state, announced = rules.after_step(self.state)
-                self.notices.extend(announced)
+                if announced:
+                    self.notices.extend(announced)
+                    if self.notice_sinks:  # the mentor console
+                        self.publish_notices([notice_to_dict(n, rules.step_ids) for n in announced])
             self._accum_s -= self.fixed_dt_s
             n += 1
             for h in self.state.haptics:

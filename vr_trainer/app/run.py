@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from vr_trainer.app.bridge import run_finished_notice
 from vr_trainer.app.clock import FakeClock, MonotonicClock
 from vr_trainer.app.loop import FrameLoop
 from vr_trainer.app.session import build_session
@@ -163,8 +164,11 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         if plan is not None:
             summary["autopilot"] = plan.summary()
         if scene.rules is not None:  # the score and the reasons behind it
-            summary.update(scene.rules.engine.result().to_summary())
+            result = scene.rules.engine.result()
+            summary.update(result.to_summary())
             summary["sound_cues"] = scene.rules.cues_summary()
+            loop.publish_notices([run_finished_notice(loop.state.time_s, result.score, result.passed,
+                                                      result.pass_mark, len(scenario.steps))])
         if out is not None and n:
             out.mkdir(parents=True, exist_ok=True)
             eyes = backend.eye_images() or []

@@ -37,6 +37,7 @@ class ScenarioRules:
     def __init__(self, scenario: Scenario, engine: ScenarioEngine, structures: Mapping[str, str]) -> None:
         self.scenario = scenario
         self.engine = engine
+        self.step_ids = tuple(st.id for st in scenario.steps)
         self.structures = dict(structures)
         self.overlays: dict[str, tuple[RGBA, float]] = {}  # bundle structure -> (rgba, until time_s)
         self.sounds: list[tuple[float, str, str | None]] = []  # (time_s, cue, event id), every one
