@@ -201,3 +201,28 @@ def test_cli_run_missing_scenario_exits_2_with_one_clear_message(tmp_path, capsy
     assert main(["run", str(tmp_path / "nope.yaml"), "--backend", "headless", "--frames", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no such scenario file" in err and err.count("\n") == 1
+
+
+def test_key_that_yaml_reads_as_a_number_or_boolean(tmp_path):
+    for key, kind in (("1", "an integer"), ("yes", "a boolean (true/false)")):
+        bad = GOOD.replace("procedure: pted", f"procedure: pted\n{key}: x")
+        (issue,) = errors_of(tmp_path, bad).issues
+        assert (issue.line, issue.col, issue.field) == (line_of(bad, f"{key}: x"), 1, key)
+        assert issue.message == f"key '{key}' is read as {kind}, not a field name"
+
+
+def test_condition_column_inside_a_literal_block(tmp_path):
+    bad = GOOD.replace('when: "inside(dural_sac)"',
+                       "when: |\n      any(\n        inside(dural_sac),\n        fired(root_contct))")
+    (issue,) = errors_of(tmp_path, bad).issues
+    assert (issue.line, issue.col) == (line_of(bad, "root_contct)"), col_of(bad, "root_contct)"))
+    assert issue.message == "condition: unknown event 'root_contct'"
+
+
+def test_anchors_and_merge_keys_are_plain_yaml_and_allowed(tmp_path):
+    text = GOOD.replace("  - id: needle_to_kambin\n", "  - &first\n    id: needle_to_kambin\n").replace(
+        "  - id: cannula_to_fragment\n", "  - <<: *first\n    id: cannula_to_fragment\n")
+    p = write(tmp_path, text)
+    s = load_scenario(p)
+    assert [st.id for st in s.steps] == ["needle_to_kambin", "cannula_to_fragment"]
+    assert s.steps[1].complete_when == "reached(fragment)"

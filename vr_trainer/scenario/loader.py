@@ -96,6 +96,10 @@ def _schema_issue(err: Any, src: SourceMap) -> ScenarioIssue:
     ctx = err.get("ctx") or {}
     hint = SCHEMA_HINT
     at_key = False
+    if kind == "invalid_key":
+        issue = src.key_issue(loc[:-1])
+        if issue is not None:
+            return issue
     if kind == "missing":
         name = next((p for p in reversed(loc) if isinstance(p, str)), "")
         msg, hint = "required field is missing", f"add '{name}:' here ({SCHEMA_HINT})"

@@ -40,6 +40,9 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _FIELD_PART = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+_ARTICLE = {"null": "null (nothing)", "int": "an integer", "float": "a number", "bool": "a boolean (true/false)"}
+
+
 class YAMLLimitError(MarkedYAMLError):
     """The document is too big, too deep, or aliases itself."""
 
@@ -143,6 +146,7 @@ class SourceMap:
 
     file: str
     root: Node | None
+    text: str = ""  # the file's text (for positions inside block scalars)
 
     def find(self, loc: Sequence[Any]) -> tuple[Node | None, Node | None, list[Any]]:
         """Walk ``loc`` (keys and indexes, as in a pydantic error) as far as the file has it:
@@ -182,6 +186,21 @@ class SourceMap:
         return ScenarioIssue(self.file, line, col, self.field_name(loc), message, hint,
                              "warning" if severity == "warning" else "error")
 
+    def key_issue(self, loc: Sequence[Any]) -> ScenarioIssue | None:
+        """An issue on the first key of the mapping at ``loc`` that YAML reads as something other
+        than text (``1:``, ``yes:``, ``~:``); None when there is none."""
+        node, _, walked = self.find(loc)
+        if not isinstance(node, MappingNode) or len(walked) != len(loc):
+            return None
+        for k, _ in node.value:
+            if isinstance(k, ScalarNode) and k.tag != "tag:yaml.org,2002:str":
+                kind = k.tag.rsplit(":", 1)[-1]
+                return ScenarioIssue(self.file, k.start_mark.line + 1, k.start_mark.column + 1,
+                                     format_field([*walked, k.value]),
+                                     f"key '{k.value}' is read as {_ARTICLE.get(kind, 'a ' + kind)}, "
+                                     "not a field name", f"quote it ('{k.value}':) or check its spelling")
+        return None
+
     def string_issue(self, loc: Sequence[Any], offset: int, message: str, hint: str = "") -> ScenarioIssue:
         """An issue at 1-based character ``offset`` inside the string value at ``loc``."""
         node, _, walked = self.find(loc)
@@ -190,8 +209,15 @@ class SourceMap:
             style = node.style or ""
             if style in ("", '"', "'") and node.start_mark.line == node.end_mark.line:
                 col += (1 if style else 0) + offset - 1
-            elif style in ("|", ">"):
-                line += 1  # block scalars start on the next line
+            elif style in ("|", ">") and self.text:
+                # block scalars start on the next line; a literal keeps the file's line breaks
+                before = str(node.value)[:max(offset - 1, 0)]
+                line = node.start_mark.line + 2 + (before.count("\n") if style == "|" else 0)
+                rows = self.text.splitlines()
+                first = node.start_mark.line + 1  # the block's first content row sets its indentation
+                row = rows[first] if 0 <= first < len(rows) else ""
+                indent = len(row) - len(row.lstrip(" "))
+                col = indent + 1 + (len(before) - (before.rfind("\n") + 1) if style == "|" else 0)
         return ScenarioIssue(self.file, line, col, self.field_name(loc), message, hint)
 
 
@@ -244,7 +270,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap | None, list[Scenar
             return None, SourceMap(file, None), []
         dups = duplicate_keys(root, file)
         if dups:
-            return None, SourceMap(file, root), dups
+            return None, SourceMap(file, root, text), dups
         data = loader.construct_document(root)
     except ConstructorError as e:  # a value that cannot be built: locate it on its node
         return None, None, [_syntax_issue(e, file, _path_at(root, e.problem_mark))]
@@ -258,7 +284,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap | None, list[Scenar
         return None, None, [ScenarioIssue(file, 1, 1, "(syntax)", f"not valid YAML: {e}", "fix the syntax")]
     finally:
         loader.dispose()
-    return data, SourceMap(file, root), []
+    return data, SourceMap(file, root, text), []
 
 
 def _char_index(text: str, byte_index: int) -> int:
