@@ -73,6 +73,7 @@ class PlanningContext:
     up: np.ndarray
     fps: float = 30.0
     _field: ProximityField | None = field(default=None, repr=False)
+    _routes: list[tuple["StepGoal", "Route | None"]] | None = field(default=None, repr=False)
 
     @property
     def proximity(self) -> ProximityField:
@@ -336,8 +337,10 @@ def route_to(ctx: PlanningContext, target: TargetPoint, step_id: str, instrument
 
 
 def plan_routes(ctx: PlanningContext) -> list[tuple[StepGoal, Route | None]]:
-    """Every step's goal with its route (None for steps that reach no target)."""
-    return [(g, plan_route(ctx, g)) for g in step_goals(ctx.scenario)]
+    """Every step's goal with its route (None for steps that reach no target); computed once per context."""
+    if ctx._routes is None:
+        ctx._routes = [(g, plan_route(ctx, g)) for g in step_goals(ctx.scenario)]
+    return list(ctx._routes)
 
 
 def nearest_risk(ctx: PlanningContext, route: Route, s_range_mm: tuple[float, float]
