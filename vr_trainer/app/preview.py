@@ -6,7 +6,8 @@ first step's approach: the target landmark's ``approach_direction``, else the de
 shaft at its first key, else from the resident's demo head pose). Targets are small bright
 spheres with labels; risk structures are highlighted and wrapped in translucent shells, their
 mesh offset by ``margin_mm`` along the vertex normals; risk structures and targets hidden
-behind bone show through as ghosts. Each view carries the step list ("1. prompt -> target").
+behind bone show through as ghosts; the approach is a dashed line from the first target.
+Each view carries the step list ("1. prompt -> target").
 Writes DIR/preview_ap.png, preview_lateral.png, preview_approach.png and preview_sheet.png,
 all rendered in memory first and then moved into place, so an error writes nothing.
 
@@ -36,6 +37,7 @@ MARKER_GHOST_ALPHA = 0.85  # a target marker is always seen
 BACKGROUND_RGB = (20, 24, 30)
 RISK_RGB = (255, 120, 90)  # label colour of risk structures
 TARGET_RGB = (90, 255, 150)
+APPROACH_LINE_MM = 150.0  # how far out the approach line is drawn from the first target
 
 
 @dataclass
@@ -251,6 +253,19 @@ def _label(draw: Any, font: Any, xy: tuple[float, float], texts: tuple[str, str]
     draw.text((bx + 2, by + h * 0.08), text, font=font, fill=rgb)
 
 
+def _approach_line(draw: Any, pixel_from_ras: np.ndarray, sc: PreviewScene, size: int) -> None:
+    """The first step's approach as a dashed line from its target out to APPROACH_LINE_MM."""
+    a = project(pixel_from_ras, sc.focus.point_ras_mm, size)
+    b = project(pixel_from_ras, sc.focus.point_ras_mm + APPROACH_LINE_MM * sc.approach_ras, size)
+    if a is None or b is None or np.hypot(b[0] - a[0], b[1] - a[1]) < 4:
+        return  # seen end-on (the approach view itself)
+    n = 14
+    for k in range(0, n, 2):
+        p0 = (a[0] + (b[0] - a[0]) * k / n, a[1] + (b[1] - a[1]) * k / n)
+        p1 = (a[0] + (b[0] - a[0]) * (k + 1) / n, a[1] + (b[1] - a[1]) * (k + 1) / n)
+        draw.line([p0, p1], fill=TARGET_RGB, width=max(1, size // 256))
+
+
 def _steps_strip(lines: list[str], width: int, font_px: int) -> np.ndarray:
     from vr_trainer.render.text import render_text_rgba
 
@@ -321,6 +336,7 @@ def render_views(sc: PreviewScene, size: int, ctx: "moderngl.Context | None" = N
             _, proj = r.matrices(view)
             pfr = proj @ cam
             taken: list[tuple[float, float, float, float]] = []
+            _approach_line(draw, pfr, sc, size)
             for t in sc.targets:
                 xy = project(pfr, t.point_ras_mm, size)
                 if xy is not None:
