@@ -206,7 +206,7 @@ def main(argv: list[str]) -> int:
     try:
         SCENARIOS[name](out, *args)
         out["ok"] = True
-    except BaseException as e:  # reported to the test, which shows it
+    except BaseException as e:  # noqa: BLE001 - reported to the test, which shows it
         import traceback
 
         out["ok"] = False

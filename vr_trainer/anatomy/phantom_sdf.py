@@ -206,7 +206,7 @@ class Canvas:
     def __init__(self, lo_mm: Point, hi_mm: Point, spacing_mm: float) -> None:
         self.lo = np.asarray(lo_mm, float)
         self.spacing = float(spacing_mm)
-        self.shape = tuple(int(math.ceil((h - l) / self.spacing)) + 1 for l, h in zip(lo_mm, hi_mm))
+        self.shape = tuple(int(math.ceil((h - lo) / self.spacing)) + 1 for lo, h in zip(lo_mm, hi_mm))
         self.labels = np.zeros(self.shape, np.uint8)
         self.affine = np.diag([self.spacing] * 3 + [1.0])
         self.affine[:3, 3] = self.lo

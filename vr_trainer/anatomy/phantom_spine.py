@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from . import phantom_sdf as S
-from .phantom_sdf import Point
 from .pipeline import LabelSpec
 
 SIDES = {"right": 1.0, "left": -1.0}
@@ -253,7 +252,6 @@ def build(canvas: S.Canvas) -> tuple[dict[int, LabelSpec], dict[str, Any]]:
     disc_ids = [ID["disc_L3_L4"], ID["disc_L4_L5"], ID["disc_L5_S1"]]
     for (u, lo, joint) in ((L3, L4, "L3_L4"), (L4, L5, "L4_L5"), (L5, None, "L5_S1")):
         name = f"disc_{joint}"
-        zd = Z_DISC[joint]
         disc = _disc(u, lo, joint)
         canvas.paint(ID[name], disc, disc.lo, disc.hi)
         specs[ID[name]] = LabelSpec(ID[name], name, "disc", f"intervertebral disc {joint.replace('_', '-')}")

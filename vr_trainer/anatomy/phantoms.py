@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from .bundle import write_bundle
 from .phantom_sdf import Canvas

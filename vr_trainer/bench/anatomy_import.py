@@ -61,7 +61,7 @@ def _child(fn: Callable[[], int], conn: Any) -> None:
     try:
         faces = fn()
         conn.send((time.perf_counter() - t0, _peak_mb(), faces, None))
-    except BaseException as exc:  # report, never hang the parent
+    except BaseException as exc:  # noqa: BLE001 - report to the parent, never hang it
         conn.send((0.0, _peak_mb(), 0, f"{type(exc).__name__}: {exc}"))
     conn.close()
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from vr_trainer.frame import View
 from vr_trainer.render.glsync import finisher, is_software_renderer
-from vr_trainer.render.materials import ANNOTATION_DEFAULT_RGBA, TissueMaterial, material_for
+from vr_trainer.render.materials import TissueMaterial, material_for
 from vr_trainer.render.text import render_text_rgba
 from vr_trainer.sim.scene import DrawItem, SceneSnapshot
 from vr_trainer.sim.transforms import projection_from_fov, rigid_inverse

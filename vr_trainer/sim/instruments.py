@@ -63,7 +63,7 @@ def instrument_mesh(spec: InstrumentSpec, sections: int = 24) -> trimesh.Trimesh
             cut = bevel.slice_plane(plane_origin=[0, r, 0], plane_normal=-normal, cap=True)
             if cut is not None and len(cut.faces):
                 bevel = cut
-        except Exception:  # shapely/earcut missing: keep the uncut tip
+        except Exception:  # noqa: BLE001 - shapely/earcut missing or a degenerate cut: keep the uncut tip
             pass
         parts.append(bevel)
     if spec.handle_length_mm > 0:

@@ -59,11 +59,11 @@ def rigid_inverse(m: np.ndarray) -> np.ndarray:
 def projection_from_fov(angle_left: float, angle_right: float, angle_up: float, angle_down: float,
                         near_mm: float, far_mm: float) -> np.ndarray:
     """OpenGL clip-from-view for an asymmetric field of view (OpenXR angles, radians)."""
-    l, r = np.tan(angle_left) * near_mm, np.tan(angle_right) * near_mm
+    left, right = np.tan(angle_left) * near_mm, np.tan(angle_right) * near_mm
     u, d = np.tan(angle_up) * near_mm, np.tan(angle_down) * near_mm
     m = np.zeros((4, 4))
-    m[0, 0] = 2 * near_mm / (r - l)
-    m[0, 2] = (r + l) / (r - l)
+    m[0, 0] = 2 * near_mm / (right - left)
+    m[0, 2] = (right + left) / (right - left)
     m[1, 1] = 2 * near_mm / (u - d)
     m[1, 2] = (u + d) / (u - d)
     m[2, 2] = -(far_mm + near_mm) / (far_mm - near_mm)
