@@ -261,3 +261,21 @@ def test_the_engine_says_which_distances_the_simulation_must_report(pted):
     engine = ScenarioEngine(pted, names_for(pted))
     assert engine.needed_structures == {"nerve_root_L4_exiting_left", "nerve_root_L5_traversing_left", "dural_sac"}
     assert engine.needed_targets == {"kambin", "fragment"}
+
+
+def test_a_run_that_stops_half_way_does_not_pass_and_says_which_step(pted):
+    """A good score is not enough: every step must be completed (rubric.require_all_steps, the default)."""
+    half = [k for k in expert_keys() if k[0] <= 11.0]
+    result = run_stream(pted, stream(half, 1 / 120), names_for(pted))
+    assert result.score >= pted.rubric.pass_mark, result.to_summary()  # fast and clean so far
+    assert not result.passed
+    assert result.fail_reasons == ("step cannula_to_fragment not completed",)
+    lenient = variant(pted, rubric={**pted.rubric.model_dump(), "require_all_steps": False})
+    assert run_stream(lenient, stream(half, 1 / 120), names_for(lenient)).passed
+
+
+def test_fail_reasons_name_the_critical_error_and_the_low_score(pted):
+    summary = run_stream(pted, stream(novice_keys(), 1 / 60), names_for(pted)).to_summary()
+    reasons = summary["fail_reasons"]
+    assert reasons[0].startswith("critical error dural_tear at ") and "Dural tear" in reasons[0]
+    assert any(r.startswith("score ") and "below the pass mark 70" in r for r in reasons), reasons

@@ -33,7 +33,7 @@ from vr_trainer.scenario.metrics import (CriticalErrorRecord, MetricAccumulator,
                                          StepRecord, get_metric, metrics_for)
 from vr_trainer.scenario.schema import Event, HapticEffect, LocalizedText, OverlayEffect, Scenario, Step
 from vr_trainer.scenario.scoring import (CriticalErrorResult, EventResult, MetricResult, RunResult, StepResult,
-                                         score_rubric)
+                                         fail_reasons, score_rubric)
 from vr_trainer.sim.observation import Observation
 
 NoticeKind = Literal["step_started", "step_completed", "step_failed", "hint", "prompt", "haptic", "sound",
@@ -334,8 +334,9 @@ class ScenarioEngine:
         locale = self.scenario.locale
         errors = tuple(CriticalErrorResult(c.id, c.time_s, c.description.text(locale) if c.description else c.id)
                        for c in self._critical)
-        return RunResult(score, score >= rubric.pass_mark and not errors, rubric.pass_mark, tuple(metrics), steps,
-                         tuple(self._event_log), errors)
+        reasons = fail_reasons(rubric, score, steps, errors)
+        return RunResult(score, not reasons, rubric.pass_mark, tuple(metrics), steps, tuple(self._event_log), errors,
+                         reasons)
 
 
 def run_stream(scenario: Scenario, observations: Iterable[Observation],

@@ -173,6 +173,7 @@ class RubricMetric(Strict):
 
 class Rubric(Strict):
     pass_mark: float = Field(default=70.0, ge=0, le=100, description="Score (0-100) needed to pass")
+    require_all_steps: bool = Field(default=True, description="A run passes only when every step was completed")
     metrics: list[RubricMetric] = Field(min_length=1)
     critical_errors: list[CriticalError] = Field(default_factory=list,
                                                  description="Errors that fail the run whatever the score")

@@ -2,7 +2,8 @@
 
 Each rubric metric scores ``clamp((v - zero_marks_at) / (full_marks_at - zero_marks_at), 0, 1)``
 (so either end may be the larger); the score is ``100 * sum(w * s) / sum(w)``; the run passes
-when ``score >= pass_mark`` and no critical error occurred. A metric that is undefined for the
+when ``score >= pass_mark``, no critical error occurred and (``rubric.require_all_steps``, the
+default) every step was completed; :func:`fail_reasons` says which of these failed. A metric that is undefined for the
 run (NaN) scores 0; a distance never measured (+inf) scores like a very large distance.
 """
 
@@ -33,6 +34,17 @@ def score_rubric(rubric: Rubric, values: Mapping[str, float]) -> tuple[float, di
         total_w += m.weight
         weighted += m.weight * s
     return (100.0 * weighted / total_w if total_w > 0 else 0.0), per
+
+
+def fail_reasons(rubric: Rubric, score: float, steps: "tuple[StepResult, ...]",
+                 errors: "tuple[CriticalErrorResult, ...]") -> tuple[str, ...]:
+    """Why a run did not pass, in words a resident reads (empty: it passed)."""
+    out = [f"critical error {c.id} at {c.time_s:.1f} s: {c.description}" for c in errors]
+    if rubric.require_all_steps:
+        out += [f"step {s.id} {'failed' if s.failed else 'not completed'}" for s in steps if not s.completed]
+    if score < rubric.pass_mark:
+        out.append(f"score {score:.1f} is below the pass mark {rubric.pass_mark:g}")
+    return tuple(out)
 
 
 def json_number(v: float | None, digits: int = 3) -> float | None:
@@ -93,6 +105,7 @@ class RunResult:
     steps: tuple[StepResult, ...]
     events: tuple[EventResult, ...]
     critical_errors: tuple[CriticalErrorResult, ...]
+    fail_reasons: tuple[str, ...] = ()
 
     def metric(self, name: str) -> MetricResult:
         for m in self.metrics:
@@ -106,6 +119,7 @@ class RunResult:
             "score": json_number(self.score, 2),
             "passed": self.passed,
             "pass_mark": json_number(self.pass_mark, 2),
+            "fail_reasons": list(self.fail_reasons),
             "metrics": {m.name: {"value": json_number(m.value), "unit": m.unit, "definition": m.definition,
                                  "source": m.source, "weight": json_number(m.weight),
                                  "score": json_number(m.score), "full_marks_at": json_number(m.full_marks_at),
