@@ -45,6 +45,7 @@ def test_imported_mesh_bundle_renders_in_a_scenario(shared_data, tmp_path):
     scen = (REPO / "scenarios" / "tka_knee.yaml").read_text()
     scen = scen.replace("bundle: knee", f"bundle: {bundle}").replace("point_mm: [0.0, 15.1, 60.0]",
                                                                         "structure: Femur")
+    scen = scen.replace("structure: tibia", "structure: Femur")  # run validates: the bundle has no tibia
     # the whole femur is 467 mm long: step back to see it
     scen = scen.replace("[-80, 1250, -300]", "[-40, 1250, -420]").replace("[40, 1230, -260]", "[40, 1250, -420]")
     sp = tmp_path / "femur.yaml"

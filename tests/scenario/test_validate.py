@@ -184,3 +184,16 @@ def test_a_landmark_target_needs_a_position(tmp_path):
     assert issue.field == "targets[0].landmark"
     assert issue.message == "landmark 'hip_center_right_mm' has no position (incenter_mm or centroid_mm)"
     assert issue.hint == "give the point instead: point_mm: [88, 0, 0]"
+
+
+def test_run_refuses_a_scenario_the_bundle_checks_reject(tmp_path, capsys):
+    p = tmp_path / "typo.yaml"
+    p.write_text(PTED.replace("structure: nerve_root_L4_exiting_left", "structure: nerve_root_L4_exit_left"),
+                 encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(p), "--backend", "headless", "--frames", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {p}:{line_of(PTED, 'nerve_root_L4_exiting_left')}:16: risk_structures[0].structure: "
+                   "the bundle has no structure 'nerve_root_L4_exit_left' (hint: did you mean "
+                   "'nerve_root_L4_exiting_left' or 'nerve_root_L3_exiting_left'?)\n")
+    assert not out.exists()

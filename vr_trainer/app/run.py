@@ -17,7 +17,8 @@ from vr_trainer.app.loop import FrameLoop
 from vr_trainer.app.session import build_session
 from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
-from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from vr_trainer.scenario.loader import default_scenario_path
+from vr_trainer.scenario.validate import load_validated_scenario
 from vr_trainer.xr.select import create_backend
 
 
@@ -97,7 +98,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
                 mirror_layout: str = "side_by_side", locale: str | None = None, mentor_url: str | None = None,
                 token: str | None = None, realtime: bool | None = None, samples: int | None = None,
                 autopilot: str | None = None, autopilot_skill: float | None = None, seed: int = 0) -> dict[str, Any]:
-    scenario = load_scenario(scenario_path or default_scenario_path())
+    scenario = load_validated_scenario(scenario_path or default_scenario_path())  # file and bundle checks
     if locale is not None:
         scenario = scenario.model_copy(update={"locale": locale})
     scene, meshes = build_session(scenario)

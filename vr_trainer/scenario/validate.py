@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from vr_trainer.scenario import conditions
-from vr_trainer.scenario.issues import ScenarioIssue
+from vr_trainer.scenario.issues import ScenarioError, ScenarioIssue
 from vr_trainer.scenario.loader import REPO_ROOT, find_bundle, load_scenario_checked, metric_names, source_map
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.scenario.source import SourceMap
@@ -266,3 +266,13 @@ def validate_file(path: str | Path) -> tuple[Scenario | None, list[ScenarioIssue
     if scenario is None:
         return None, issues
     return scenario, issues + validate_against_bundle(scenario)
+
+
+def load_validated_scenario(path: str | Path) -> Scenario:
+    """:func:`~vr_trainer.scenario.loader.load_scenario` plus the bundle checks, as ``vr-trainer run``
+    needs it: raises :class:`ScenarioError` with every located error (warnings do not stop a run)."""
+    scenario, issues = validate_file(path)
+    errors = [i for i in issues if i.severity == "error"]
+    if scenario is None or errors:
+        raise ScenarioError(errors or issues)
+    return scenario
