@@ -36,7 +36,8 @@ def _vtp_appended_zlib(path: Path, m: trimesh.Trimesh) -> None:
         blob += np.array([1, len(raw), len(raw), len(comp)], "<u8").tobytes() + comp
     xml = f"""<?xml version="1.0"?>
 <!-- SPACE=RAS -->
-<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64" compressor="vtkZLibDataCompressor">
+<VTKFile type="PolyData" version="1.0" byte_order="LittleEndian" header_type="UInt64" \
+compressor="vtkZLibDataCompressor">
 <PolyData><Piece NumberOfPoints="{len(m.vertices)}" NumberOfPolys="{len(m.faces)}">
 <Points><DataArray type="Float32" NumberOfComponents="3" format="appended" offset="{offsets[0]}"/></Points>
 <Polys><DataArray type="Int64" Name="connectivity" format="appended" offset="{offsets[1]}"/>
@@ -63,7 +64,8 @@ def test_formats_read_back_to_the_same_solid(fmt: str, ball: trimesh.Trimesh, tm
 <Piece NumberOfPoints="{len(ball.vertices)}" NumberOfPolys="{len(ball.faces)}">
 <Points><DataArray type="Float32" NumberOfComponents="3" format="binary">{pts.decode()}</DataArray></Points>
 <Polys><DataArray type="Int32" Name="connectivity" format="ascii">{' '.join(map(str, ball.faces.ravel()))}</DataArray>
-<DataArray type="Int32" Name="offsets" format="ascii">{' '.join(str(3 * (i + 1)) for i in range(len(ball.faces)))}</DataArray>
+<DataArray type="Int32" Name="offsets" format="ascii">\
+{' '.join(str(3 * (i + 1)) for i in range(len(ball.faces)))}</DataArray>
 </Polys></Piece></PolyData></VTKFile>""")
     out = import_mesh([f], tmp_path / "b", units="mm", tissue="bone")
     s = load_bundle(out).structures[0]

@@ -50,7 +50,8 @@ def test_example_ct_with_labels_gives_vertebrae_and_cord(example_bundle: Path, t
         # a swapped mesh would be centimetres away; thin curved ribs cut by the crop shift a few mm
         assert np.linalg.norm(c - s.centroid_mm) < max(6.0, 0.15 * float(max(s.size_mm))), s.name
     m = b.manifest
-    assert m["units"] == "mm" and m["source_units"] == "mm" and m["provenance"]["label_map"].startswith("TotalSegmentator")
+    assert (m["units"] == "mm" and m["source_units"] == "mm"
+            and m["provenance"]["label_map"].startswith("TotalSegmentator"))
     assert all(len(i["sha256"]) == 64 for i in m["provenance"]["inputs"])
 
 

@@ -220,5 +220,6 @@ def test_console_follows_the_resident_leaving_and_coming_back(browser, web_bridg
                        BridgeConfig(ice=IceOptions(loopback_only=True), audio="none")) as again:
         board_loop.call(lambda loop: again.attach(loop), timeout_s=15)
         seen = browser.console_state()["framesWithId"]
-        wait(lambda: browser.console_state()["framesWithId"] > seen + 15 and browser.console_state()["status"] == "live",
+        wait(lambda: (browser.console_state()["framesWithId"] > seen + 15
+                      and browser.console_state()["status"] == "live"),
              20, "video again without reloading the page")

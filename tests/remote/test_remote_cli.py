@@ -33,8 +33,8 @@ def main(capsys, *args: str) -> tuple[int, str, str]:
 
 def test_token_command_issues_tokens_the_server_accepts(tmp_path, capsys):
     secret_file = tmp_path / "secret"
-    code, stdout, _ = main(capsys, "mentor", "token", "--session", "or-1", "--role", "expert", "--name", "Dr Zhang", "--ttl", "30m",
-              "--server", "http://127.0.0.1:9999", "--json", "--secret-file", str(secret_file))
+    code, stdout, _ = main(capsys, "mentor", "token", "--session", "or-1", "--role", "expert", "--name", "Dr Zhang",
+              "--ttl", "30m", "--server", "http://127.0.0.1:9999", "--json", "--secret-file", str(secret_file))
     assert code == 0
     doc = json.loads(stdout)
     assert doc["link"] == f"http://127.0.0.1:9999/console#token={doc['token']}"

@@ -84,7 +84,8 @@ def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(bo
 
     run(go(), 40)
     img, views, strokes = board_loop.call(
-        lambda loop: (loop.mirror.read_now(), loop.mirror.views, [s.points_mm.copy() for s in loop.state.annotations.strokes]))
+        lambda loop: (loop.mirror.read_now(), loop.mirror.views,
+                      [s.points_mm.copy() for s in loop.state.annotations.strokes]))
     h, w = img.shape[:2]
     # left eye: where it was drawn; nowhere else on that row band
     assert green_along(img, STROKE_U * w, np.full(len(STROKE_U), STROKE_V * h)) > 0.9

@@ -65,19 +65,23 @@ def test_roles_routing_and_relay(server, signer):
         h2, ex, w2 = await join(server.url, signer.issue(sess, "expert", "dr"))
         assert w2["can_annotate"] and w2["peers"][0]["role"] == "trainee"
         joined = await next_json(tr)
-        assert joined == {"v": 1, "type": "peer-joined", "peer": {"peer_id": w2["peer_id"], "role": "expert", "name": "dr"}}
+        assert joined == {"v": 1, "type": "peer-joined",
+                          "peer": {"peer_id": w2["peer_id"], "role": "expert", "name": "dr"}}
         h3, ob, w3 = await join(server.url, signer.issue(sess, "observer", "student"))
         assert not w3["can_annotate"]
         assert (await next_json(tr))["peer"]["role"] == "observer"
         # trainee -> expert, with the authenticated sender filled in
-        await tr.send_str(json.dumps({"v": 1, "type": "signal", "to": w2["peer_id"], "data": {"kind": "offer", "sdp": "v=0"}}))
+        await tr.send_str(json.dumps({"v": 1, "type": "signal", "to": w2["peer_id"],
+                                      "data": {"kind": "offer", "sdp": "v=0"}}))
         got = await next_json(ex)
         assert got["from"] == w1["peer_id"] and got["data"] == {"kind": "offer", "sdp": "v=0"}
         # a viewer may not signal another viewer
-        await ex.send_str(json.dumps({"v": 1, "type": "signal", "to": w3["peer_id"], "data": {"kind": "end-of-candidates"}}))
+        await ex.send_str(json.dumps({"v": 1, "type": "signal", "to": w3["peer_id"],
+                                      "data": {"kind": "end-of-candidates"}}))
         assert (await next_json(ex))["code"] == "no_peer"
         # viewer -> trainee without "to"
-        await ob.send_str(json.dumps({"v": 1, "type": "signal", "data": {"kind": "candidate", "candidate": "c", "sdpMid": "0"}}))
+        await ob.send_str(json.dumps({"v": 1, "type": "signal",
+                                      "data": {"kind": "candidate", "candidate": "c", "sdpMid": "0"}}))
         got = await next_json(tr)
         assert got["from"] == w3["peer_id"] and got["data"]["kind"] == "candidate"
         # an observer's token in another session sees nobody

@@ -79,7 +79,8 @@ def test_tissue_materials_golden(gl_ctx, renderer, goldens):
 def test_stereo_views_differ_and_msaa_smooths_edges(gl_ctx, renderer):
     box = trimesh.creation.box([200, 200, 200])
     renderer.add_mesh("box", box.vertices, box.faces, "bone")
-    snap = SceneSnapshot(0.0, 0, (DrawItem("box", np.eye(4) @ trimesh.transformations.rotation_matrix(0.4, [0, 1, 0])),))
+    snap = SceneSnapshot(0.0, 0,
+                         (DrawItem("box", np.eye(4) @ trimesh.transformations.rotation_matrix(0.4, [0, 1, 0])),))
     left, left_fb = _view(gl_ctx, 0, pos=(-32, 300, 600))
     right, right_fb = _view(gl_ctx, 1, pos=(32, 300, 600))
     renderer.render(left, snap, left_fb)
@@ -97,7 +98,8 @@ def test_annotations_golden_and_anchored(gl_ctx, renderer, goldens):
     box = trimesh.creation.box([300, 20, 300])
     renderer.add_mesh("table", box.vertices, box.faces, "muscle")
     ann = AnnotationSet()
-    ann.add_stroke(Stroke("s", np.array([[-100, 11, 0], [0, 11, 80], [100, 11, 0]], float), (0.1, 1.0, 0.3, 1.0), 4, 0.0))
+    ann.add_stroke(Stroke("s", np.array([[-100, 11, 0], [0, 11, 80], [100, 11, 0]], float),
+                          (0.1, 1.0, 0.3, 1.0), 4, 0.0))
     ann.add_pin(Pin("p", np.array([0.0, 10.0, -80.0]), (1.0, 0.15, 0.15, 1.0), 0.0))
     snap = SceneSnapshot(0.0, 0, (DrawItem("table", np.eye(4)),), (), ann)
     v, fb = _view(gl_ctx, pos=(0, 250, 350))
@@ -131,8 +133,8 @@ def test_text_panel_renders_chinese_glyphs(gl_ctx, renderer, goldens):
     glyphs = [render_text_rgba([c], font_px=32, width_px=64)[..., 3].astype(int) for c in "椎间孔镜"]
     assert np.abs(glyphs[0] - glyphs[1]).sum() > 1000 and np.abs(glyphs[2] - glyphs[3]).sum() > 1000
     assert not np.array_equal(zh, tofu)
-    snap = SceneSnapshot(0.0, 0, (), (PanelItem("p", ("L4-L5 椎间孔镜", "12.5 mm"), pose_from_axis([0, 300, 0], [0, 0.5, 1]),
-                                                 500.0),))
+    snap = SceneSnapshot(0.0, 0, (), (PanelItem("p", ("L4-L5 椎间孔镜", "12.5 mm"),
+                                                 pose_from_axis([0, 300, 0], [0, 0.5, 1]), 500.0),))
     v, fb = _view(gl_ctx, pos=(0, 300, 500), target=(0, 300, 0), size=(192, 96))
     renderer.render(v, snap, fb)
     img = _read(fb)

@@ -59,10 +59,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                           description="Units: --units auto decides from anatomical plausibility and records the "
                                       "decision; when it cannot decide it stops and asks for --units.")
     mesh.add_argument("files", nargs="+", metavar="FILE", help="mesh files (one structure each)")
-    mesh.add_argument("--tissue", choices=TISSUES, default=None, help="tissue class (default: from the file name, else bone)")
+    mesh.add_argument("--tissue", choices=TISSUES, default=None,
+                      help="tissue class (default: from the file name, else bone)")
     mesh.add_argument("--units", choices=("auto", "mm", "cm", "m"), default="auto", help="unit of the file coordinates")
     mesh.add_argument("--name", default=None, help="structure name (a prefix when several files are given)")
-    mesh.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
+    mesh.add_argument("--out", required=True, metavar="assets/NAME",
+                      help="bundle folder to write (replaced atomically)")
     set_handler(mesh, run_import_mesh)
     return imp
 

@@ -175,7 +175,8 @@ def _stack(slices: list[Any], folder: Path) -> Volume:
         iop = np.asarray([float(v) for v in ref.ImageOrientationPatient], float)
         ps = [float(v) for v in ref.PixelSpacing]
     except (AttributeError, ValueError, TypeError) as exc:
-        raise AnatomyError(f"{folder}: series lacks ImageOrientationPatient/PixelSpacing; cannot place it in space") from exc
+        raise AnatomyError(f"{folder}: series lacks ImageOrientationPatient/PixelSpacing; "
+                           "cannot place it in space") from exc
     row, col = iop[:3], iop[3:]
     normal = np.cross(row, col)
     pos = np.array([[float(v) for v in s.ImagePositionPatient] for s in slices])
@@ -188,7 +189,8 @@ def _stack(slices: list[Any], folder: Path) -> Volume:
             raise AnatomyError(f"{folder}: two slices share a position (mixed series?); export one series per folder")
         step = float(np.median(d))
         if np.max(np.abs(d - step)) > 0.25 * step:
-            raise AnatomyError(f"{folder}: slice spacing varies ({d.min():.2f}-{d.max():.2f} mm): slices missing? re-export the full series")
+            raise AnatomyError(f"{folder}: slice spacing varies ({d.min():.2f}-{d.max():.2f} mm): "
+                               "slices missing? re-export the full series")
     else:
         step = float(getattr(ref, "SliceThickness", 1.0) or 1.0)
     planes = []

@@ -34,7 +34,8 @@ def _ts_total() -> dict[int, tuple[str, str]]:
         t[i] = (n, "organ")
     t[23], t[24] = ("kidney_cyst_left", "pathology"), ("kidney_cyst_right", "pathology")
     t[25] = ("sacrum", "bone")
-    verts = ["S1", "L5", "L4", "L3", "L2", "L1"] + [f"T{i}" for i in range(12, 0, -1)] + [f"C{i}" for i in range(7, 0, -1)]
+    verts = (["S1", "L5", "L4", "L3", "L2", "L1"] + [f"T{i}" for i in range(12, 0, -1)]
+             + [f"C{i}" for i in range(7, 0, -1)])
     for i, v in enumerate(verts, start=26):
         t[i] = (v, "bone")
     t[51] = ("heart", "organ")
@@ -96,7 +97,8 @@ def load_yaml_map(path: str | Path) -> dict[int, LabelSpec]:
     if "default_tissue" in top:
         default_tissue = str(top["default_tissue"].value)
         if default_tissue not in TISSUES:
-            raise AnatomyError(f"{p}:{_line(top['default_tissue'])}: default_tissue {default_tissue!r} is not one of {', '.join(TISSUES)}")
+            raise AnatomyError(f"{p}:{_line(top['default_tissue'])}: default_tissue {default_tissue!r} "
+                               f"is not one of {', '.join(TISSUES)}")
     labels = top.get("labels")
     if not isinstance(labels, yaml.MappingNode):
         raise AnatomyError(f"{p}:{_line(labels or root)}: missing 'labels:' mapping of id -> name or {{name, tissue}}")
@@ -117,7 +119,8 @@ def load_yaml_map(path: str | Path) -> dict[int, LabelSpec]:
             raise AnatomyError(f"{where}: label {lid}: expected a name or {{name, tissue}}")
         unknown = set(fields) - {"name", "tissue", "description"}
         if unknown:
-            raise AnatomyError(f"{where}: label {lid}: unknown field(s) {sorted(unknown)}; use name, tissue, description")
+            raise AnatomyError(f"{where}: label {lid}: unknown field(s) {sorted(unknown)}; "
+                               "use name, tissue, description")
         if not fields.get("name"):
             raise AnatomyError(f"{where}: label {lid}: field 'name' is missing")
         tissue = fields.get("tissue", default_tissue)

@@ -81,7 +81,8 @@ def _check_obj(path: Path, data: bytes) -> None:
             try:
                 top = max(top, abs(int(tok.split(b"/")[0])))
             except ValueError:
-                raise AnatomyError(f"{path}: OBJ face entry {tok[:20]!r} is not a vertex index (corrupt file)") from None
+                raise AnatomyError(f"{path}: OBJ face entry {tok[:20]!r} is not a vertex index "
+                                   "(corrupt file)") from None
     if top > nv:
         raise AnatomyError(f"{path}: OBJ faces use vertex {top} but only {nv} vertices exist (truncated or corrupt)")
 
@@ -119,7 +120,8 @@ def read_mesh_file(path: Path) -> tuple[trimesh.Trimesh, dict[str, Any]]:
     if not np.all(np.isfinite(loaded.vertices)):
         raise AnatomyError(f"{path}: vertex coordinates are not finite; the file is corrupt")
     notes["frame"] = "as stored (taken as RAS)"
-    return trimesh.Trimesh(vertices=np.asarray(loaded.vertices, float), faces=np.asarray(loaded.faces), process=False), notes
+    return trimesh.Trimesh(vertices=np.asarray(loaded.vertices, float), faces=np.asarray(loaded.faces),
+                           process=False), notes
 
 
 def _median_edge(mesh: trimesh.Trimesh) -> float:
@@ -149,17 +151,20 @@ def decide_units(meshes: Sequence[trimesh.Trimesh], requested: str, label: str) 
         by_edge = [u for u in fits if EDGE_MM[0] <= edge * UNIT_TO_MM[u] <= EDGE_MM[1]]
         if len(by_edge) == 1:
             fits = by_edge
-            why += f"; median edge {edge * UNIT_TO_MM[fits[0]]:.3g} mm fits a segmentation-derived mesh only as {fits[0]}"
+            why += (f"; median edge {edge * UNIT_TO_MM[fits[0]]:.3g} mm fits a segmentation-derived mesh "
+                    f"only as {fits[0]}")
     if len(fits) != 1:
         raise AnatomyError(f"{label}: cannot tell the unit from the size (largest extent {extent:.4g} in file units; "
                            f"{why}); pass --units mm, cm or m")
     unit = fits[0]
     return UNIT_TO_MM[unit], unit, {"requested": "auto", "decided": unit, "largest_extent_file_units": round(extent, 6),
-                                    "reason": f"plausible anatomical size {PLAUSIBLE_MM[0]:g}-{PLAUSIBLE_MM[1]:g} mm only {why}"}
+                                    "reason": f"plausible anatomical size {PLAUSIBLE_MM[0]:g}-{PLAUSIBLE_MM[1]:g} mm "
+                                              f"only {why}"}
 
 
 def structures_from_meshes(paths: Sequence[Path], *, tissue: str | None = None, units: str = "auto",
-                           name: str | None = None, max_faces: int = MAX_FACES) -> tuple[list[Structure], str, dict[str, Any], list[dict[str, Any]]]:
+                           name: str | None = None, max_faces: int = MAX_FACES
+                           ) -> tuple[list[Structure], str, dict[str, Any], list[dict[str, Any]]]:
     """Files -> structures in mm; returns (structures, source unit, units record, input records)."""
     if tissue is not None:
         check_tissue(tissue, "--tissue")

@@ -82,15 +82,18 @@ def build_knee(spacing_mm: float) -> Built:
     notch = S.box_frame((0, -22.0, 8.0), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), (7.5, 20.0, 14.0), 4.0)
     groove = S.tube([(0, 30.0, 8.0), (0, 27.0, 52.0)], [8.0, 8.0])
     fem = S.join(femur, 5.0)
-    fem_cut = S.Part(lambda X, Y, Z: np.maximum(fem(X, Y, Z), -np.minimum(notch(X, Y, Z), groove(X, Y, Z))), fem.lo, fem.hi)
+    fem_cut = S.Part(lambda X, Y, Z: np.maximum(fem(X, Y, Z), -np.minimum(notch(X, Y, Z), groove(X, Y, Z))),
+                     fem.lo, fem.hi)
     cv.paint(ids["femur"], fem_cut, fem_cut.lo, fem_cut.hi)
     art = S.Part(lambda X, Y, Z: np.maximum(np.maximum(Z - 44.0, -Y - 38.0),
-                                            np.maximum(np.abs(X) - 29.0, np.where(Y > 8.0, np.abs(X) - 24.0, -1.0))), fem.lo, fem.hi)
+                                            np.maximum(np.abs(X) - 29.0, np.where(Y > 8.0, np.abs(X) - 24.0, -1.0))),
+                 fem.lo, fem.hi)
     cv.paint(ids["cartilage_femoral"], shell(fem_cut, 2.5, art), (-40, -40, -1), (40, 35, 46))
 
     plateau = S.body((0, -3.0, -15.0), 38.0, 24.0, 22.0, 12.0, waist=-0.02, round_mm=3.0)
     tibia = [plateau,
-             S.tube([(0, -4, -34), (0, -3, -44), (0, -2, -64), (1, -1, -130)], [28.0, 19.0, 14.0, 12.0], (1.0, 0.85, 1.0)),
+             S.tube([(0, -4, -34), (0, -3, -44), (0, -2, -64), (1, -1, -130)], [28.0, 19.0, 14.0, 12.0],
+                    (1.0, 0.85, 1.0)),
              S.ellipsoid((0.0, 17.0, -33.0), (9.0, 7.0, 14.0)),   # tuberosity
              S.ellipsoid((-4.5, -3.0, -3.0), (2.5, 7.0, 5.0)),    # medial tibial spine
              S.ellipsoid((4.5, -2.0, -3.5), (2.5, 6.0, 4.5))]     # lateral tibial spine
@@ -114,10 +117,14 @@ def build_knee(spacing_mm: float) -> Built:
         ids["tibia"]: LabelSpec(ids["tibia"], "tibia", "bone", "right proximal tibia"),
         ids["patella"]: LabelSpec(ids["patella"], "patella", "bone", "right patella"),
         ids["fibula"]: LabelSpec(ids["fibula"], "fibula", "bone", "right proximal fibula"),
-        ids["cartilage_femoral"]: LabelSpec(ids["cartilage_femoral"], "cartilage_femoral", "cartilage", "condyles and trochlea"),
-        ids["cartilage_tibial_medial"]: LabelSpec(ids["cartilage_tibial_medial"], "cartilage_tibial_medial", "cartilage", "medial plateau"),
-        ids["cartilage_tibial_lateral"]: LabelSpec(ids["cartilage_tibial_lateral"], "cartilage_tibial_lateral", "cartilage", "lateral plateau"),
-        ids["cartilage_patellar"]: LabelSpec(ids["cartilage_patellar"], "cartilage_patellar", "cartilage", "retropatellar"),
+        ids["cartilage_femoral"]: LabelSpec(ids["cartilage_femoral"], "cartilage_femoral", "cartilage",
+                                            "condyles and trochlea"),
+        ids["cartilage_tibial_medial"]: LabelSpec(ids["cartilage_tibial_medial"], "cartilage_tibial_medial",
+                                                  "cartilage", "medial plateau"),
+        ids["cartilage_tibial_lateral"]: LabelSpec(ids["cartilage_tibial_lateral"], "cartilage_tibial_lateral",
+                                                   "cartilage", "lateral plateau"),
+        ids["cartilage_patellar"]: LabelSpec(ids["cartilage_patellar"], "cartilage_patellar", "cartilage",
+                                             "retropatellar"),
     }
     bones = [ids[n] for n in ("femur", "tibia", "patella", "fibula")]
     landmarks = {"joint_line_z_mm": 0.0, "side": "right",
@@ -205,7 +212,8 @@ def build_hip(spacing_mm: float) -> Built:
     for side, s in (("right", 1.0), ("left", -1.0)):
         parts, cuts, axis = _hip_bone(s)
         cv.paint_union(ids[f"hip_{side}"], parts, 6.0, cuts)
-        specs[ids[f"hip_{side}"]] = LabelSpec(ids[f"hip_{side}"], f"hip_{side}", "bone", f"{side} hip bone (ilium, ischium, pubis)")
+        specs[ids[f"hip_{side}"]] = LabelSpec(ids[f"hip_{side}"], f"hip_{side}", "bone",
+                                              f"{side} hip bone (ilium, ischium, pubis)")
         fparts, d = _femur(s)
         cv.paint_union(ids[f"femur_{side}"], fparts, 5.0, over=(0,))
         specs[ids[f"femur_{side}"]] = LabelSpec(ids[f"femur_{side}"], f"femur_{side}", "bone", f"{side} proximal femur")

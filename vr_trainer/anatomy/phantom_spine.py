@@ -69,7 +69,8 @@ def _levels() -> list[Level]:
     zc4 = DISC_H["L4_L5"] / 2 + l4.h
     zc3 = zc4 + l4.h + DISC_H["L3_L4"] + l3.h
     zc5 = -DISC_H["L4_L5"] / 2 - l5.h
-    return [Level(**{**l3.__dict__, "zc": zc3}), Level(**{**l4.__dict__, "zc": zc4}), Level(**{**l5.__dict__, "zc": zc5})]
+    return [Level(**{**l3.__dict__, "zc": zc3}), Level(**{**l4.__dict__, "zc": zc4}),
+            Level(**{**l5.__dict__, "zc": zc5})]
 
 
 LEVELS = _levels()
@@ -119,14 +120,17 @@ def _facet(upper: Level, lower_px: float, lower_zc: float, joint: str, s: float)
     return sap, iap
 
 
-def _vertebra(v: Level, below_px: float, below_zc: float, joint_above: str, joint_below: str) -> tuple[list[S.Part], list[S.Part]]:
+def _vertebra(v: Level, below_px: float, below_zc: float, joint_above: str,
+              joint_below: str) -> tuple[list[S.Part], list[S.Part]]:
     """Primitives of one lumbar vertebra and the cut that keeps its canal open."""
     parts: list[S.Part] = [S.body((0, v.yb, v.zc), v.width / 2, v.b_ant, v.b_post, v.h, waist=0.05)]
     zc, h, px = v.zc, v.h, v.pedicle_x
     tp_half = 4.0 if v.name == "L5" else 2.6
     for s in SIDES.values():
-        parts.append(S.tube([(s * (px - 1), 12.0, zc + 5), (s * (px + 1), -6.0, zc + 5)], [4.5, 4.5], (1, 1, 7.5 / 4.5)))
-        parts.append(S.slab((s * (px + 1), -6.0), (0.0, -16.0), 3.2, (zc - h - 1, zc + h - 3), (zc - h - 4, zc + h - 5), 2.0))
+        parts.append(S.tube([(s * (px - 1), 12.0, zc + 5), (s * (px + 1), -6.0, zc + 5)], [4.5, 4.5],
+                            (1, 1, 7.5 / 4.5)))
+        parts.append(S.slab((s * (px + 1), -6.0), (0.0, -16.0), 3.2, (zc - h - 1, zc + h - 3),
+                            (zc - h - 4, zc + h - 5), 2.0))
         z_tp0 = (zc - 2, zc + 12) if v.name == "L5" else (zc + 1, zc + 12)
         parts.append(S.slab((s * (px + 2), -5.0), (s * (px + 2 + v.tp_len), -10.0), (tp_half, 2.4),
                             z_tp0, (zc + 3, zc + 9), 2.0))
@@ -161,7 +165,8 @@ def _sacrum() -> tuple[list[S.Part], list[S.Part]]:
         ]
     loc.append(S.slab((0.0, -bp - 16), (0.0, -bp - 21), 2.5, (-58.0, -10.0), (-60.0, -14.0), 2.0))
     parts = [S.in_frame(p, S1_ORIGIN, S1_ROT) for p in loc]
-    cuts = [S.in_frame(S.tube([(0, CANAL_V, 8.0), (0, CANAL_V, -56.0)], [11.0, 9.0], (1, 6.0 / 11.0, 1)), S1_ORIGIN, S1_ROT)]
+    cuts = [S.in_frame(S.tube([(0, CANAL_V, 8.0), (0, CANAL_V, -56.0)], [11.0, 9.0], (1, 6.0 / 11.0, 1)),
+                       S1_ORIGIN, S1_ROT)]
     cuts += [S.in_frame(S.capsule((s * 13.0, -40.0, w), (s * 13.0, 30.0, w), r), S1_ORIGIN, S1_ROT)
              for s in SIDES.values() for w, r in ((-24.0, 4.2), (-41.0, 3.8), (-56.0, 3.2))]
     for s in SIDES.values():

@@ -58,7 +58,8 @@ PHANTOMS: dict[str, tuple[Callable[[float], Any], float, str, str]] = {
 }
 
 
-def make_volumes(name: str, seed: int = DEFAULT_SEED, spacing_mm: float | None = None) -> tuple[Volume, Volume, dict[int, LabelSpec], dict[str, Any]]:
+def make_volumes(name: str, seed: int = DEFAULT_SEED, spacing_mm: float | None = None
+                 ) -> tuple[Volume, Volume, dict[int, LabelSpec], dict[str, Any]]:
     """Synthetic (CT in HU, label map) volumes for phantom ``name``."""
     builder, default_spacing, _folder, desc = PHANTOMS[name]
     sp = float(spacing_mm or default_spacing)

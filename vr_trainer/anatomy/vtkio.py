@@ -100,7 +100,8 @@ def read_vtk_legacy(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
         raise AnatomyError(f"{path}: VTK mode {mode!r} is neither ASCII nor BINARY")
     ds = cur.line().split()
     if len(ds) < 2 or ds[1].upper() != "POLYDATA":
-        raise AnatomyError(f"{path}: only POLYDATA VTK files hold surfaces (found {' '.join(ds)}); export the model as a surface")
+        raise AnatomyError(f"{path}: only POLYDATA VTK files hold surfaces (found {' '.join(ds)}); "
+                           "export the model as a surface")
     read = cur.ascii if mode == "ASCII" else cur.binary
     pts: np.ndarray | None = None
     tris: list[np.ndarray] = []
@@ -144,7 +145,8 @@ def read_vtk_legacy(path: Path) -> tuple[np.ndarray, np.ndarray, str | None]:
     return _finish(path, pts, tris, space)
 
 
-def _finish(path: Path, pts: np.ndarray | None, tris: list[np.ndarray], space: str | None) -> tuple[np.ndarray, np.ndarray, str | None]:
+def _finish(path: Path, pts: np.ndarray | None, tris: list[np.ndarray],
+            space: str | None) -> tuple[np.ndarray, np.ndarray, str | None]:
     if pts is None or not len(pts):
         raise AnatomyError(f"{path}: no POINTS in the file; it is empty or corrupt")
     faces = np.concatenate(tris) if tris else np.zeros((0, 3), np.int64)

@@ -8,7 +8,7 @@
 | ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
-"""
+"""  # noqa: E501 (a table row)
 
 from __future__ import annotations
 

@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
     data = Path(args.data) if args.data else _default_data()
     ct, seg = data / "example_ct_sm.nii.gz", data / "example_seg.nii.gz"
     if not ct.is_file() or not seg.is_file():
-        raise AnatomyError(f"{data}: example CT not found; pass --data FOLDER with example_ct_sm.nii.gz and example_seg.nii.gz")
+        raise AnatomyError(f"{data}: example CT not found; "
+                           "pass --data FOLDER with example_ct_sm.nii.gz and example_seg.nii.gz")
     shape = tuple(int(v) for v in str(args.shape).split(","))
     if len(shape) != 3:
         raise AnatomyError(f"--shape {args.shape!r}: give three sizes like 512,512,400")
@@ -231,10 +232,12 @@ def run(args: argparse.Namespace) -> int:
     if len(results) > 1:
         big = results[1]
         ok = ok and big["ours_s"] <= TARGETS["large_s"] and big["ours_peak_mb"] <= TARGETS["large_mb"]
-        line.append(f"large {big['ours_s']:.1f} s (<= {TARGETS['large_s']:g} s), peak {big['ours_peak_mb']:.0f} MB (<= {TARGETS['large_mb']:g} MB)")
+        line.append(f"large {big['ours_s']:.1f} s (<= {TARGETS['large_s']:g} s), "
+                    f"peak {big['ours_peak_mb']:.0f} MB (<= {TARGETS['large_mb']:g} MB)")
     print("targets: " + "; ".join(line) + (" -> met" if ok else " -> MISSED"))
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "targets": TARGETS, "cpus": os.cpu_count()}, indent=1))
+        Path(args.json).write_text(json.dumps({"results": results, "targets": TARGETS, "cpus": os.cpu_count()},
+                                              indent=1))
     return 0 if ok else 1
 
 

@@ -92,8 +92,9 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 class SceneRenderer:
     """Draws a :class:`SceneSnapshot` into each :class:`View`."""
 
-    def __init__(self, ctx: moderngl.Context, samples: int | None = None, near_mm: float = 30.0, far_mm: float = 20000.0,
-                 clear_rgb: tuple[float, float, float] = (0.055, 0.075, 0.105), lod_faces_per_px: float = 0.25) -> None:
+    def __init__(self, ctx: moderngl.Context, samples: int | None = None, near_mm: float = 30.0,
+                 far_mm: float = 20000.0, clear_rgb: tuple[float, float, float] = (0.055, 0.075, 0.105),
+                 lod_faces_per_px: float = 0.25) -> None:
         self.ctx = ctx
         if samples is None:
             # 4x MSAA on a GPU. On a software rasteriser 4x costs 2-2.4x the frame time and
