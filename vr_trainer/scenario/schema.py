@@ -47,10 +47,12 @@ class LocalizedText(Strict):
 class AnatomyRef(Strict):
     bundle: str = Field(min_length=1, max_length=1024,
                         description="Asset bundle folder: a name under assets/ or a path relative to the scenario file")
-    level: str | None = Field(default=None, pattern=r"^(C[1-7]|T([1-9]|1[0-2])|L[1-6]|S1)-(C[1-7]|T([1-9]|1[0-2])|L[1-6]|S1)$",
+    level: str | None = Field(default=None,
+                              pattern=r"^(C[1-7]|T([1-9]|1[0-2])|L[1-6]|S1)-(C[1-7]|T([1-9]|1[0-2])|L[1-6]|S1)$",
                               description="Spinal level operated on, e.g. L4-L5 (spine procedures)")
     side: Literal["left", "right"] | None = Field(default=None, description="Side operated on (left/right)")
-    position_mm: Vec3 = Field(default=(0.0, 950.0, 0.0), description="Where the anatomy's centre stands in the room (y up)")
+    position_mm: Vec3 = Field(default=(0.0, 950.0, 0.0),
+                              description="Where the anatomy's centre stands in the room (y up)")
     patient_orientation: Literal["prone", "supine", "lateral_left", "lateral_right"] = "prone"
     hide: list[str] = Field(default_factory=list, description="Bundle structures not to show")
 
@@ -58,7 +60,8 @@ class AnatomyRef(Strict):
 class InstrumentRef(Strict):
     id: Id
     kind: InstrumentKind
-    label: LocalizedText | None = Field(default=None, description="Name shown to the resident (default: the catalogue's)")
+    label: LocalizedText | None = Field(default=None,
+                                        description="Name shown to the resident (default: the catalogue's)")
 
 
 class TargetRef(Strict):
@@ -124,7 +127,8 @@ class OverlayEffect(Strict):
 class Effect(Strict):
     """One effect of an event; give exactly one field."""
 
-    prompt: LocalizedText | None = Field(default=None, description="A message on the in-scene panel and the mentor console")
+    prompt: LocalizedText | None = Field(default=None,
+                                         description="A message on the in-scene panel and the mentor console")
     haptic: HapticEffect | None = Field(default=None, description="A pulse on the hand holding the instrument")
     sound: Literal["alert", "warning", "success", "pain"] | None = Field(default=None, description="A sound cue")
     overlay: OverlayEffect | None = None
@@ -216,7 +220,8 @@ class DemoTrack(Strict):
     fps: float = Field(default=30.0, gt=0, le=240)
     head: list[HeadKey] = Field(min_length=1, max_length=100000)
     tool: list[ToolKey] = Field(default_factory=list, max_length=100000)
-    tool_relative_to: str | None = Field(default=None, description="A target id: tool keys are offsets (RAS mm) from it")
+    tool_relative_to: str | None = Field(default=None,
+                                         description="A target id: tool keys are offsets (RAS mm) from it")
 
     @field_validator("head", "tool")
     @classmethod
