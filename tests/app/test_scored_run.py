@@ -40,7 +40,9 @@ def test_default_run_writes_a_score_and_the_metrics_behind_it(default_run):
     s = written
     assert s["backend"] == "headless" and s["frames"] > 200 and s["steps_completed"] == ["needle_to_kambin"]
     assert 0.0 <= s["score"] <= 100.0 and isinstance(s["passed"], bool) and s["pass_mark"] == 70.0
-    assert s["passed"] == (s["score"] >= s["pass_mark"] and not s["critical_errors"])
+    # the demo track only does the first of the two steps: a good score, but not a pass
+    assert s["score"] >= s["pass_mark"] and s["passed"] is False
+    assert s["fail_reasons"] == ["step cannula_to_fragment not completed"]
     rubric = {"steps_completed_pct", "total_time_s", "risk_contacts", "min_risk_distance_mm", "target_error_mm",
               "path_length_mm"}
     assert rubric <= set(s["metrics"])

@@ -85,15 +85,20 @@ class SessionScene:
     @cached_property
     def panel_poses(self) -> tuple[np.ndarray, np.ndarray]:
         """Where the prompt and readout panels stand: across the table from where the
-        resident starts, facing them (fixed for the session)."""
+        resident starts, facing them, side by side (prompt on the left) so that the prompt
+        panel can grow with messages without covering the readouts (fixed for the session)."""
         pos = self.world_from_patient[:3, 3]
         to_head = self.track.head_pose(0.0)[:3, 3] - pos
         to_head[1] = 0.0
         n = np.linalg.norm(to_head)
         d = to_head / n if n > 1e-6 else np.array([0.0, 0.0, 1.0])
         up = np.array([0.0, 1.0, 0.0])
-        return (pose_from_axis(pos - 190.0 * d + 150.0 * up, d + 0.6 * up),
-                pose_from_axis(pos - 165.0 * d + 88.0 * up, d + 0.6 * up))
+        centre = pose_from_axis(pos - 190.0 * d + 140.0 * up, d + 0.6 * up)
+        right = centre[:3, 0]  # the resident's right, as they face the panels
+        prompt, read = centre.copy(), centre.copy()
+        prompt[:3, 3] -= 105.0 * right
+        read[:3, 3] += 105.0 * right
+        return prompt, read
 
     @cached_property
     def anatomy_items(self) -> tuple[DrawItem, ...]:
