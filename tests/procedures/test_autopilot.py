@@ -105,7 +105,10 @@ def test_novice_errors_show_in_the_path(contexts):
     assert novice.duration_s > 2.5 * expert.duration_s
     assert novice.path_length_mm > 1.2 * expert.path_length_mm
     assert min(risk_distance_mm(ctx, novice).values()) < 0.0, "the detour touches a risk structure"
-    assert all(abs(e) < 0.5 for e in arrival_error_mm(novice)), "corrections end on the target"
+    assert_inside_tolerance(ctx, novice)  # corrections end inside the tolerance, off the centre
+    for st, e in zip(novice.steps, arrival_error_mm(novice)):
+        tol = ctx.targets[st.target_id or ""].tolerance_mm
+        assert 0.3 * tol < e + st.stop_mm < tol, st.step_id
     # the aim error: the first pass stops off target, outside the tolerance
     first_pass_off = 0
     for st in novice.steps:
@@ -239,4 +242,4 @@ def test_plans_work_on_a_moved_bundle(contexts, key, angle_deg, axis):
         np.testing.assert_allclose(kambin.direction, m[:3, :3] @ plan_routes(orig)[0][1].direction, atol=1e-9)
     novice = autopilot_plan(ctx, "novice")
     assert min(risk_distance_mm(ctx, novice).values()) < 0.0
-    assert all(abs(e) < 0.5 for e in arrival_error_mm(novice))
+    assert_inside_tolerance(ctx, novice)

@@ -11,7 +11,8 @@ Seeded errors (each recorded in ``Plan.errors`` with its size; ``s`` is the skil
   ``2.5 (1 - s)`` seconds at each entry point and dwells longer at each target.
 * ``aim``: the first advance aims ``7 (1 - s)`` mm off the target, perpendicular to the path, in a
   seeded direction clear of the obstacles; when that misses the tolerance the tip pauses, backs out
-  10 mm and re-advances onto the target (a correction).
+  10 mm and re-advances (a correction), coming to rest ``0.6 (1 - s)`` of the tolerance off the
+  target's centre (inside the tolerance: the step completes, the target error shows it).
 * ``waver``: a lateral wobble of ``4 (1 - s)`` mm amplitude (two seeded sines) on every advance,
   fading out over the last 15 mm before the stop point: a longer path.
 * ``detour``: below skill 0.6, once per step, the tip drifts off the path to the nearest risk
@@ -19,7 +20,7 @@ Seeded errors (each recorded in ``Plan.errors`` with its size; ``s`` is the skil
   contact; at skill 0.15 about -0.45 mm), then returns; skipped (with a note) when no straight
   connector to it is clear of other structures.
 * ``overshoot``: the final advance goes ``5 (1 - s)`` mm past the stop point (limited so the tip
-  stays outside every risk structure), pauses and withdraws onto it.
+  stays outside every risk structure), pauses and withdraws to its resting point.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class SkillProfile:
     @property
     def detour_clearance_mm(self) -> float | None:
         return -1.2 + 5.0 * self.skill if self.skill < 0.6 else None
+
+    @property
+    def residual_fraction(self) -> float:
+        """Where the tip finally rests, off the target's centre, as a fraction of its tolerance."""
+        return 0.6 * (1.0 - self.skill)
 
     @property
     def overshoot_mm(self) -> float:
@@ -291,22 +297,17 @@ def _reach(ctx: PlanningContext, m: _Motion, route: Route, goal: StepGoal, prof:
     if amp > 0:
         errors.append(PlannedError("waver", goal.step_id, m.t, amp, "mm", "lateral wobble along the advance"))
     # aim error: a seeded direction across the path whose aim point is clear of the obstacles
-    aim = np.zeros(3)
+    aim = _clear_offset(ctx, route, prof.aim_error_mm, rng, obstacles)
     if prof.aim_error_mm > 0.3:
-        best, best_clear = None, -np.inf
-        for ang in rng.uniform(0.0, 2 * np.pi, 24):
-            e = prof.aim_error_mm * (np.cos(ang) * u1 + np.sin(ang) * u2)
-            pts = route.point(np.linspace(stop, stop + 15.0, 16)) + e
-            dd = ctx.distances(pts, obstacles) if obstacles else {}
-            c = min([float(v.min()) - route.shaft_radius_mm for v in dd.values()] + [np.inf])
-            if c >= 0.5:
-                best = e
-                break
-            if c > best_clear:
-                best, best_clear = e, c
-        aim = best if best is not None else np.zeros(3)
         errors.append(PlannedError("aim", goal.step_id, m.t, prof.aim_error_mm, "mm",
                                    "first advance aims off the target, across the path"))
+    corrects = float(np.linalg.norm(aim)) > 0.8 * route.tolerance_mm
+    # where the tip finally rests: off the centre by the residual (or the aim error if small)
+    res_mm = prof.residual_fraction * route.tolerance_mm
+    final = _clear_offset(ctx, route, res_mm, rng, obstacles) if corrects else aim
+    if corrects and res_mm > 0.05:
+        errors.append(PlannedError("aim", goal.step_id, m.t, res_mm, "mm",
+                                   "after the correction the tip rests off the target's centre (inside its tolerance)"))
     span = max(entry - stop, 1e-6)
 
     def first_pass(s: float) -> np.ndarray:
@@ -347,16 +348,40 @@ def _reach(ctx: PlanningContext, m: _Motion, route: Route, goal: StepGoal, prof:
         m.hold(0.8)
         back_s = stop + 10.0
         m.line(route.point(back_s) + aim, 0.5 * v_max)
-        _advance(m, route, back_s, stop, v_max, v_min,
-                 lambda s: aim * float(np.clip((s - stop) / 10.0, 0.0, 1.0)), s_slow_mm=10.0)
+
+        def correcting(s: float) -> np.ndarray:
+            c = float(np.clip((s - stop) / 10.0, 0.0, 1.0))
+            return aim * c + final * (1.0 - c)
+
+        _advance(m, route, back_s, stop, v_max, v_min, correcting, s_slow_mm=10.0)
         arrive = m.t
     over = _overshoot_mm(ctx, route, prof.overshoot_mm, risk)
     if over > 0.2:
-        m.line(route.point(stop - over), 0.4 * v_max)
+        m.line(route.point(stop - over) + final, 0.4 * v_max)
         m.hold(0.4)
-        m.line(route.stop_point, 0.4 * v_max)
+        m.line(route.stop_point + final, 0.4 * v_max)
         errors.append(PlannedError("overshoot", goal.step_id, m.t, over, "mm", "passes the target, then withdraws"))
     return arrive
+
+
+def _clear_offset(ctx: PlanningContext, route: Route, magnitude_mm: float, rng: np.random.Generator,
+                  obstacles: list[str]) -> np.ndarray:
+    """A seeded offset (3,) of ``magnitude_mm`` across the path whose last 15 mm, shifted by it,
+    stay clear of the obstacles (the clearest of 24 draws when none is 0.5 mm clear)."""
+    if magnitude_mm <= 0.05:
+        return np.zeros(3)
+    u1, u2 = _perpendiculars(route.direction)
+    best, best_clear = np.zeros(3), -np.inf
+    for ang in rng.uniform(0.0, 2 * np.pi, 24):
+        e = magnitude_mm * (np.cos(ang) * u1 + np.sin(ang) * u2)
+        pts = route.point(np.linspace(route.stop_mm, route.stop_mm + 15.0, 16)) + e
+        dd = ctx.distances(pts, obstacles) if obstacles else {}
+        c = min([float(v.min()) - route.shaft_radius_mm for v in dd.values()] + [np.inf])
+        if c >= 0.5:
+            return e
+        if c > best_clear:
+            best, best_clear = e, c
+    return best
 
 
 def _detour_point(ctx: PlanningContext, route: Route, clearance_mm: float,

@@ -1,0 +1,79 @@
+"""`vr-trainer run --autopilot`: the expert passes, the novice fails for reasons the metrics show,
+and the expert beats the novice on every shipped scenario (headless, tiny images)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vr_trainer.app.run import run_session
+
+pytestmark = pytest.mark.gl
+SIZE = (64, 48)
+
+
+def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vr_trainer", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pted(tmp_path_factory) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    d = tmp_path_factory.mktemp("expert")
+    p = run_cli("run", "scenarios/pted_l4_l5.yaml", "--autopilot", "expert", "--backend", "headless",
+                "--size", "64x48", "--out", str(d))
+    assert p.returncode == 0, p.stderr
+    out["expert"] = json.loads((d / "summary.json").read_text())
+    out["novice"] = run_session("scenarios/pted_l4_l5.yaml", "headless", size=SIZE, autopilot="novice", seed=1)
+    return out
+
+
+def metric(summary: dict, name: str) -> float:
+    return float(summary["metrics"][name]["value"])
+
+
+def test_expert_passes_and_the_run_ends_with_the_plan(pted):
+    s = pted["expert"]
+    assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
+    assert s["steps_completed"] == ["needle_to_kambin", "cannula_to_fragment"]
+    assert all(st["completed"] for st in s["steps"])
+    assert metric(s, "risk_contacts") == 0 and not s["critical_errors"]
+    ap = s["autopilot"]
+    assert ap["mode"] == "expert" and ap["skill"] == 1.0 and ap["errors"] == []
+    assert s["frames"] == round(ap["duration_s"] * s["pace_fps"]) + 1, "the run ends when the plan ends"
+
+
+def test_novice_fails_and_the_metrics_say_why(pted):
+    e, n = pted["expert"], pted["novice"]
+    assert n["passed"] is False and n["score"] < e["score"] - 15
+    assert metric(n, "risk_contacts") > 0, "the detour touched a nerve root"
+    assert any(ev["id"] == "root_contact" for ev in n["events"])
+    assert metric(n, "total_time_s") > 2 * metric(e, "total_time_s")
+    assert metric(n, "path_length_mm") > metric(e, "path_length_mm")
+    assert {err["kind"] for err in n["autopilot"]["errors"]} >= {"aim", "detour", "overshoot", "slow", "waver"}
+    assert n["autopilot"]["seed"] == 1
+
+
+@pytest.mark.parametrize("scenario", ["scenarios/tka_knee.yaml", "scenarios/tha_hip.yaml"])
+def test_expert_beats_novice(scenario):
+    e = run_session(scenario, "headless", size=SIZE, autopilot="expert")
+    n = run_session(scenario, "headless", size=SIZE, autopilot="novice")
+    assert e["passed"] is True and all(st["completed"] for st in e["steps"]), e["metrics"]
+    assert e["score"] > n["score"] + 5, (e["score"], n["score"])
+    assert metric(n, "target_error_mm") > metric(e, "target_error_mm")
+    assert metric(n, "total_time_s") > metric(e, "total_time_s")
+
+
+def test_bad_autopilot_flags_are_clear_errors(tmp_path: Path):
+    p = run_cli("run", "--autopilot", "expert", "--autopilot-skill", "1.5", "--backend", "headless",
+                "--size", "64x48", "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "--autopilot-skill must be between 0 and 1" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
+    p = run_cli("run", "--autopilot", "expert", "--backend", "desktop", "--out", str(tmp_path / "o"))
+    assert p.returncode == 2 and "--autopilot drives the headless backend" in p.stderr
+    p = run_cli("run", "--autopilot", "wizard")
+    assert p.returncode == 2 and "invalid choice" in p.stderr
