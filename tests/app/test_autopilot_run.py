@@ -77,3 +77,28 @@ def test_bad_autopilot_flags_are_clear_errors(tmp_path: Path):
     assert p.returncode == 2 and "--autopilot drives the headless backend" in p.stderr
     p = run_cli("run", "--autopilot", "wizard")
     assert p.returncode == 2 and "invalid choice" in p.stderr
+
+
+def test_plan_becomes_the_headless_track():
+    """Tool keys placed in the room by the session's transform; actions held for one frame each,
+    the primary button for next_instrument and keys for the rest."""
+    import numpy as np
+
+    from vr_trainer.procedures.plan import Plan, PlanAction, ToolKey
+    from vr_trainer.app.autopilot import plan_to_track
+    from vr_trainer.xr.posetrack import PoseTrack
+
+    head = PoseTrack.from_keys([{"t_s": 0.0, "position_mm": [0, 1200, -300], "look_at_mm": [0, 950, 0]}], [], 30.0)
+    plan = Plan("x", "expert", 1.0, 0, (ToolKey(0.0, (10.0, 0.0, 0.0), (10.0, 0.0, 100.0)),
+                                        ToolKey(2.0, (0.0, 0.0, 0.0), (0.0, 0.0, 100.0))),
+                (PlanAction(0.5, "next_instrument"), PlanAction(1.0, "carm_shot")))
+    world_from_patient = np.array([[0, 0, 1, 5], [0, -1, 0, 950], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+    track = plan_to_track(plan, world_from_patient, head)
+    assert track.duration_s == 2.0
+    pose = track.tool_pose(0.0)
+    assert pose is not None
+    np.testing.assert_allclose(pose[:3, 3], [5.0, 950.0, 10.0])  # patient R is room +z here
+    np.testing.assert_allclose(pose[:3, 2], [1.0, 0.0, 0.0], atol=1e-9)  # handle up the patient's S
+    assert track.actions_at(15 / 30) == {"next_instrument"} and track.actions_at(14 / 30) == frozenset()
+    assert track.actions_at(1.0) == {"carm_shot"}
+    np.testing.assert_allclose(track.head_pose(2.0), head.head_pose(0.0))

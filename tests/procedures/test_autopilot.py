@@ -243,3 +243,19 @@ def test_plans_work_on_a_moved_bundle(contexts, key, angle_deg, axis):
     novice = autopilot_plan(ctx, "novice")
     assert min(risk_distance_mm(ctx, novice).values()) < 0.0
     assert_inside_tolerance(ctx, novice)
+
+
+def test_actions_the_condition_counts_are_taken_on_the_target(contexts):
+    """A step that also asks for C-arm shots and the trigger gets them once the tip is there."""
+    ctx = contexts["pted"]
+    steps = [ctx.scenario.steps[0].model_copy(update={"complete_when": "all(reached(kambin, 2), shots >= 2, trigger)"})]
+    sc = ctx.scenario.model_copy(update={"steps": steps})
+    c = PlanningContext(sc, ctx.structures, ctx.targets, ctx.up, ctx.fps)
+    plan = autopilot_plan(c, "expert")
+    (st,) = plan.steps
+    shots = [a for a in plan.actions if a.name == "carm_shot"]
+    assert len(shots) == 2 and all(st.arrive_s < a.t_s <= st.end_s for a in shots)
+    assert round(shots[1].t_s * c.fps) - round(shots[0].t_s * c.fps) >= 2, "two separate key presses"
+    pressed = [k for k in plan.tool if k.trigger > 0.5]
+    assert pressed and all(k.t_s > st.arrive_s for k in pressed)
+    assert float(np.linalg.norm(plan.tip_at(st.arrive_s) - np.array(st.target_mm))) < 2.0, "reached(kambin, 2)"
