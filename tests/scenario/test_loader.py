@@ -226,3 +226,13 @@ def test_anchors_and_merge_keys_are_plain_yaml_and_allowed(tmp_path):
     s = load_scenario(p)
     assert [st.id for st in s.steps] == ["needle_to_kambin", "cannula_to_fragment"]
     assert s.steps[1].complete_when == "reached(fragment)"
+
+
+def test_tagged_values_yaml_cannot_build_are_located(tmp_path):
+    for tag, message in (("!!bool maybe", "cannot read 'maybe' as bool"),
+                         ("!!timestamp abc", "cannot read 'abc' as timestamp"),
+                         ("!!python/object:os.system x", "could not determine a constructor")):
+        bad = GOOD.replace("author: vr_trainer", f"author: {tag}")
+        (issue,) = errors_of(tmp_path, bad).issues
+        assert (issue.line, issue.col, issue.field) == (line_of(bad, tag), col_of(bad, "!!"), "author")
+        assert issue.message.startswith(message)

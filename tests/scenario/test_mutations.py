@@ -10,6 +10,7 @@ stray characters, truncation, invalid UTF-8, unicode); alias bombs; files over t
 from __future__ import annotations
 
 import math
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -38,10 +39,15 @@ VALUES: list[Any] = [
     "reached(kambin)", "all(all(all(", "not(", "reached(kambin, -3)", "shots >= 1e999", "angle(x) within [5, 1]",
     "2026-01-01", "2026-13-45", "yes", "~", "&a", "*a", "!!python/object:os.system", "- a", "{a: b}",
 ]
+TAGS = ["!!bool", "!!int", "!!float", "!!str", "!!null", "!!timestamp", "!!binary", "!!set", "!!omap", "!!pairs",
+        "!!seq", "!!map", "!!merge", "!!value", "!<tag:yaml.org,2002:python/none>", "!local", "!!python/name:os.system"]
+TAG_VALUES = ["", "maybe", "abc", "1.5", "2026-13-45", "[a]", "{a: 1}", "%%%", "- x"]
 SNIPPETS = [
     "\t", ": ", " :", "- ", "[", "]", "{", "}", "'", '"', "#", "&a ", "*a", "*undefined", "!!binary ", "!!str ",
     "<<: *a\n", "---\n", "...\n", "? ", "|\n", ">-\n", "%YAML 1.1\n", "\\", "\x00", "\x85", "\u2028", "\ufeff",
     "9" * 5000, ".inf", "-.nan", "1e99999", "0x" + "f" * 2000, "🦴" * 50, "中文: 值\n",
+    "!!bool maybe ", "!!timestamp abc ", "!!float x ", "!!int x ", "!!set ", "!!omap ", "!!pairs ", "!!map ",
+    "!!seq ", "!!null ", "!!merge ", "!!binary ", "!<tag:yaml.org,2002:python/none> ", "!local ", "!!python/name:os ",
 ]
 
 
@@ -106,11 +112,22 @@ def _bomb(depth: int, breadth: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+_KEY_VALUE = re.compile(rb"^(\s*(?:- )?[A-Za-z_]+: )(\S.*)$")
+
+
 def apply_text_op(raw: bytes, op: tuple[Any, ...]) -> bytes:
     """One textual mutation of the file's bytes."""
     kind = op[0]
     lines = raw.split(b"\n")
     i = op[1] % len(lines)
+    if kind == "retag":  # a YAML tag on the value of a `key: value` line (the value kept or replaced)
+        rows = [j for j, ln in enumerate(lines) if _KEY_VALUE.match(ln)]
+        if rows:
+            j = rows[op[1] % len(rows)]
+            m = _KEY_VALUE.match(lines[j])
+            assert m is not None
+            value = m.group(2) if op[3] == 0 else TAG_VALUES[op[3] % len(TAG_VALUES)].encode()
+            lines[j] = m.group(1) + TAGS[op[2] % len(TAGS)].encode() + b" " + value
     if kind == "del_line":
         del lines[i]
     elif kind == "dup_line":
@@ -156,6 +173,7 @@ text_ops = st.one_of(
               st.one_of(st.sampled_from(SNIPPETS), st.text(min_size=1, max_size=8))),
     st.tuples(st.just("byte"), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0x80, 0xFF)),
     st.tuples(st.just("truncate"), st.integers(0, 10**6), st.integers(0, 10**6)),
+    st.tuples(st.just("retag"), st.integers(0, 10**6), st.integers(0, len(TAGS) - 1), st.integers(0, 20)),
     st.tuples(st.just("bomb"), st.integers(0, 1), st.integers(2, 9), st.integers(2, 12)),
     st.tuples(st.just("deep"), st.integers(0, 10**6), st.integers(10, 3000), st.booleans()),
     st.tuples(st.just("oversize"), st.integers(0, 1), st.sampled_from([(1 << 20) + 1, 3 << 20, 10 << 20])),

@@ -86,7 +86,17 @@ class _LimitedComposer(Composer):
 
 
 class _Constructor(SafeConstructor):
-    """SafeConstructor whose number and date errors carry the node's position."""
+    """SafeConstructor whose errors all carry the node's position (PyYAML lets some tagged values
+    escape as KeyError or AttributeError: ``!!bool maybe``, ``!!timestamp abc``)."""
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as e:
+            text = str(node.value) if isinstance(node, ScalarNode) else node.id
+            why = f" ({e})" if isinstance(e, (ValueError, OverflowError)) else ""
+            raise ConstructorError(None, None, f"cannot read {text[:40]!r} as {node.tag.rsplit(':', 1)[-1]}{why}",
+                                   node.start_mark) from None
 
     def _marked(self, fn: Any, node: Node, what: str) -> Any:
         try:
@@ -308,6 +318,7 @@ _SYNTAX_HINTS = (
     ("cannot read the integer", "write a number of a sensible size"),
     ("cannot read the date", "quote the value if it is text, e.g. \"2.0\""),
     ("could not determine a constructor", "remove the !tag: scenarios use plain YAML values"),
+    ("cannot read '", "remove the !!tag or write a value of that type"),
 )
 
 
