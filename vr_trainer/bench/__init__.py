@@ -6,6 +6,7 @@
 | ``anatomy_import`` | ``bench import`` | plain scikit-image + trimesh pipeline (CT -> bundle) |
 | ``openxr`` | ``bench openxr`` | the runtime's own display period (frames missed) |
 | ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |
+| ``proximity`` | ``bench proximity`` | trimesh's exact signed distance (per-step instrument distance queries) |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
 """  # noqa: E501 (a table row)
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCHES = ("render", "anatomy_import", "openxr", "stream")
+BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity")
 
 
 def register_all(bench_subparsers: Any) -> None:
