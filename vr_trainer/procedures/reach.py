@@ -33,6 +33,7 @@ ENTRY_MAX_MM = 150.0  # candidate paths are scored from the target out to here
 OBSTACLE_TISSUES = ("bone", "cortical_bone", "cartilage", "nerve", "dura", "vessel", "organ", "implant")
 OBSTACLE_MARGIN_MM = 0.5  # for obstacles that are not risk structures
 CLEAR_ENOUGH_MM = 6.0  # clearance beyond this earns nothing more in the search
+REFINE_DEG = 10.0  # the search looks again, finer, within this angle of the best coarse direction
 EXACT_WITHIN_MM = 10.0  # distance queries are exact this close to a surface
 # the patient-frame (RAS) direction that faces the ceiling, per orientation on the table
 UP_BY_ORIENTATION = {"prone": (0.0, -1.0, 0.0), "supine": (0.0, 1.0, 0.0),
@@ -232,6 +233,20 @@ def hemisphere_directions(up: np.ndarray, n: int = 200, min_elevation_deg: float
 
 
 # where along a candidate path (mm from the target) clearance is measured: dense near the target
+def cone_directions(axis: np.ndarray, half_angle_deg: float, n: int) -> np.ndarray:
+    """``n`` unit vectors (n, 3) spread evenly (Fibonacci) over the cone of ``half_angle_deg`` about ``axis``."""
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.arange(n) + 0.5
+    z = 1.0 - (1.0 - np.cos(np.radians(half_angle_deg))) * k / n
+    phi = np.pi * (1.0 + 5 ** 0.5) * k
+    r = np.sqrt(np.maximum(1.0 - z * z, 0.0))
+    h = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(a, h)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(a, e1)
+    return (r * np.cos(phi))[:, None] * e1 + (r * np.sin(phi))[:, None] * e2 + z[:, None] * a
+
+
 PATH_S_MM = np.concatenate([np.arange(0.0, 10.0, 0.5), np.arange(10.0, 40.0, 1.5),
                             np.arange(40.0, ENTRY_MAX_MM + 0.1, 4.0)])
 
@@ -318,22 +333,32 @@ def route_to(ctx: PlanningContext, target: TargetPoint, step_id: str, instrument
     given = (target.landmark or {}).get("approach_direction")
     if given is not None and np.linalg.norm(np.asarray(given, float)) > 1e-6:
         d = np.asarray(given, float) / np.linalg.norm(np.asarray(given, float))
-        stop, clear = _stop_and_clearance(path_clearance(ctx, target, d[None], radius, obs), tol)
+        stops, clears = _stop_and_clearance(path_clearance(ctx, target, d[None], radius, obs), tol)
         return Route(step_id, instrument_id, target.target_id, target.point_mm, tol, d, "landmark",
-                     float(clear[0]), float(stop[0]), _entry_mm(ctx, target, d, float(stop[0])), radius)
-    dirs = hemisphere_directions(ctx.up, n_directions)
-    clear_all = path_clearance(ctx, target, dirs, radius, obs)
-    stop, clear = _stop_and_clearance(clear_all, tol)
-    finite = np.where(np.isfinite(clear_all), clear_all, CLEAR_ENOUGH_MM * 3)
+                     float(clears[0]), float(stops[0]), _entry_mm(ctx, target, d, float(stops[0])), radius)
     away = target.point_mm - np.mean([s.vertices_mm.mean(0) for s in ctx.structures.values()], axis=0)
     away = away / max(float(np.linalg.norm(away)), 1e-9)
-    score = (np.minimum(clear, CLEAR_ENOUGH_MM) - 0.5 * stop
-             + 0.05 * np.minimum(np.median(finite, axis=1), 30.0)
-             + 0.5 * (dirs @ ctx.up) + 0.25 * (dirs @ away))
-    best = int(np.argmax(score))
-    d = dirs[best]
+
+    def best_of(dirs: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        clear_all = path_clearance(ctx, target, dirs, radius, obs)
+        stop, clear = _stop_and_clearance(clear_all, tol)
+        finite = np.where(np.isfinite(clear_all), clear_all, CLEAR_ENOUGH_MM * 3)
+        score = (np.minimum(clear, CLEAR_ENOUGH_MM) - 0.5 * stop
+                 + 0.05 * np.minimum(np.median(finite, axis=1), 30.0)
+                 + 0.5 * (dirs @ ctx.up) + 0.25 * (dirs @ away))
+        i = int(np.argmax(score))
+        return dirs[i], float(clear[i]), float(stop[i]), float(score[i])
+
+    d, clear, stop, score = best_of(hemisphere_directions(ctx.up, n_directions))
+    # then a finer look within REFINE_DEG of the best (the coarse grid is about 8 degrees apart)
+    near = cone_directions(d, REFINE_DEG, n_directions // 3)
+    near = near[near @ ctx.up > 0.0]
+    if len(near):
+        d2, clear2, stop2, score2 = best_of(np.vstack([d[None], near]))
+        if score2 > score:
+            d, clear, stop = d2, clear2, stop2
     return Route(step_id, instrument_id, target.target_id, target.point_mm, tol, d, "search",
-                 float(clear[best]), float(stop[best]), _entry_mm(ctx, target, d, float(stop[best])), radius)
+                 clear, stop, _entry_mm(ctx, target, d, stop), radius)
 
 
 def plan_routes(ctx: PlanningContext) -> list[tuple[StepGoal, Route | None]]:
