@@ -197,3 +197,14 @@ def test_run_refuses_a_scenario_the_bundle_checks_reject(tmp_path, capsys):
                    "the bundle has no structure 'nerve_root_L4_exit_left' (hint: did you mean "
                    "'nerve_root_L4_exiting_left' or 'nerve_root_L3_exiting_left'?)\n")
     assert not out.exists()
+
+
+def test_warnings_for_an_unraised_critical_error_and_a_late_hint(tmp_path, capsys):
+    text = PTED.replace("      - critical_error: dural_tear\n", "").replace("after_s: 45", "after_s: 150")
+    issues = issues_for(tmp_path, text)
+    assert [(i.field, i.severity) for i in issues] == [("steps[0].hints[0].after_s", "warning"),
+                                                        ("rubric.critical_errors[0].id", "warning")]
+    assert issues[1].message == "no event raises critical error 'dural_tear'"
+    assert "when the step is already overtime (time_allowance_s: 120)" in issues[0].message
+    assert main(["validate", str(tmp_path / "s.yaml")]) == 0  # warnings do not fail validation
+    assert "warning: no event raises critical error 'dural_tear'" in capsys.readouterr().err

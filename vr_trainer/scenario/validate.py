@@ -260,12 +260,33 @@ def schema_text() -> str:
     return json.dumps(schema_document(), indent=2, ensure_ascii=False) + "\n"
 
 
+def lint_scenario(s: Scenario) -> list[ScenarioIssue]:
+    """Warnings about a valid scenario that probably does not say what its author meant."""
+    src = source_map(s)
+    out = []
+    raised = {eff.critical_error for ev in s.events for eff in ev.effects if eff.critical_error is not None}
+    for i, c in enumerate(s.rubric.critical_errors):
+        if c.id not in raised:
+            out.append(src.issue(("rubric", "critical_errors", i, "id"), f"no event raises critical error '{c.id}'",
+                                 f"add an effect '- critical_error: {c.id}' to the event that should fail the run",
+                                 severity="warning"))
+    for i, st in enumerate(s.steps):
+        for j, h in enumerate(st.hints):
+            if st.time_allowance_s is not None and h.after_s >= st.time_allowance_s:
+                out.append(src.issue(("steps", i, "hints", j, "after_s"),
+                                     f"the hint shows after {h.after_s:g} s, when the step is already overtime "
+                                     f"(time_allowance_s: {st.time_allowance_s:g})",
+                                     "show hints before the allowance runs out", severity="warning"))
+    return out
+
+
 def validate_file(path: str | Path) -> tuple[Scenario | None, list[ScenarioIssue]]:
     """Everything ``vr-trainer validate`` checks for one file: (scenario or None, issues)."""
     scenario, issues = load_scenario_checked(path)
     if scenario is None:
         return None, issues
-    return scenario, issues + validate_against_bundle(scenario)
+    found = issues + validate_against_bundle(scenario) + lint_scenario(scenario)
+    return scenario, sorted(found, key=lambda i: (i.line, i.col))
 
 
 def load_validated_scenario(path: str | Path) -> Scenario:
