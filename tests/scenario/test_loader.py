@@ -236,3 +236,12 @@ def test_tagged_values_yaml_cannot_build_are_located(tmp_path):
         (issue,) = errors_of(tmp_path, bad).issues
         assert (issue.line, issue.col, issue.field) == (line_of(bad, tag), col_of(bad, "!!"), "author")
         assert issue.message.startswith(message)
+
+
+def test_the_old_shipped_format_1_file_gets_exactly_the_migration_message():
+    old = Path(__file__).parent / "data" / "pted_format1.yaml"  # scenarios/pted_l4_l5.yaml before format 2
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(old)
+    (issue,) = e.value.issues
+    assert issue.field == "format_version" and issue.line == line_of(old.read_text(encoding="utf-8"), "format_version")
+    assert str(e.value).startswith(f"{old}:{issue.line}:17: format_version: this is a format 1 scenario")

@@ -59,7 +59,7 @@ def load_scenario_checked(path: str | Path) -> tuple[Scenario | None, list[Scena
         what = "empty" if data is None else f"a {type(data).__name__}"
         return None, [src.issue((), "a scenario must be a YAML mapping (format_version, id, title, ...); "
                                 f"this file is {what}", f"start from {EXAMPLE}")]
-    if data.get("format_version") == 1:
+    if data.get("format_version") in (1, "1"):
         return None, [src.issue(("format_version",), (
             f"this is a format 1 scenario; this program reads format {FORMAT_VERSION}. Format 2 changed: "
             "each step needs 'complete_when' (a condition such as \"reached(target)\") and an 'instruments' "
