@@ -102,3 +102,42 @@ def test_plan_becomes_the_headless_track():
     assert track.actions_at(15 / 30) == {"next_instrument"} and track.actions_at(14 / 30) == frozenset()
     assert track.actions_at(1.0) == {"carm_shot"}
     np.testing.assert_allclose(track.head_pose(2.0), head.head_pose(0.0))
+
+
+def test_expert_passes_on_a_moved_copy_of_the_bundle(tmp_path: Path):
+    """The PTED bundle rotated 30 degrees and shifted (meshes and landmarks): the same scenario file,
+    pointed at it, is planned from its own coordinates and still passed by the expert."""
+    import numpy as np
+    import trimesh
+
+    from vr_trainer.anatomy.bundle import Structure, load_bundle, write_bundle
+
+    src = load_bundle("assets/spine_l3_s1")
+    m = trimesh.transformations.rotation_matrix(np.radians(30.0), [0.3, 1.0, 0.2])
+    m[:3, 3] = [45.0, -30.0, 70.0]
+    r, t = m[:3, :3], m[:3, 3]
+    structs = []
+    for s in src.structures:
+        mesh = s.mesh.copy()
+        mesh.apply_transform(m)
+        structs.append(Structure.from_mesh(s.name, s.tissue, mesh))
+    landmarks = {}
+    for name, lm in src.landmarks.items():
+        lm = dict(lm)
+        for k in ("incenter_mm", "centroid_mm"):
+            lm[k] = (r @ np.asarray(lm[k]) + t).tolist()
+        lm["vertices_mm"] = [(r @ np.asarray(v) + t).tolist() for v in lm["vertices_mm"]]
+        lm["approach_direction"] = (r @ np.asarray(lm["approach_direction"])).tolist()
+        landmarks[name] = lm
+    write_bundle(tmp_path / "moved_spine", structs, source_units="mm", provenance={"source": "test: moved copy"},
+                 deidentification=src.manifest["deidentification"], landmarks=landmarks)
+    text = Path("scenarios/pted_l4_l5.yaml").read_text(encoding="utf-8")
+    assert "bundle: spine_l3_s1" in text
+    (tmp_path / "moved.yaml").write_text(text.replace("bundle: spine_l3_s1", "bundle: moved_spine"), encoding="utf-8")
+    s = run_session(str(tmp_path / "moved.yaml"), "headless", size=SIZE, autopilot="expert")
+    assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
+    assert s["steps_completed"] == ["needle_to_kambin", "cannula_to_fragment"]
+    assert metric(s, "risk_contacts") == 0
+    kambin = s["autopilot"]["steps"][0]
+    given = np.asarray(landmarks["kambin_triangle_L4_L5_left"]["approach_direction"])
+    np.testing.assert_allclose(kambin["approach_direction"], given / np.linalg.norm(given), atol=1e-6)
