@@ -75,7 +75,7 @@ def test_landmark_approach_is_used_and_searched_paths_are_clear(contexts):
 
 def test_searched_direction_beats_the_median_candidate(contexts):
     """The chosen path is clearer than a typical direction on the same hemisphere."""
-    from vr_trainer.procedures.reach import _obstacles, hemisphere_directions, path_clearance
+    from vr_trainer.procedures.reach import hemisphere_directions, obstacles_for, path_clearance
 
     ctx = contexts["tha"]
     (goal, route), = plan_routes(ctx)
@@ -83,7 +83,7 @@ def test_searched_direction_beats_the_median_candidate(contexts):
     target = ctx.targets[goal.target_id or ""]
     dirs = hemisphere_directions(ctx.up, 200)
     assert 150 <= len(dirs) <= 260 and np.all(dirs @ ctx.up > 0)
-    clear = path_clearance(ctx, target, dirs, route.shaft_radius_mm, _obstacles(ctx, target)).min(axis=1)
+    clear = path_clearance(ctx, target, dirs, route.shaft_radius_mm, obstacles_for(ctx, target)).min(axis=1)
     assert route.clearance_mm > np.median(clear) + 2.0
     assert route.clearance_mm >= np.percentile(clear, 90)
 

@@ -32,8 +32,8 @@ import numpy as np
 
 from vr_trainer.procedures.plan import (NEXT_INSTRUMENT, Plan, PlanAction, PlannedError, PlanStep, ToolKey,
                                         vec3)
-from vr_trainer.procedures.reach import PlanningContext, Route, StepGoal, TargetPoint, nearest_risk, plan_routes, \
-    route_to
+from vr_trainer.procedures.reach import PlanningContext, Route, StepGoal, TargetPoint, nearest_risk, obstacles_for, \
+    plan_routes, route_to
 
 MODES = {"expert": 1.0, "novice": 0.15}
 HANDLE_MM = 100.0  # the handle-side point of each keyframe is this far up the shaft
@@ -157,15 +157,10 @@ def _clear_of(ctx: PlanningContext, points: np.ndarray, names: list[str], min_mm
     return all(float(v.min()) >= min_mm for v in d.values())
 
 
-def _obstacle_names(ctx: PlanningContext, route: Route, exclude: set[str]) -> list[str]:
-    from vr_trainer.procedures.reach import OBSTACLE_TISSUES
-
-    risk = ctx.risk_margins()
-    host = ctx.targets[route.target_id].structure
-    near = ctx.distances(route.target_mm[None])
-    return [n for n, s in ctx.structures.items()
-            if (n in risk or s.tissue in OBSTACLE_TISSUES) and n not in exclude and n != host
-            and not (n not in risk and float(near[n][0]) <= route.tolerance_mm + 1.0)]
+def _obstacle_names(ctx: PlanningContext, route: Route) -> list[str]:
+    """The obstacles of ``route`` that count all along it (not the structure its target lies on)."""
+    obs = obstacles_for(ctx, ctx.targets[route.target_id])
+    return [n for n, start in zip(obs.names, obs.start_mm) if start == 0.0]
 
 
 def make_plan(ctx: PlanningContext, skill: float, seed: int = 0, mode: str | None = None) -> Plan:
@@ -230,10 +225,10 @@ def _finish_step(m: _Motion, goal: StepGoal, prof: SkillProfile) -> None:
         m.act(a, 0.5)
     if goal.trigger:
         m.trigger = 1.0
-        m.hold(1.0 / 30.0)
+        m.hold(m.dt)
         m.hold(0.5)
         m.trigger = 0.0
-        m.hold(1.0 / 30.0)
+        m.hold(m.dt)
 
 
 def _transit(m: _Motion, ctx: PlanningContext, old: Route | None, new: Route, speed: float) -> None:
@@ -281,7 +276,7 @@ def _reach(ctx: PlanningContext, m: _Motion, route: Route, goal: StepGoal, prof:
     u1, u2 = _perpendiculars(d)
     stop, entry = route.stop_mm, route.entry_mm
     risk = list(ctx.risk_margins())
-    obstacles = _obstacle_names(ctx, route, set())
+    obstacles = _obstacle_names(ctx, route)
     # waver: two seeded sines across the path, fading over the last 15 mm
     amp = prof.waver_mm
     lam = rng.uniform(25.0, 45.0, 2)

@@ -252,18 +252,22 @@ PATH_S_MM = np.concatenate([np.arange(0.0, 10.0, 0.5), np.arange(10.0, 40.0, 1.5
 
 
 @dataclass
-class _Obstacles:
+class Obstacles:
+    """What a path to one target must keep clear of: risk structures (their margins) and bone,
+    cartilage, nerve, dura, vessels (``OBSTACLE_MARGIN_MM``); a structure the target lies on counts
+    only from ``tolerance + 2`` mm out."""
+
     names: list[str]
     margins_mm: np.ndarray  # (k,)
     start_mm: np.ndarray  # (k,) the path is checked against obstacle j only beyond start_mm[j]
 
 
-def _obstacles(ctx: PlanningContext, target: TargetPoint) -> _Obstacles:
+def obstacles_for(ctx: PlanningContext, target: TargetPoint) -> Obstacles:
     risk = ctx.risk_margins()
     names = [n for n, s in ctx.structures.items()
              if (n in risk or s.tissue in OBSTACLE_TISSUES) and n != target.structure]
     if not names:
-        return _Obstacles([], np.zeros(0), np.zeros(0))
+        return Obstacles([], np.zeros(0), np.zeros(0))
     d0 = ctx.distances(target.point_mm[None], names)
     margins, starts = [], []
     for n in names:
@@ -271,14 +275,14 @@ def _obstacles(ctx: PlanningContext, target: TargetPoint) -> _Obstacles:
         # a structure the target lies on (or in) is the host: the last millimetres may touch it
         host = n == target.on_structure or (n not in risk and float(d0[n][0]) <= target.tolerance_mm + 1.0)
         starts.append(target.tolerance_mm + 2.0 if host else 0.0)
-    return _Obstacles(names, np.array(margins), np.array(starts))
+    return Obstacles(names, np.array(margins), np.array(starts))
 
 
 def path_clearance(ctx: PlanningContext, target: TargetPoint, dirs: np.ndarray, radius_mm: float,
-                   obstacles: _Obstacles | None = None) -> np.ndarray:
+                   obstacles: Obstacles | None = None) -> np.ndarray:
     """(k, len(PATH_S_MM)) clearance (mm) of each direction's path at each sample: the smallest,
     over obstacles, of signed distance minus shaft radius minus margin (inf where none applies)."""
-    obs = obstacles or _obstacles(ctx, target)
+    obs = obstacles or obstacles_for(ctx, target)
     dirs = np.atleast_2d(dirs)
     pts = target.point_mm + dirs[:, None, :] * PATH_S_MM[None, :, None]
     out = np.full(pts.shape[:2], np.inf)
@@ -329,7 +333,7 @@ def route_to(ctx: PlanningContext, target: TargetPoint, step_id: str, instrument
     tol = tolerance_mm
     kind = next((i.kind for i in ctx.scenario.instruments if i.id == instrument_id), None)
     radius = CATALOGUE[kind].shaft_diameter_mm / 2.0 if kind in CATALOGUE else 0.0
-    obs = _obstacles(ctx, target)
+    obs = obstacles_for(ctx, target)
     given = (target.landmark or {}).get("approach_direction")
     if given is not None and np.linalg.norm(np.asarray(given, float)) > 1e-6:
         d = np.asarray(given, float) / np.linalg.norm(np.asarray(given, float))
