@@ -245,3 +245,9 @@ def test_the_old_shipped_format_1_file_gets_exactly_the_migration_message():
     (issue,) = e.value.issues
     assert issue.field == "format_version" and issue.line == line_of(old.read_text(encoding="utf-8"), "format_version")
     assert str(e.value).startswith(f"{old}:{issue.line}:17: format_version: this is a format 1 scenario")
+
+
+def test_condition_column_counts_escapes_in_a_double_quoted_string(tmp_path):
+    bad = GOOD.replace('complete_when: "reached(kambin)"', 'complete_when: "\\u0072eached(kambim)"')
+    (issue,) = errors_of(tmp_path, bad).issues
+    assert (issue.line, issue.col) == (line_of(bad, "kambim"), col_of(bad, "kambim"))

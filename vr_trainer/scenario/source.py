@@ -211,6 +211,25 @@ class SourceMap:
                                      "not a field name", f"quote it ('{k.value}':) or check its spelling")
         return None
 
+    def _source_chars(self, node: ScalarNode, n: int) -> int:
+        """How many source characters the first ``n`` characters of a one-line quoted scalar take
+        (escapes such as ``\\u0072`` or ``''`` are longer in the file than in the value)."""
+        rows = self.text.splitlines() if node.style and self.text else []
+        if not 0 <= node.start_mark.line < len(rows):
+            return n
+        row, i = rows[node.start_mark.line], node.start_mark.column + 1
+        widths = {"x": 4, "u": 6, "U": 10}
+        for _ in range(n):
+            if i >= len(row):
+                return n
+            if node.style == '"' and row[i] == "\\":
+                i += widths.get(row[i + 1] if i + 1 < len(row) else "", 2)
+            elif node.style == "'" and row[i:i + 2] == "''":
+                i += 2
+            else:
+                i += 1
+        return i - (node.start_mark.column + 1)
+
     def string_issue(self, loc: Sequence[Any], offset: int, message: str, hint: str = "") -> ScenarioIssue:
         """An issue at 1-based character ``offset`` inside the string value at ``loc``."""
         node, _, walked = self.find(loc)
@@ -218,7 +237,7 @@ class SourceMap:
         if isinstance(node, ScalarNode) and len(walked) == len(loc):
             style = node.style or ""
             if style in ("", '"', "'") and node.start_mark.line == node.end_mark.line:
-                col += (1 if style else 0) + offset - 1
+                col += (1 if style else 0) + self._source_chars(node, offset - 1)
             elif style in ("|", ">") and self.text:
                 # block scalars start on the next line; a literal keeps the file's line breaks
                 before = str(node.value)[:max(offset - 1, 0)]
