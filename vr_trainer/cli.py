@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--video", action="store_true", help="also write the mirror as DIR/mirror.mp4")
     r.add_argument("--mirror", default="side_by_side", choices=["side_by_side", "left", "right"])
     r.add_argument("--locale", default=None, choices=["en", "zh"], help="language of in-scene text")
-    r.add_argument("--realtime", action="store_true", help="headless: run at the pose track's pace on wall time (implied by --mentor)")
+    r.add_argument("--realtime", action="store_true",
+                   help="headless: run at the pose track's pace on wall time (implied by --mentor)")
     r.add_argument("--samples", type=int, default=None,
                    help="MSAA samples (default: 4 on a GPU, 0 on a software rasteriser such as llvmpipe)")
     r.add_argument("--mentor", default=None, help="mentoring server URL to publish this session to")
@@ -97,7 +98,8 @@ def _register(mod: str, fn: str, sub: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         if args.command is None:
             args = parser.parse_args(["run", *(argv or [])])
