@@ -217,7 +217,7 @@ def _tokens(text: str) -> list[_Tok]:
 
 def _close(word: str, choices: Collection[str]) -> str:
     """A "did you mean" hint for an unknown name ('' when nothing is close)."""
-    found = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    found = difflib.get_close_matches(word, sorted(set(choices)), n=3, cutoff=0.6)
     if not found:
         low = {c.lower(): c for c in choices}
         if word.lower() in low:
