@@ -143,7 +143,6 @@ def scene(out: dict[str, Any], n: int, out_dir: str) -> None:
     from PIL import Image
 
     from vr_trainer.app.clock import MonotonicClock
-    from vr_trainer.app.loop import FrameLoop
     from vr_trainer.app.session import build_session
     from vr_trainer.render.mirror import MirrorCompositor
     from vr_trainer.render.renderer import SceneRenderer
@@ -156,8 +155,7 @@ def scene(out: dict[str, Any], n: int, out_dir: str) -> None:
         renderer = SceneRenderer(ctx)
         scene_.upload(renderer, meshes)
         mirror = MirrorCompositor(ctx, (640, 240))
-        loop = FrameLoop(backend, renderer, scene_.simulation, scene_.initial_state, scene_.snapshot, mirror,
-                         MonotonicClock())
+        loop = scene_.frame_loop(backend, renderer, mirror, MonotonicClock())
         out["frames"] = loop.run()
         eyes = backend.eye_images() or []
         out["gl_error"] = ctx.error

@@ -127,8 +127,7 @@ class LoopThread:
             ctx = backend.open()
             renderer = SceneRenderer(ctx)
             sc.upload(renderer, meshes)
-            loop = FrameLoop(backend, renderer, sc.simulation, sc.initial_state, sc.snapshot,
-                             MirrorCompositor(ctx, mirror_size, self.layout), MonotonicClock())
+            loop = sc.frame_loop(backend, renderer, MirrorCompositor(ctx, mirror_size, self.layout), MonotonicClock())
             return loop, backend
         from vr_trainer.frame import Frame
         from vr_trainer.sim.scene import DrawItem, SceneSnapshot

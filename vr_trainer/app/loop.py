@@ -211,4 +211,5 @@ class FrameLoop(BridgeHost):
         ms = np.array(self.frame_ms[1:] if len(self.frame_ms) > 1 else self.frame_ms)
         if not len(ms):
             return {"frame_ms_median": None, "frame_ms_p95": None}
-        return {"frame_ms_median": round(float(np.median(ms)), 3), "frame_ms_p95": round(float(np.percentile(ms, 95)), 3)}
+        return {"frame_ms_median": round(float(np.median(ms)), 3),
+                "frame_ms_p95": round(float(np.percentile(ms, 95)), 3)}

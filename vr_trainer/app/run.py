@@ -126,9 +126,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         clock = FakeClock(0.0, 1.0 / scene.track.fps) if scripted else MonotonicClock()
         mw, mh = (size[0] * 2, size[1]) if mirror_layout == "side_by_side" else size
         mirror = MirrorCompositor(ctx, (mw, mh), mirror_layout)
-        loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot, mirror, clock)
-        if scene.rules is not None:
-            loop.rules.append(scene.rules)  # the scenario engine, after every fixed step
+        loop = scene.frame_loop(backend, renderer, mirror, clock)
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)

@@ -11,9 +11,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from vr_trainer.app.clock import Clock
 from vr_trainer.app.lod import make_lods
+from vr_trainer.app.loop import FrameLoop
 from vr_trainer.app.training import ScenarioRules
 from vr_trainer.frame import Frame
+from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.conditions import ScenarioNames
 from vr_trainer.scenario.engine import ScenarioEngine
@@ -25,6 +28,7 @@ from vr_trainer.sim.proximity import ProximityField
 from vr_trainer.sim.scene import DrawItem, PanelItem, SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation, Target
 from vr_trainer.sim.transforms import pose_from_axis, rigid_inverse, translation
+from vr_trainer.xr.base import DisplayBackend
 from vr_trainer.xr.posetrack import PoseTrack
 
 # world_from_patient rotations (columns: where the patient's R, A, S axes point in the world; y up)
@@ -70,6 +74,14 @@ class SessionScene:
     def upload(self, renderer: SceneRenderer, meshes: dict[str, MeshData]) -> None:
         for mesh_id, m in meshes.items():
             renderer.add_mesh(mesh_id, m.vertices_mm, m.faces, m.tissue, double_sided=m.double_sided, lods=m.lods)
+
+    def frame_loop(self, backend: DisplayBackend, renderer: SceneRenderer, mirror: MirrorCompositor | None,
+                   clock: Clock) -> FrameLoop:
+        """The frame loop of this session: its simulation, snapshots and (when scored) the scenario engine."""
+        loop = FrameLoop(backend, renderer, self.simulation, self.initial_state, self.snapshot, mirror, clock)
+        if self.rules is not None:
+            loop.rules.append(self.rules)  # the scenario engine, after every fixed step
+        return loop
 
     def snapshot(self, state: SimState, frame: Frame) -> SceneSnapshot:
         items = list(self.anatomy_items)

@@ -62,7 +62,6 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3,
 
     ``samples``: MSAA samples for the renderer (None: the renderer's default)."""
     from vr_trainer.app.clock import MonotonicClock
-    from vr_trainer.app.loop import FrameLoop
     from vr_trainer.app.session import build_session
     from vr_trainer.render.mirror import MirrorCompositor
     from vr_trainer.render.renderer import SceneRenderer
@@ -79,8 +78,7 @@ def run_bench(frames: int = 600, scenario: str | None = None, warmup: int = 3,
         scene.upload(renderer, meshes)
         w, h = backend.info()["swapchain_size"]
         mirror = MirrorCompositor(ctx, (2 * w, h))
-        loop = FrameLoop(backend, renderer, scene.simulation, scene.initial_state, scene.snapshot, mirror,
-                         MonotonicClock())
+        loop = scene.frame_loop(backend, renderer, mirror, MonotonicClock())
         t0 = time.perf_counter()
         n = loop.run()
         wall_s = time.perf_counter() - t0
