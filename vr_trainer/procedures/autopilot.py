@@ -11,14 +11,16 @@ Seeded errors (each recorded in ``Plan.errors`` with its size; ``s`` is the skil
   ``2.5 (1 - s)`` seconds at each entry point and dwells longer at each target.
 * ``aim``: the first advance aims ``7 (1 - s)`` mm off the target, perpendicular to the path, in a
   seeded direction clear of the obstacles; when that misses the tolerance the tip pauses, backs out
-  10 mm and re-advances (a correction), coming to rest ``0.6 (1 - s)`` of the tolerance off the
-  target's centre (inside the tolerance: the step completes, the target error shows it).
+  10 mm and re-advances (a correction), else adjusts on the spot; either way it comes to rest
+  ``min(0.6 (1 - s) x tolerance, aim error)`` off the target's centre (inside the tolerance: the
+  step completes, the target error shows it).
 * ``waver``: a lateral wobble of ``4 (1 - s)`` mm amplitude (two seeded sines) on every advance,
   fading out over the last 15 mm before the stop point: a longer path.
 * ``detour``: below skill 0.6, once per step, the tip drifts off the path to the nearest risk
   structure, to a signed distance of ``-1.2 + 5 s`` mm from its surface (negative: inside, a
-  contact; at skill 0.15 about -0.45 mm), then returns; skipped (with a note) when no straight
-  connector to it is clear of other structures.
+  contact; at skill 0.15 about -0.45 mm), then returns; when no straight line from the path to it
+  is clear of other structures, the resident goes for that structure first, along its own clearest
+  path, as if it were the target, then comes back to the real one.
 * ``overshoot``: the final advance goes ``5 (1 - s)`` mm past the stop point (limited so the tip
   stays outside every risk structure), pauses and withdraws to its resting point.
 """
@@ -296,13 +298,14 @@ def _reach(ctx: PlanningContext, m: _Motion, route: Route, goal: StepGoal, prof:
     if prof.aim_error_mm > 0.3:
         errors.append(PlannedError("aim", goal.step_id, m.t, prof.aim_error_mm, "mm",
                                    "first advance aims off the target, across the path"))
-    corrects = float(np.linalg.norm(aim)) > 0.8 * route.tolerance_mm
-    # where the tip finally rests: off the centre by the residual (or the aim error if small)
-    res_mm = prof.residual_fraction * route.tolerance_mm
-    final = _clear_offset(ctx, route, res_mm, rng, obstacles) if corrects else aim
-    if corrects and res_mm > 0.05:
+    corrects = float(np.linalg.norm(aim)) > 0.8 * route.tolerance_mm  # the first pass misses: back out
+    # where the tip finally rests: off the centre by the residual (the aim error when that is smaller)
+    res_mm = min(prof.residual_fraction * route.tolerance_mm, float(np.linalg.norm(aim)))
+    final = _clear_offset(ctx, route, res_mm, rng, obstacles)
+    if res_mm > 0.05:
         errors.append(PlannedError("aim", goal.step_id, m.t, res_mm, "mm",
-                                   "after the correction the tip rests off the target's centre (inside its tolerance)"))
+                                   "after the corrections the tip rests off the target's centre (inside its "
+                                   "tolerance)"))
     span = max(entry - stop, 1e-6)
 
     def first_pass(s: float) -> np.ndarray:
@@ -339,7 +342,7 @@ def _reach(ctx: PlanningContext, m: _Motion, route: Route, goal: StepGoal, prof:
     else:
         _advance(m, route, entry, stop, v_max, v_min, first_pass)
     arrive = m.t
-    if float(np.linalg.norm(aim)) > 0.8 * route.tolerance_mm:  # missed: back out and correct
+    if corrects:
         m.hold(0.8)
         back_s = stop + 10.0
         m.line(route.point(back_s) + aim, 0.5 * v_max)
@@ -349,6 +352,10 @@ def _reach(ctx: PlanningContext, m: _Motion, route: Route, goal: StepGoal, prof:
             return aim * c + final * (1.0 - c)
 
         _advance(m, route, back_s, stop, v_max, v_min, correcting, s_slow_mm=10.0)
+        arrive = m.t
+    elif float(np.linalg.norm(aim - final)) > 0.05:  # near enough: a small adjustment on the spot
+        m.hold(0.4)
+        m.line(route.stop_point + final, 0.1 * v_max)
         arrive = m.t
     over = _overshoot_mm(ctx, route, prof.overshoot_mm, risk)
     if over > 0.2:
