@@ -64,6 +64,8 @@ def test_expert_beats_novice(scenario):
     n = run_session(scenario, "headless", size=SIZE, autopilot="novice")
     assert e["passed"] is True and all(st["completed"] for st in e["steps"]), e["metrics"]
     assert e["score"] > n["score"] + 5, (e["score"], n["score"])
+    assert n["passed"] is False and any("below the pass mark" in r for r in n["fail_reasons"]), n["fail_reasons"]
+    assert metric(n, "risk_contacts") > 0 and n["metrics"]["risk_contacts"]["score"] == 0.0
     assert metric(n, "target_error_mm") > metric(e, "target_error_mm")
     assert metric(n, "total_time_s") > metric(e, "total_time_s")
 
