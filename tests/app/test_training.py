@@ -82,5 +82,7 @@ def test_overlay_tints_for_its_duration(scenario):
 
 def test_wrong_instrument_prompt(scenario):
     rules = rules_for(scenario)
-    s = feed(rules, SimState(), 0.5, instrument_id="scope")
+    s = feed(rules, SimState(), 0.5, instrument_id="scope")  # 30 mm from the target: not used yet
+    assert not any(ln.startswith("! This step uses") for ln in rules.prompt_lines(s.time_s, "en"))
+    s = feed(rules, s, 0.5, instrument_id="scope", targets={"kambin": 12.0})
     assert any(ln.startswith("! This step uses the needle, not the scope") for ln in rules.prompt_lines(s.time_s, "en"))

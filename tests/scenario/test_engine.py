@@ -214,15 +214,33 @@ def test_fail_step_fails_the_step_and_moves_on(pted):
 
 
 def test_wrong_instrument_is_counted_and_prompted(pted):
+    """Taking up a tool far from the target (cycling through the tray) is no error; bringing a tool the
+    step does not allow to within 20 mm of the step's target is, once per taking-up."""
     engine = ScenarioEngine(pted, names_for(pted))
-    keys: list[Key] = [(0.0, START, "needle"), (2.0, START, "dilator"), (4.0, START, "needle"), (6.0, START, "needle")]
+    near = toward(START, KAMBIN, 15.0)  # 15 mm short of Kambin's triangle
+    keys: list[Key] = [(0.0, START, "needle"), (2.0, START, "guidewire"), (3.0, START, "dilator"),
+                       (5.0, near, "dilator"), (6.0, START, "dilator"), (7.0, near, "dilator"),
+                       (8.0, START, "needle"), (9.0, START, "needle")]
+    texts: list[str] = []
     for obs in stream(keys, 0.05):
         engine.update(obs)
         if abs(obs.time_s - 3.0) < 1e-6:
-            texts = [m.text.en for m in engine.messages(3.0) if m.text]
-    assert engine.live_metrics()["wrong_instrument_uses"] == 1
+            assert engine.live_metrics()["wrong_instrument_uses"] == 0  # the guidewire never came near
+        if abs(obs.time_s - 5.5) < 1e-6:
+            texts = [m.text.en for m in engine.messages(5.5) if m.text]
+    assert engine.live_metrics()["wrong_instrument_uses"] == 1  # the dilator's two approaches: one taking-up
     assert "This step uses the needle, not the dilator" in texts
-    assert engine.live_metrics()["instrument_exchanges"] == 2
+    assert engine.live_metrics()["instrument_exchanges"] == 3
+
+
+def test_the_tool_in_hand_when_a_step_begins_is_no_wrong_use(pted):
+    """The needle reaching Kambin's triangle ends step 1 next to the fragment (step 2 wants the cannula):
+    no error until the needle is put down and taken up again."""
+    result = run_stream(pted, stream(expert_keys(), 1 / 120), names_for(pted))
+    assert result.metric("wrong_instrument_uses").value == 0
+    at_kambin = toward(START, KAMBIN, 0.3)
+    keys = expert_keys()[:2] + [(10.5, at_kambin, "scope"), (11.0, at_kambin, "needle"), (12.0, at_kambin, "needle")]
+    assert run_stream(pted, stream(keys, 1 / 120), names_for(pted)).metric("wrong_instrument_uses").value == 2
 
 
 def test_overtime_and_focus_target(pted):

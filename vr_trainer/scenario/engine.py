@@ -39,6 +39,7 @@ from vr_trainer.sim.observation import Observation
 NoticeKind = Literal["step_started", "step_completed", "step_failed", "hint", "prompt", "haptic", "sound",
                      "overlay", "critical_error", "event"]
 PROMPT_SHOW_S = 5.0  # event and wrong-instrument prompts stay in messages() this long
+WRONG_USE_WITHIN_MM = 20.0  # a disallowed instrument counts as used once its tip comes this close to the step's target
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ScenarioEngine:
         self._critical: list[CriticalErrorRecord] = []
         self._hints_shown = 0
         self._wrong_uses = 0
+        self._wrong_counted = False  # the instrument held now was already counted as a wrong use
         self._hint_next = 0  # index of the current step's next hint
         self._shown_hints: list[Notice] = []
         self._recent: deque[Notice] = deque(maxlen=32)
@@ -202,10 +204,14 @@ class ScenarioEngine:
             ctx.step_elapsed_s = now - (self._records[self._step_index].started_s or 0.0)
         inst = obs.instrument_id
         if inst != self._last_instrument:
-            self._last_instrument = inst
-            if inst is not None and not self.finished:
-                allowed = self._allowed[self._step_index]
-                if allowed and inst not in allowed:
+            self._last_instrument, self._wrong_counted = inst, False
+        if inst is not None and not self.finished and not self._wrong_counted:
+            allowed = self._allowed[self._step_index]
+            if allowed and inst not in allowed:
+                # picking a tool up on the way to the right one is no error; bringing it to the target is
+                target = self._records[self._step_index].focus_target
+                if target is None or obs.target_distance_mm.get(target, math.inf) <= WRONG_USE_WITHIN_MM:
+                    self._wrong_counted = True
                     self._wrong_instrument(inst, allowed, out)
         step_before = self._step_index
         for ev in self._events:
@@ -230,6 +236,7 @@ class ScenarioEngine:
         rec = self._records[i]
         rec.started_s = self._now_s
         self._step_started_obs_s = self._obs_time_s
+        self._wrong_counted = i > 0  # the previous step's tool, still in hand, is exempt until it is put down
         self._hint_next = 0
         self._shown_hints.clear()
         self._ctx.step_actions.clear()
