@@ -404,6 +404,6 @@ _generic("instrument_exchanges", "count", "Number of times the active instrument
          "(taking up the first one is not counted).", LALYS_2014, InstrumentExchanges)
 _generic("wrong_instrument_uses", "count", "Number of times, during a step that lists instruments, the resident "
          "brought an instrument the step does not allow within 20 mm of the step's target (when the step names none: "
-         "took it up); each taking-up of a disallowed instrument counts at most once, and the previous step's instrument, "
-         "still in hand as a step begins, only once taken up again.",
+         "took it up); each taking-up of a disallowed instrument counts at most once, and the previous step's "
+         "instrument, still in hand as a step begins, only once taken up again.",
          GALLAGHER_2005, lambda c: _RunMetric(lambda r: float(r.wrong_instrument_uses)))
