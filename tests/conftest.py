@@ -130,3 +130,40 @@ class Goldens:
 @pytest.fixture
 def goldens(request: pytest.FixtureRequest, is_llvmpipe: bool) -> Goldens:
     return Goldens(request, exact=is_llvmpipe)
+
+
+def moved_bundle(bundle, m: np.ndarray):
+    """A copy of a loaded bundle with every coordinate moved by the rigid 4x4 ``m``: meshes and the
+    landmarks' points (incenter, centroid, vertices) and directions. Planners and derivations must give
+    the same answers, moved: nothing may be tuned to the shipped files' coordinates."""
+    from vr_trainer.anatomy.bundle import Bundle, Structure
+
+    r, t = m[:3, :3], m[:3, 3]
+
+    def pt(p) -> list[float]:
+        return (r @ np.asarray(p, float) + t).tolist()
+
+    structs = []
+    for s in bundle.structures:
+        mesh = s.mesh.copy()
+        mesh.apply_transform(m)
+        structs.append(Structure.from_mesh(s.name, s.tissue, mesh))
+    landmarks = {}
+    for name, lm in bundle.landmarks.items():
+        if isinstance(lm, dict):
+            lm = dict(lm)
+            for k in ("incenter_mm", "centroid_mm"):
+                if k in lm:
+                    lm[k] = pt(lm[k])
+            if "vertices_mm" in lm:
+                lm["vertices_mm"] = [pt(v) for v in lm["vertices_mm"]]
+            if "approach_direction" in lm:
+                lm["approach_direction"] = (r @ np.asarray(lm["approach_direction"], float)).tolist()
+        landmarks[name] = lm
+    return Bundle(bundle.path, dict(bundle.manifest, landmarks=landmarks), structs)
+
+
+@pytest.fixture
+def move_bundle():
+    """:func:`moved_bundle`, for tests in any folder."""
+    return moved_bundle

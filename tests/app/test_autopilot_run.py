@@ -106,32 +106,21 @@ def test_plan_becomes_the_headless_track():
     np.testing.assert_allclose(track.head_pose(2.0), head.head_pose(0.0))
 
 
-def test_expert_passes_on_a_moved_copy_of_the_bundle(tmp_path: Path):
+def test_expert_passes_on_a_moved_copy_of_the_bundle(tmp_path: Path, move_bundle):
     """The PTED bundle rotated 30 degrees and shifted (meshes and landmarks): the same scenario file,
     pointed at it, is planned from its own coordinates and still passed by the expert."""
     import numpy as np
     import trimesh
 
-    from vr_trainer.anatomy.bundle import Structure, load_bundle, write_bundle
+    from vr_trainer.anatomy.bundle import load_bundle, write_bundle
 
     src = load_bundle("assets/spine_l3_s1")
     m = trimesh.transformations.rotation_matrix(np.radians(30.0), [0.3, 1.0, 0.2])
     m[:3, 3] = [45.0, -30.0, 70.0]
-    r, t = m[:3, :3], m[:3, 3]
-    structs = []
-    for s in src.structures:
-        mesh = s.mesh.copy()
-        mesh.apply_transform(m)
-        structs.append(Structure.from_mesh(s.name, s.tissue, mesh))
-    landmarks = {}
-    for name, lm in src.landmarks.items():
-        lm = dict(lm)
-        for k in ("incenter_mm", "centroid_mm"):
-            lm[k] = (r @ np.asarray(lm[k]) + t).tolist()
-        lm["vertices_mm"] = [(r @ np.asarray(v) + t).tolist() for v in lm["vertices_mm"]]
-        lm["approach_direction"] = (r @ np.asarray(lm["approach_direction"])).tolist()
-        landmarks[name] = lm
-    write_bundle(tmp_path / "moved_spine", structs, source_units="mm", provenance={"source": "test: moved copy"},
+    moved = move_bundle(src, m)
+    landmarks = moved.landmarks
+    write_bundle(tmp_path / "moved_spine", moved.structures, source_units="mm",
+                 provenance={"source": "test: moved copy"},
                  deidentification=src.manifest["deidentification"], landmarks=landmarks)
     text = Path("scenarios/pted_l4_l5.yaml").read_text(encoding="utf-8")
     assert "bundle: spine_l3_s1" in text

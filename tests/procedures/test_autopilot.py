@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from vr_trainer.anatomy.bundle import Bundle, Structure, load_bundle
+from vr_trainer.anatomy.bundle import Bundle, load_bundle
 from vr_trainer.procedures.autopilot import SkillProfile, autopilot_plan, make_plan
 from vr_trainer.procedures.plan import NEXT_INSTRUMENT, Plan
 from vr_trainer.procedures.reach import (PlanningContext, context_from_bundle, plan_routes, up_from_world)
@@ -185,43 +185,21 @@ def _rigid(angle_deg: float, axis: list[float], shift_mm: list[float]) -> np.nda
     return m
 
 
-def _moved(scenario: Scenario, bundle: Bundle, m: np.ndarray) -> tuple[Scenario, Bundle]:
+def _moved(scenario: Scenario, bundle: Bundle, m: np.ndarray, move_bundle) -> tuple[Scenario, Bundle]:
     """The scenario and bundle with every coordinate (meshes, landmarks, target points) moved by ``m``."""
     r, t = m[:3, :3], m[:3, 3]
-
-    def pt(p):
-        return (r @ np.asarray(p, float) + t).tolist()
-
-    structs = []
-    for s in bundle.structures:
-        mesh = s.mesh.copy()
-        mesh.apply_transform(m)
-        structs.append(Structure.from_mesh(s.name, s.tissue, mesh))
-    landmarks = {}
-    for name, lm in bundle.landmarks.items():
-        if isinstance(lm, dict):
-            lm = dict(lm)
-            for k in ("incenter_mm", "centroid_mm"):
-                if k in lm:
-                    lm[k] = pt(lm[k])
-            if "vertices_mm" in lm:
-                lm["vertices_mm"] = [pt(v) for v in lm["vertices_mm"]]
-            if "approach_direction" in lm:
-                lm["approach_direction"] = (r @ np.asarray(lm["approach_direction"], float)).tolist()
-        landmarks[name] = lm
-    manifest = dict(bundle.manifest, landmarks=landmarks)
-    targets = [t_.model_copy(update={"point_mm": tuple(pt(t_.point_mm))}) if t_.point_mm is not None else t_
-               for t_ in scenario.targets]
-    return scenario.model_copy(update={"targets": targets}), Bundle(bundle.path, manifest, structs)
+    targets = [t_.model_copy(update={"point_mm": tuple(r @ np.asarray(t_.point_mm, float) + t)})
+               if t_.point_mm is not None else t_ for t_ in scenario.targets]
+    return scenario.model_copy(update={"targets": targets}), move_bundle(bundle, m)
 
 
 @pytest.mark.parametrize("key,angle_deg,axis", [("pted", 35.0, [0.2, 1.0, 0.1]), ("tka", -30.0, [0.0, 1.0, 0.3]),
                                                 ("tha", 25.0, [1.0, 0.2, 0.0])])
-def test_plans_work_on_a_moved_bundle(contexts, key, angle_deg, axis):
+def test_plans_work_on_a_moved_bundle(contexts, move_bundle, key, angle_deg, axis):
     """Rotated and shifted coordinates: the plans still reach every target along clear paths, the
     expert touches nothing and the novice still makes its contact: nothing is tuned to the files."""
     m = _rigid(angle_deg, axis, [37.0, -52.0, 81.0])
-    scenario, bundle = _moved(*_load(key), m)
+    scenario, bundle = _moved(*_load(key), m, move_bundle)
     ctx = context_from_bundle(scenario, bundle)
     orig = contexts[key]
     for tid, tp in ctx.targets.items():
