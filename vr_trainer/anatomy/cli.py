@@ -31,7 +31,8 @@ def run_import_mesh(args: argparse.Namespace) -> int:
     """Handler of ``import mesh``."""
     from .importers import describe, import_mesh
 
-    out = import_mesh(args.files, args.out, tissue=args.tissue, units=args.units, name=args.name)
+    out = import_mesh(args.files, args.out, tissue=args.tissue, units=args.units, name=args.name,
+                      frame=args.frame)
     print(describe(out))
     return 0
 
@@ -63,6 +64,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                       help="tissue class (default: from the file name, else bone)")
     mesh.add_argument("--units", choices=("auto", "mm", "cm", "m"), default="auto", help="unit of the file coordinates")
     mesh.add_argument("--name", default=None, help="structure name (a prefix when several files are given)")
+    mesh.add_argument("--frame", metavar="CODE", default=None,
+                      help="orientation of the file coordinates: three letters naming where +x, +y, +z point "
+                           "(RAS, LPS as 3D Slicer writes since 4.11, ALS ...); default: the file's SPACE= "
+                           "header, else RAS")
     mesh.add_argument("--out", required=True, metavar="assets/NAME",
                       help="bundle folder to write (replaced atomically)")
     set_handler(mesh, run_import_mesh)

@@ -108,18 +108,26 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
 
 
 def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | None = None, units: str = "auto",
-                name: str | None = None) -> Path:
-    """Surface meshes -> bundle at ``out`` (see :mod:`vr_trainer.anatomy.meshes`)."""
+                name: str | None = None, frame: str | None = None) -> Path:
+    """Surface meshes -> bundle at ``out`` (see :mod:`vr_trainer.anatomy.meshes`).
+
+    ``frame``: orientation code of the file coordinates (``RAS``, ``LPS``, ``ALS`` ...;
+    default what the file declares, else RAS); recorded in the manifest's provenance.
+    """
     paths = [Path(f) for f in files]
     if not paths:
         raise AnatomyError("import mesh: give at least one mesh file")
-    structures, unit, units_record, inputs = structures_from_meshes(paths, tissue=tissue, units=units, name=name)
+    structures, unit, record, inputs = structures_from_meshes(paths, tissue=tissue, units=units, name=name,
+                                                              frame=frame)
     provenance = {"source": "mesh", "inputs": inputs, "inputs_sha256": combined_sha256(i["sha256"] for i in inputs),
-                  "units": units_record, "pipeline": "units to mm -> repair (merge by position, winding, "
+                  "units": record["units"], "frame": record["frame"],
+                  "pipeline": "units to mm -> source frame to RAS -> repair (merge by position, winding, "
                   "degenerate faces, tiny islands) -> decimation above 60k faces"}
     deid = {"status": "no_patient_metadata_copied",
             "note": "only vertex and face arrays are used; file headers, comments, names are not recorded"}
-    return write_bundle(out, structures, source_units=unit, provenance=provenance, deidentification=deid)
+    notes = {"warnings": record["warnings"]} if record["warnings"] else None
+    return write_bundle(out, structures, source_units=unit, provenance=provenance, deidentification=deid,
+                        notes=notes)
 
 
 def describe(bundle_path: Path) -> str:

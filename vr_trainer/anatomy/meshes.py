@@ -3,8 +3,9 @@
 Files are checked for truncation before parsing, converted to millimetres
 (``--units auto`` decides from anatomical plausibility and says why; when the
 size reads plausibly in two units and the mesh resolution does not settle it,
-it stops and asks for ``--units``), moved to RAS when the file declares LPS
-(3D Slicer's ``SPACE=LPS``), repaired (vertices merged by position even when
+it stops and asks for ``--units``), moved to RAS from the frame the file
+declares (3D Slicer's ``SPACE=LPS`` header comment) or ``--frame CODE`` gives
+(:mod:`vr_trainer.anatomy.frames`), repaired (vertices merged by position even when
 the file stores per-face normals, winding fixed, degenerate faces and tiny
 islands dropped) and measured.
 """
@@ -20,6 +21,8 @@ import trimesh
 
 from .bundle import Structure
 from .errors import AnatomyError
+from .frames import code_of, frame_matrix, superior_order_warning, to_ras, vertebra_level
+from .quiet import library_logs, warn
 from .surface import decimate, repair
 from .tissues import check_tissue
 from .volume import input_record
@@ -87,41 +90,66 @@ def _check_obj(path: Path, data: bytes) -> None:
         raise AnatomyError(f"{path}: OBJ faces use vertex {top} but only {nv} vertices exist (truncated or corrupt)")
 
 
+def _declared_space(data: bytes) -> str | None:
+    """``SPACE=LPS`` / ``SPACE=RAS`` as 3D Slicer writes it in an STL header or OBJ/PLY comment."""
+    found = re.search(rb"SPACE=([A-Za-z]{3})", data[:4096])
+    return found.group(1).decode("ascii").upper() if found else None
+
+
 def read_mesh_file(path: Path) -> tuple[trimesh.Trimesh, dict[str, Any]]:
-    """One file -> raw triangle mesh in file units (RAS axes) and notes."""
+    """One file -> raw triangle mesh in file units and file axes, and notes
+    (``format``, ``declared_frame`` when the file names its frame, ``warnings``)."""
     if not path.is_file():
         raise AnatomyError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise AnatomyError(f"{path}: unsupported mesh format {suffix!r}; use one of {', '.join(SUFFIXES)}")
-    notes: dict[str, Any] = {"format": suffix[1:]}
+    notes: dict[str, Any] = {"format": suffix[1:], "declared_frame": None, "warnings": []}
     if suffix in (".vtk", ".vtp"):
         from .vtkio import read_vtk_legacy, read_vtp
 
         v, f, space = (read_vtk_legacy if suffix == ".vtk" else read_vtp)(path)
-        if space == "LPS":
-            v = v * np.array([-1.0, -1.0, 1.0])  # a 180 deg turn about z: winding unchanged
-            notes["frame"] = "file declares LPS (3D Slicer); converted to RAS"
-        else:
-            notes["frame"] = "as stored (taken as RAS)"
+        notes["declared_frame"] = space
         return trimesh.Trimesh(vertices=v, faces=f, process=False), notes
     data = path.read_bytes()
     if suffix == ".stl":
         _check_stl(path, data)
     elif suffix == ".obj":
         _check_obj(path, data)
+    if suffix in (".stl", ".obj", ".ply"):
+        notes["declared_frame"] = _declared_space(data)
     try:
-        loaded = trimesh.load_mesh(str(path), process=False)
+        with library_logs() as logged:
+            loaded = trimesh.load_mesh(str(path), process=False)
     except Exception as exc:
         raise AnatomyError(f"{path}: cannot read {suffix[1:].upper()} ({type(exc).__name__}: {exc}); "
                            "the file is truncated or corrupt, export it again") from exc
+    notes["warnings"] = list(logged)
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise AnatomyError(f"{path}: holds no triangles (point cloud or empty scene); export a surface mesh")
     if not np.all(np.isfinite(loaded.vertices)):
         raise AnatomyError(f"{path}: vertex coordinates are not finite; the file is corrupt")
-    notes["frame"] = "as stored (taken as RAS)"
     return trimesh.Trimesh(vertices=np.asarray(loaded.vertices, float), faces=np.asarray(loaded.faces),
                            process=False), notes
+
+
+def _frame_of(path: Path, declared: str | None, frame: str | None) -> tuple[str, str]:
+    """(orientation code, how it was decided) for one file."""
+    if declared is not None:
+        try:
+            declared = code_of(frame_matrix(declared))
+        except AnatomyError:
+            raise AnatomyError(f"{path}: the file declares SPACE={declared}, which is not an orientation code; "
+                               "export it again from 3D Slicer (LPS or RAS)") from None
+    if frame is not None:
+        code = code_of(frame_matrix(frame))
+        if declared is not None and declared != code:
+            raise AnatomyError(f"{path}: the file declares SPACE={declared} but --frame {frame} was given; "
+                               f"drop --frame (the file's own frame is used) or re-export the file")
+        return code, "--frame"
+    if declared is not None:
+        return declared, "file header (SPACE=...)"
+    return "RAS", "default (file declares no frame)"
 
 
 def _median_edge(mesh: trimesh.Trimesh) -> float:
@@ -163,24 +191,49 @@ def decide_units(meshes: Sequence[trimesh.Trimesh], requested: str, label: str) 
 
 
 def structures_from_meshes(paths: Sequence[Path], *, tissue: str | None = None, units: str = "auto",
-                           name: str | None = None, max_faces: int = MAX_FACES
+                           name: str | None = None, max_faces: int = MAX_FACES, frame: str | None = None
                            ) -> tuple[list[Structure], str, dict[str, Any], list[dict[str, Any]]]:
-    """Files -> structures in mm; returns (structures, source unit, units record, input records)."""
+    """Files -> structures in mm, RAS; returns (structures, source unit, record, input records).
+
+    ``frame`` is the orientation code of the file coordinates (default: what the
+    file declares, else RAS).  The record holds ``units``, ``frame`` and ``warnings``.
+    """
     if tissue is not None:
         check_tissue(tissue, "--tissue")
+    if frame is not None:
+        frame_matrix(frame)  # a bad code is refused before any file is read
     raw = [(p, *read_mesh_file(p)) for p in paths]
     label = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
     scale, unit, record = decide_units([m for _, m, _ in raw], units, label)
-    structures, inputs = [], []
+    structures, inputs, warnings, frames = [], [], [], []
+    levels: list[tuple[str, np.ndarray]] = []
     for p, mesh, notes in raw:
-        mesh.vertices = mesh.vertices * scale
-        fixed = repair(mesh)
+        code, how = _frame_of(p, notes["declared_frame"], frame)
+        frames.append({"source_frame": code, "decided_by": how})
+        v, f = to_ras(mesh.vertices * scale, mesh.faces, code)
+        fixed = repair(trimesh.Trimesh(vertices=v, faces=f, process=False))
         if len(fixed.faces) > max_faces:
             fixed = repair(decimate(fixed, max_faces))
+        for w in notes["warnings"]:
+            warnings.append(f"{p.name}: {w}")
+        warn(str(p), notes["warnings"])
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", p.stem)
         sname = name if (name and len(paths) == 1) else (f"{name}_{stem}" if name else stem)
         t = tissue or infer_tissue(p.stem)
-        structures.append(Structure.from_mesh(sname, t, fixed, source_format=notes["format"],
-                                              frame_note=notes["frame"], tissue_inferred=tissue is None))
+        note = "as stored (RAS)" if code == "RAS" else f"{code} converted to RAS"
+        s = Structure.from_mesh(sname, t, fixed, source_format=notes["format"], source_frame=code,
+                                frame_note=f"{note}; frame from {how}", tissue_inferred=tissue is None)
+        structures.append(s)
+        level = vertebra_level(p.stem)
+        if level is not None and t == "bone":
+            levels.append((level, np.asarray(s.centroid_mm)))
         inputs.append(input_record(p, f"mesh/{notes['format']}", keep_name=False))
+    codes = sorted({fr["source_frame"] for fr in frames})
+    order = superior_order_warning(levels, codes[0]) if len(codes) == 1 else None
+    if order is not None:
+        warn(label, [order])
+        warnings.append(order)
+    record = {"units": record, "frame": {"source": codes[0] if len(codes) == 1 else codes, "to": "RAS",
+                                         "decided_by": sorted({fr["decided_by"] for fr in frames})},
+              "warnings": warnings}
     return structures, unit, record, inputs
