@@ -92,6 +92,16 @@ class Structure:
         b = np.asarray(self.bbox_mm)
         return b[1] - b[0]
 
+    def cap_face_mask(self) -> np.ndarray:
+        """(face_count,) bool: True for faces that close a cut by the scan's edge (not anatomy).
+
+        Importers put those faces last and record their number as ``cap_faces``."""
+        mask = np.zeros(len(self.mesh.faces), dtype=bool)
+        n = int(self.extra.get("cap_faces", 0) or 0)
+        if n:
+            mask[-n:] = True
+        return mask
+
     def manifest_entry(self, file: str) -> dict[str, Any]:
         """The ``structures[]`` entry for this structure."""
         entry: dict[str, Any] = {

@@ -137,7 +137,8 @@ def describe(bundle_path: Path) -> str:
     for s in b.structures:
         vol = f"{s.volume_ml:.1f} ml" if s.volume_ml is not None else "open surface"
         size = "x".join(f"{v:.0f}" for v in s.size_mm)
-        lines.append(f"  {s.name:<32} {s.tissue:<10} {vol:>12}  {size} mm  {s.face_count} faces")
+        cap = f" ({s.extra['cap_faces']} close the scan's cut)" if s.extra.get("cap_faces") else ""
+        lines.append(f"  {s.name:<32} {s.tissue:<10} {vol:>12}  {size} mm  {s.face_count} faces{cap}")
     return "\n".join(lines)
 
 

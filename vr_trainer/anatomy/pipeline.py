@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
+import trimesh
 from tqdm import tqdm
 
 from .bundle import Structure
+from .caps import border_planes, border_sides, cap_at_border
 from .errors import AnatomyError
 from .surface import finish, iso_surface, label_boxes, mask_surface, spacing_of
 from .tissues import FACE_BUDGET, check_tissue
@@ -90,11 +92,14 @@ def structures_from_labels(
         nvox = int(mask.sum())
         if nvox < min_voxels:
             return lid
-        mesh = mask_surface(mask, labels.affine, sigma_mm=sigma_mm, start_vox=np.array([s.start for s in sl]))
+        sides = border_sides(sl, arr.shape)
+        mesh = mask_surface(mask, labels.affine, sigma_mm=sigma_mm, start_vox=np.array([s.start for s in sl]),
+                            extend=sides)
         if mesh is None or len(mesh.faces) == 0:
             return None
         mesh = finish(mesh, budgets.get(spec.tissue, 5000))
         extra: dict[str, Any] = {"label_id": int(lid), "voxel_volume_ml": round(nvox * voxel_ml, 3)}
+        mesh = _capped(mesh, labels.affine, arr.shape, sides, extra)
         if spec.description:
             extra["description"] = spec.description
         if hu is not None:
@@ -142,11 +147,29 @@ def structures_from_threshold(
     crop = arr[lo[0] : hi_[0], lo[1] : hi_[1], lo[2] : hi_[2]]
     sigma = 0.5 * float(spacing_of(ct.affine).min())
     bar = tqdm(total=2, desc="bone surface", file=sys.stderr, disable=None, leave=False)
-    mesh = iso_surface(crop, float(threshold_hu), ct.affine, sigma_mm=sigma, start_vox=lo)
+    sides = [(i, 0) for i, ix in enumerate(idx) if ix[0] == 0]
+    sides += [(i, 1) for i, ix in enumerate(idx) if ix[-1] == arr.shape[i] - 1]
+    mesh = iso_surface(crop, float(threshold_hu), ct.affine, sigma_mm=sigma, start_vox=lo, extend=sides)
     bar.update()
     if mesh is None:
         raise AnatomyError(f"{ct.name}: no surface at {threshold_hu:g} HU; lower --threshold-hu")
     mesh = finish(mesh, max_faces, smooth_iterations=4)
+    extra: dict[str, Any] = {"threshold_hu": float(threshold_hu)}
+    mesh = _capped(mesh, ct.affine, arr.shape, sides, extra)
     bar.update()
     bar.close()
-    return [Structure.from_mesh(name, tissue, mesh, threshold_hu=float(threshold_hu))]
+    return [Structure.from_mesh(name, tissue, mesh, **extra)]
+
+
+def _capped(mesh: trimesh.Trimesh, affine: np.ndarray, shape: tuple[int, ...], sides: list[tuple[int, int]],
+            extra: dict[str, Any]) -> trimesh.Trimesh:
+    """Cut and cap a surface at the scan border sides it was extruded through; the
+    cap is recorded in ``extra`` (``cap_faces``: the last that many faces)."""
+    if not sides:
+        return mesh
+    mesh, n_cap, planes = cap_at_border(mesh, border_planes(affine, shape[:3], sides))
+    if n_cap:
+        extra["cap_faces"] = n_cap
+        extra["cap_planes"] = planes
+        extra["cap_note"] = "cut by the scan's edge: the last cap_faces faces close it flat there (not anatomy)"
+    return mesh

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Sequence
 
 import fast_simplification
 import numpy as np
@@ -17,6 +18,7 @@ import trimesh
 from scipy import ndimage
 from skimage import measure
 
+from .caps import extend_edges
 from .errors import AnatomyError
 
 
@@ -48,10 +50,13 @@ def mask_surface(
     *,
     sigma_mm: float | None = None,
     start_vox: tuple[int, int, int] | np.ndarray = (0, 0, 0),
+    extend: Sequence[tuple[int, int]] = (),
 ) -> trimesh.Trimesh | None:
     """Closed surface of a boolean mask (RAS mm), or ``None`` when empty.
 
-    The mask is padded (so structures touching the volume edge still close),
+    Sides listed in ``extend`` ((axis, 0|1), where the scan cut the structure)
+    are extruded past the border first, for :func:`caps.cap_at_border` to cut
+    flat afterwards.  The mask is padded (so the surface always closes),
     blurred with a Gaussian of ``sigma_mm`` (default 0.5 x the finest voxel
     size) to remove the voxel staircase, and contoured at 0.5 with
     ``gradient_direction="ascent"`` (outward normals on a 0/1 mask).
@@ -63,13 +68,14 @@ def mask_surface(
         sigma_mm = 0.5 * float(spacing.min())
     sig_vox = np.maximum(sigma_mm / spacing, 1e-6)
     pad = 2 + int(math.ceil(3.0 * float(sig_vox.max())))
-    field = np.pad(mask.astype(np.float32), pad)
+    grown, shift = extend_edges(mask.astype(np.float32), extend, pad + 2)
+    field = np.pad(grown, pad)
     if sigma_mm > 0:
         field = ndimage.gaussian_filter(field, sigma=sig_vox, mode="constant", truncate=3.0)
     if field.max() <= 0.5:  # structure thinner than the blur: contour the raw mask
-        field = np.pad(mask.astype(np.float32), pad)
+        field = np.pad(grown, pad)
     verts, faces, _n, _v = measure.marching_cubes(field, 0.5, gradient_direction="ascent")
-    start = np.asarray(start_vox, dtype=float) - pad
+    start = np.asarray(start_vox, dtype=float) - pad - shift
     return _to_ras(verts, faces, _crop_affine(affine, start))
 
 
@@ -80,9 +86,12 @@ def iso_surface(
     *,
     sigma_mm: float = 0.0,
     start_vox: tuple[int, int, int] | np.ndarray = (0, 0, 0),
+    extend: Sequence[tuple[int, int]] = (),
 ) -> trimesh.Trimesh | None:
-    """Isosurface ``values == level`` with the inside where values exceed it."""
-    field = values.astype(np.float32, copy=False)
+    """Isosurface ``values == level`` with the inside where values exceed it
+    (``extend`` as in :func:`mask_surface`)."""
+    n_ext = 3 + int(math.ceil(3.0 * float(np.max(sigma_mm / spacing_of(affine))))) if sigma_mm > 0 else 3
+    field, shift = extend_edges(values.astype(np.float32, copy=False), extend, n_ext)
     if sigma_mm > 0:
         field = ndimage.gaussian_filter(field, sigma=np.maximum(sigma_mm / spacing_of(affine), 1e-6))
     if not (field.max() > level > field.min()):
@@ -90,7 +99,7 @@ def iso_surface(
     lo = float(field.min())
     field = np.pad(field, 1, constant_values=min(lo, level - 1.0))
     verts, faces, _n, _v = measure.marching_cubes(field, level, gradient_direction="ascent")
-    start = np.asarray(start_vox, dtype=float) - 1
+    start = np.asarray(start_vox, dtype=float) - 1 - shift
     return _to_ras(verts, faces, _crop_affine(affine, start))
 
 
