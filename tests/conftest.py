@@ -18,6 +18,19 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _recordings_in_tmp(tmp_path_factory) -> Iterator[None]:
+    """`vr-trainer run` records by default into ./sessions: tests (and the runs they start) record
+    into a temporary folder instead, so the tree stays clean."""
+    old = os.environ.get("VR_TRAINER_SESSIONS")
+    os.environ["VR_TRAINER_SESSIONS"] = str(tmp_path_factory.mktemp("sessions"))
+    yield
+    if old is None:
+        os.environ.pop("VR_TRAINER_SESSIONS", None)
+    else:
+        os.environ["VR_TRAINER_SESSIONS"] = old
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--regenerate-goldens", action="store_true", help="rewrite tests/goldens/*.png from this run")
 

@@ -14,6 +14,7 @@ OPTIONAL_COMMANDS = (
     ("vr_trainer.anatomy.cli", "register"),
     ("remote.cli", "register"),
     ("vr_trainer.app.authoring", "register"),  # new-scenario, preview
+    ("vr_trainer.app.replay", "register"),  # replay
 )
 
 
@@ -39,7 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_session(args.scenario, args.backend, args.frames, args.out, size, video=args.video,
                           mirror_layout=args.mirror, locale=args.locale, mentor_url=args.mentor, token=args.token,
                           realtime=args.realtime, samples=args.samples, autopilot=args.autopilot,
-                          autopilot_skill=args.autopilot_skill, seed=args.seed)
+                          autopilot_skill=args.autopilot_skill, seed=args.seed,
+                          record=False if args.no_record else (args.record or True))
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
@@ -72,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--autopilot-skill", type=float, default=None, metavar="0..1",
                    help="autopilot skill: 0 novice-sized errors .. 1 expert (default: expert 1, novice 0.15)")
     r.add_argument("--seed", type=int, default=0, help="seed of the autopilot's errors (default 0)")
+    r.add_argument("--record", default=None, metavar="FILE.mcap",
+                   help="record the session here (default: sessions/<scenario>-<UTC time>.mcap, "
+                        "the folder from $VR_TRAINER_SESSIONS if set)")
+    r.add_argument("--no-record", action="store_true", help="do not record the session")
     r.set_defaults(func=cmd_run)
 
     register_scenario_commands(sub)  # validate, metrics

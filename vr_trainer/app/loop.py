@@ -1,6 +1,7 @@
 """The frame loop: six phases in one visible order (see :data:`PHASES`).
 
-    1 poll input + XR events       (the backend yields the next frame)
+    1 poll input + XR events       (the backend yields the next frame; ``input_filters`` may adjust it,
+                                    e.g. the recorder rounds poses to the precision it stores)
     2 drain the remote inbox       (annotations, mentor commands)
     3 advance the simulation       (fixed steps of ``fixed_dt_s``, independent of the render rate)
     4 freeze a snapshot
@@ -58,7 +59,7 @@ class FrameRecord:
 @dataclass
 class FrameLoop(BridgeHost):
     backend: DisplayBackend
-    renderer: SceneRenderer
+    renderer: SceneRenderer | None  # None: simulate and score without drawing (a replay with --no-render)
     simulation: Simulation
     state: SimState
     snapshot_fn: Callable[[SimState, Frame], SceneSnapshot]
@@ -70,6 +71,7 @@ class FrameLoop(BridgeHost):
     sinks: list[FrameSink] = field(default_factory=list)
     notice_sinks: list[NoticeSink] = field(default_factory=list)
     recorders: list[Callable[[SimState, Frame], None]] = field(default_factory=list)
+    input_filters: list[Callable[[Frame], None]] = field(default_factory=list)  # phase 1, edit the frame in place
     history_len: int = 90
     trace: Callable[[str, int], None] | None = None
     frame_ms: list[float] = field(default_factory=list)
@@ -97,6 +99,8 @@ class FrameLoop(BridgeHost):
             frame = next(self._frames)
         except StopIteration:
             return False
+        for adjust in self.input_filters:
+            adjust(frame)
         i = frame.index
         self._phase("poll_input", i)
         # 2 drain the remote inbox: each item is a callable applied to this loop (its LoopView)
@@ -136,7 +140,7 @@ class FrameLoop(BridgeHost):
         # 5 render each view
         self._phase("render", i)
         targets = []
-        if frame.should_render:
+        if frame.should_render and self.renderer is not None:
             for view in frame.views:
                 targets.append(self.renderer.render(view, snap, self.backend.render_target(view)))
             if self.mirror is not None and targets:

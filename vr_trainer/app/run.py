@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -20,6 +21,8 @@ from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.loader import default_scenario_path
 from vr_trainer.scenario.validate import load_validated_scenario
 from vr_trainer.xr.select import create_backend
+
+log = logging.getLogger("vr_trainer.app.run")
 
 
 def write_png_atomic(path: Path, rgb: np.ndarray) -> None:
@@ -97,8 +100,12 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
                 out_dir: str | None = None, size: tuple[int, int] = (640, 480), video: bool = False,
                 mirror_layout: str = "side_by_side", locale: str | None = None, mentor_url: str | None = None,
                 token: str | None = None, realtime: bool | None = None, samples: int | None = None,
-                autopilot: str | None = None, autopilot_skill: float | None = None, seed: int = 0) -> dict[str, Any]:
-    scenario = load_validated_scenario(scenario_path or default_scenario_path())  # file and bundle checks
+                autopilot: str | None = None, autopilot_skill: float | None = None, seed: int = 0,
+                record: str | os.PathLike[str] | bool | None = None) -> dict[str, Any]:
+    """Run a session; ``record``: a recording path, True for ``sessions/<scenario>-<UTC>.mcap``,
+    None/False for none (the CLI records by default)."""
+    scenario_file = Path(scenario_path or default_scenario_path())
+    scenario = load_validated_scenario(scenario_file)  # file and bundle checks
     if locale is not None:
         scenario = scenario.model_copy(update={"locale": locale})
     scene, meshes = build_session(scenario)
@@ -117,6 +124,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     loop: FrameLoop | None = None
     video_writer = None
     bridge = None
+    recorder = None
     ok = False
     try:
         renderer = SceneRenderer(ctx, samples=samples)
@@ -127,6 +135,9 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         mw, mh = (size[0] * 2, size[1]) if mirror_layout == "side_by_side" else size
         mirror = MirrorCompositor(ctx, (mw, mh), mirror_layout)
         loop = scene.frame_loop(backend, renderer, mirror, clock)
+        if record:
+            recorder = start_recording(record, scenario, scenario_file, scene, loop, backend.name, size,
+                                       renderer.samples, locale, plan, autopilot, autopilot_skill, seed)
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
@@ -168,6 +179,13 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             summary["sound_cues"] = scene.rules.cues_summary()
             loop.publish_notices([run_finished_notice(loop.state.time_s, result.score, result.passed,
                                                       result.pass_mark, len(scenario.steps))])
+        if recorder is not None:
+            w = recorder.writer
+            summary.update({"recording": str(w.path), "recording_dropped": w.dropped})
+            final = w.close(summary)
+            summary.update({"recording": str(final), "recording_bytes": w.bytes_written})
+            if w.error:
+                summary["recording_error"] = w.error
         if out is not None and n:
             out.mkdir(parents=True, exist_ok=True)
             eyes = backend.eye_images() or []
@@ -177,8 +195,34 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             write_json_atomic(out / "summary.json", summary)
         return summary
     finally:
+        if recorder is not None:
+            recorder.writer.close()  # no-op after a clean close; after an error the file keeps what it has
         if bridge is not None:
             bridge.close()
         if video_writer is not None:
             video_writer.close(keep=ok)
         backend.close()
+
+
+def start_recording(record: str | os.PathLike[str] | bool, scenario: Any, scenario_file: Path, scene: Any,
+                    loop: FrameLoop, backend_name: str, size: tuple[int, int], samples: int, locale: str | None,
+                    plan: Any, autopilot: str | None, autopilot_skill: float | None, seed: int) -> Any:
+    """Open the session's recording and hook it into ``loop`` (see :mod:`vr_trainer.app.recording`)."""
+    from vr_trainer.app.recording import SessionRecorder, default_recording_path, session_header
+
+    try:
+        from vr_trainer.session.writer import SessionWriter
+    except ImportError:
+        if record is True:  # the default: run without a recording rather than not at all
+            log.warning("this session is not recorded: recording needs mcap (pip install 'vr-trainer[record]')")
+            return None
+        raise ValueError("--record needs the mcap package: pip install 'vr-trainer[record]'") from None
+
+    path = default_recording_path(scenario.id) if record is True else Path(record or "")
+    header = session_header(scenario, scenario_file, scene.bundle_dir, loop, backend=backend_name,
+                            eye_size=list(size), fps=scene.track.fps, msaa_samples=samples, locale=locale,
+                            autopilot=None if plan is None else {"mode": autopilot, "skill": autopilot_skill,
+                                                                 "seed": seed})
+    recorder = SessionRecorder(SessionWriter(path, header), scene.rules)
+    recorder.attach(loop)
+    return recorder

@@ -7,6 +7,7 @@
 | ``openxr`` | ``bench openxr`` | the runtime's own display period (frames missed) |
 | ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |
 | ``proximity`` | ``bench proximity`` | trimesh's exact signed distance (per-step instrument distance queries) |
+| ``record`` | ``bench record`` | JSON lines written on the render thread (session recording size and cost) |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
 """  # noqa: E501 (a table row)
@@ -16,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity")
+BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record")
 
 
 def register_all(bench_subparsers: Any) -> None:

@@ -1,0 +1,180 @@
+"""Recording and replay: a headless autopilot run records, replays to the same score, metrics,
+steps and events (and the same eye images on the same renderer); a cut or damaged file says
+where and how much is readable; a changed scenario or bundle is reported; no patient identifiers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vr_trainer.app.replay import COMPARED, replay_recording
+from vr_trainer.app.run import run_session
+from vr_trainer.cli import main
+from vr_trainer.session.reader import RecordingError, read_recording
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.gl
+PATIENT = "DOE^JOHN"  # a patient name put into the copied bundle's provenance: it must not reach a recording
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> dict:
+    """The PTED scenario and a copy of its bundle (with a patient name in the manifest's
+    provenance) in a temporary folder; an expert autopilot run of it, recorded."""
+    d = tmp_path_factory.mktemp("rec")
+    shutil.copytree(REPO / "assets" / "spine_l3_s1", d / "spine_l3_s1")
+    manifest = d / "spine_l3_s1" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["provenance"]["patient_name"] = PATIENT
+    manifest.write_text(json.dumps(m, indent=1))
+    scenario = d / "pted.yaml"
+    shutil.copy(REPO / "scenarios" / "pted_l4_l5.yaml", scenario)
+    path = d / "expert.mcap"
+    summary = run_session(str(scenario), "headless", size=(32, 24), autopilot="expert", record=path,
+                          out_dir=str(d / "run"))
+    return {"dir": d, "path": path, "summary": summary, "scenario": scenario, "manifest": manifest}
+
+
+def test_replay_without_rendering_reproduces_score_metrics_steps_and_events(recorded):
+    s = recorded["summary"]
+    assert s["recording"] == str(recorded["path"]) and recorded["path"].is_file()
+    assert not Path(str(recorded["path"]) + ".partial").exists()
+    assert s["recording_dropped"] == 0
+    assert s["passed"] and s["score"] > 70
+    r = replay_recording(recorded["path"], render=False)
+    assert r["frames"] == s["frames"]
+    for key in COMPARED:
+        assert r[key] == s[key], key
+    assert r["matches_recording"] == {k: True for k in COMPARED}
+    assert r["metric_samples_match"], "every 0.25 s metric sample (exact floats) is reproduced"
+    assert r["sound_cues"] == s["sound_cues"]
+    assert r["warnings"] == []
+
+
+def test_replay_renders_the_same_eye_images(recorded, tmp_path):
+    assert main(["replay", str(recorded["path"]), "--out", str(tmp_path)]) == 0
+    for k in (0, 1):
+        live = np.asarray(Image.open(recorded["dir"] / "run" / f"eye{k}.png"))
+        again = np.asarray(Image.open(tmp_path / f"eye{k}.png"))
+        assert live.std() > 0, "the eye image shows something"
+        np.testing.assert_array_equal(again, live)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["score"] == recorded["summary"]["score"]
+
+
+def test_recording_holds_the_session_and_no_patient_identifiers(recorded):
+    rec = read_recording(recorded["path"])
+    assert rec.complete and rec.damage is None
+    sess = rec.session
+    assert sess["scenario"]["text"] == recorded["scenario"].read_text()
+    assert set(sess["bundle"]) == {"name", "manifest_sha256", "files", "deidentification_status"}
+    assert "meshes/L4.glb" in sess["bundle"]["files"]
+    assert sess["autopilot"]["mode"] == "expert"
+    raw = json.dumps(sess) + json.dumps(rec.summary) + json.dumps(rec.notices)
+    assert PATIENT not in raw and "provenance" not in raw
+    assert PATIENT.encode() not in recorded["path"].read_bytes()
+    kinds = {n["kind"] for n in rec.notices}
+    assert {"step_started", "step_completed", "run_finished"} <= kinds
+    assert len(rec.metrics) >= int(rec.duration_s / 0.25) - 1
+    assert rec.summary["score"] == recorded["summary"]["score"]
+
+
+def test_truncated_recording_says_how_much_is_readable(recorded, tmp_path):
+    data = recorded["path"].read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    rec = read_recording(cut)
+    total = len(read_recording(recorded["path"]).frames)
+    assert rec.damage is not None and "cut short" in rec.damage and str(cut) in rec.damage
+    assert 0 < len(rec.frames) < total and rec.summary is None
+    with pytest.raises(RecordingError, match=r"readable.*Pass --partial"):
+        replay_recording(cut)
+    r = replay_recording(cut, partial=True)
+    assert r["frames"] == len(rec.frames) and not r["complete"]
+    assert any("cut short" in w for w in r["warnings"])
+
+
+def test_corrupt_bytes_give_a_clear_error_and_the_readable_part(recorded, tmp_path, capsys):
+    data = bytearray(recorded["path"].read_bytes())
+    at = len(data) // 2
+    data[at:at + 64] = bytes(64)  # zeros over the middle of a chunk
+    bad = tmp_path / "bad.mcap"
+    bad.write_bytes(bytes(data))
+    rec = read_recording(bad)
+    assert rec.damage is not None and "damaged after byte" in rec.damage
+    assert 0 < len(rec.frames) < len(read_recording(recorded["path"]).frames)
+    assert main(["replay", str(bad), "--no-render"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged after byte" in err and "frames" in err and "--partial" in err
+    junk = tmp_path / "junk.mcap"
+    junk.write_bytes(b"not a recording at all")
+    with pytest.raises(RecordingError, match="not a readable vr-trainer recording"):
+        read_recording(junk)
+
+
+def test_changed_scenario_is_reported_and_the_recorded_one_replayed(recorded):
+    sc = recorded["scenario"]
+    original = sc.read_text()
+    try:
+        sc.write_text(original.replace("pass_mark:", "pass_mark: 99 #", 1) if "pass_mark:" in original
+                      else original + "\n# edited\n")
+        r = replay_recording(recorded["path"])
+    finally:
+        sc.write_text(original)
+    assert any("changed since this recording" in w and str(sc) in w for w in r["warnings"])
+    assert r["score"] == recorded["summary"]["score"] and r["passed"] == recorded["summary"]["passed"]
+
+
+def test_changed_bundle_is_refused_unless_allowed(recorded):
+    manifest = recorded["manifest"]
+    original = manifest.read_text()
+    try:
+        manifest.write_text(original + "\n")
+        with pytest.raises(RecordingError, match=r"differs from the one .*manifest.json changed.*--allow-changed"):
+            replay_recording(recorded["path"])
+        r = replay_recording(recorded["path"], allow_changed_bundle=True)
+    finally:
+        manifest.write_text(original)
+    assert any("manifest.json changed" in w for w in r["warnings"])
+
+
+def test_sigkill_mid_session_leaves_a_readable_partial_with_at_most_a_second_lost(tmp_path):
+    import os
+    import signal
+    import time
+
+    path = tmp_path / "live.mcap"
+    partial = Path(str(path) + ".partial")
+    proc = subprocess.Popen([sys.executable, "-m", "vr_trainer", "run", "--backend", "headless", "--realtime",
+                             "--size", "32x24", "--record", str(path)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:  # wait until frames are on disk
+            if partial.exists() and partial.stat().st_size > 2000:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        time.sleep(2.0)
+        killed_at = time.perf_counter()  # CLOCK_MONOTONIC: the child's loop clock reads the same clock
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert partial.exists() and not path.exists()
+    rec = read_recording(partial)
+    assert "not closed" in (rec.damage or "") or "cut short" in (rec.damage or "")
+    assert len(rec.frames) > 30
+    lost_s = killed_at - rec.frames[-1].clock_s
+    assert 0 <= lost_s <= 1.0, f"{lost_s:.2f} s of input lost"
+    r = replay_recording(partial, partial=True)
+    assert r["frames"] == len(rec.frames)
