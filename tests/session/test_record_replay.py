@@ -178,3 +178,4 @@ def test_sigkill_mid_session_leaves_a_readable_partial_with_at_most_a_second_los
     assert 0 <= lost_s <= 1.0, f"{lost_s:.2f} s of input lost"
     r = replay_recording(partial, partial=True)
     assert r["frames"] == len(rec.frames)
+

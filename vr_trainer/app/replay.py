@@ -235,7 +235,11 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
                                    "build_s": round(build_s, 3), "wall_s": round(wall_s, 3),
                                    "speed_x": round(rec.duration_s / wall_s, 1) if wall_s > 0 else None,
                                    "scenario": scenario.id, "steps_completed": list(loop.state.completed_steps),
-                                   "complete": rec.complete, "warnings": warnings}
+                                   "complete": rec.complete, "warnings": warnings,
+                                   "mentor_notes": [list(n) for n in loop.state.mentor_notes],
+                                   "annotations": {"pins": len(loop.annotations.pins),
+                                                   "strokes": len(loop.annotations.strokes),
+                                                   "version": loop.annotations.version}}
         if scene.rules is not None:
             summary.update(scene.rules.engine.result().to_summary())
             summary["sound_cues"] = scene.rules.cues_summary()
