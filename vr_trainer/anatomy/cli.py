@@ -22,7 +22,8 @@ def run_import_ct(args: argparse.Namespace) -> int:
     """Handler of ``import ct``."""
     from .importers import describe, import_ct
 
-    out = import_ct(args.path, args.out, labels=args.labels, label_map=args.label_map, threshold_hu=args.threshold_hu)
+    out = import_ct(args.path, args.out, labels=args.labels, label_map=args.label_map, threshold_hu=args.threshold_hu,
+                    series=args.series, spine=args.spine)
     print(describe(out))
     return 0
 
@@ -32,7 +33,7 @@ def run_import_mesh(args: argparse.Namespace) -> int:
     from .importers import describe, import_mesh
 
     out = import_mesh(args.files, args.out, tissue=args.tissue, units=args.units, name=args.name,
-                      frame=args.frame)
+                      frame=args.frame, spine=args.spine)
     print(describe(out))
     return 0
 
@@ -45,15 +46,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     sub = imp.add_subparsers(dest="import_kind", metavar="{ct,mesh}")
     sub.required = True
     ct = sub.add_parser("ct", help="CT (DICOM folder, NIfTI, NRRD) and/or label map -> bundle",
-                        description="PATH is a DICOM series folder (compressed transfer syntaxes included), "
+                        description="PATH is a DICOM folder (classic series or enhanced multi-frame CT/MR, "
+                                    "compressed transfer syntaxes included), "
                                     "a NIfTI (.nii/.nii.gz) or an NRRD file; a label map alone is also accepted. "
                                     "DICOM is de-identified before anything is written.")
     ct.add_argument("path", help="DICOM series folder, .nii/.nii.gz or .nrrd")
-    ct.add_argument("--labels", metavar="SEG", help="label map (NIfTI/NRRD) on the CT's grid or overlapping it")
+    ct.add_argument("--labels", metavar="SEG",
+                    help="label map (NIfTI/NRRD, or DICOM SEG file/folder) on the CT's grid or overlapping it; "
+                         "needed for MR, ultrasound and secondary-capture series")
+    ct.add_argument("--series", metavar="UID", default=None,
+                    help="SeriesInstanceUID to import when the DICOM folder holds several (they are listed)")
     ct.add_argument("--label-map", metavar="totalsegmentator|MAP.yaml", default=None,
                     help="meaning of the label ids (default: TotalSegmentator v2 'total')")
     ct.add_argument("--threshold-hu", type=float, metavar="HU", default=None,
                     help="bone threshold when no labels are given (default 200 HU)")
+    ct.add_argument("--spine", action="store_true",
+                    help="derive discs, dural sac, nerve roots and Kambin's triangles from the vertebrae "
+                         "(named L1..L5, S1 or sacrum)")
     ct.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
     set_handler(ct, run_import_ct)
     mesh = sub.add_parser("mesh", help="surface meshes (STL, OBJ, PLY, glTF/GLB, VTK, VTP) -> bundle",
@@ -68,6 +77,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                       help="orientation of the file coordinates: three letters naming where +x, +y, +z point "
                            "(RAS, LPS as 3D Slicer writes since 4.11, ALS ...); default: the file's SPACE= "
                            "header, else RAS")
+    mesh.add_argument("--spine", action="store_true",
+                      help="derive discs, dural sac, nerve roots and Kambin's triangles from the vertebrae "
+                           "(named L1..L5, S1 or sacrum)")
     mesh.add_argument("--out", required=True, metavar="assets/NAME",
                       help="bundle folder to write (replaced atomically)")
     set_handler(mesh, run_import_mesh)

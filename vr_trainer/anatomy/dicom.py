@@ -1,4 +1,4 @@
-"""DICOM CT series: read, de-identify in memory, decode, stack into a RAS volume.
+"""DICOM series: read, de-identify in memory, choose the series, decode, stack into a RAS volume.
 
 Every dataset is de-identified with the kept ``dicom-anonymizer`` library
 (DICOM PS3.15 Basic Application Level Confidentiality Profile: patient and
@@ -7,7 +7,10 @@ regenerated) *immediately after parsing and before pixel decoding or any
 output*.  The returned record says what was done and contains no
 identifiers; file names (which often embed UIDs) are never recorded.
 Compressed transfer syntaxes (JPEG 2000, JPEG-LS, RLE ...) decode through
-pydicom's pylibjpeg plugins.
+pydicom's pylibjpeg plugins.  Classic slice series and enhanced multi-frame
+CT / MR (:mod:`vr_trainer.anatomy.dicom_geometry`) give the same volume; DICOM
+SEG label maps are read by :mod:`vr_trainer.anatomy.dicom_seg`.  A folder
+with several image series is listed and ``--series UID`` asked for.
 """
 
 from __future__ import annotations
@@ -20,11 +23,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .bundle import combined_sha256, sha256_file
+from .dicom_geometry import classic_planes, enhanced_planes, stack_planes
 from .errors import AnatomyError
-from .volume import LPS_TO_RAS, Volume, check_plausible_spacing
+from .volume import Volume
 
 PROFILE = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
 _MUST_BE_GONE = ("InstitutionAddress", "InstitutionName", "PatientName", "PatientID", "PatientBirthDate",
@@ -36,11 +38,30 @@ _UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Fra
 @dataclass
 class DicomSeries:
     """A decoded, de-identified series: the volume, the de-identified datasets
-    (pixel data still attached) and the de-identification record."""
+    (pixel data still attached), the de-identification record, the modality
+    (``CT``, ``MR``, ``US``, ``OT`` ...) and the SOP class name."""
 
     volume: Volume
     datasets: list[Any]
     deidentification: dict[str, Any]
+    modality: str = "CT"
+    sop_class: str = ""
+
+
+@dataclass
+class _Series:
+    """Datasets of one series as found in a folder; ``uid`` and ``description`` are the
+    originals (shown to the user to choose with ``--series``, never written)."""
+
+    uid: str
+    modality: str
+    description: str
+    sop_class: str
+    datasets: list[Any]
+
+    @property
+    def images(self) -> int:
+        return sum(int(getattr(d, "NumberOfFrames", 1) or 1) for d in self.datasets)
 
 
 def _lib_version() -> str:
@@ -83,7 +104,9 @@ def deidentify(ds: Any) -> dict[str, int]:
     ds.DeidentificationMethod = f"PS3.15 Basic Profile; dicom-anonymizer {_lib_version()}"[:64]
     after = {e.tag for e in ds}
     leftovers = [k for k, v in originals.items() if v and str(ds.get(k, "") or "").strip() == v]
-    if any(e.tag.is_private for e in ds) or leftovers:
+    nested = _nested_leftovers(ds, originals)
+    if any(e.tag.is_private for e in ds.iterall()) or leftovers or nested:
+        leftovers = leftovers + nested
         raise AnatomyError(
             f"de-identification left {leftovers or 'private tags'} in place; refusing to import "
             "(report this series to the developers)"
@@ -91,18 +114,58 @@ def deidentify(ds: Any) -> dict[str, int]:
     return {"elements_removed": len(before - after), "private_removed": n_private}
 
 
+def _nested_leftovers(ds: Any, originals: dict[str, str]) -> list[str]:
+    """Identifying attributes still holding their value inside sequences (enhanced objects copy
+    them into functional groups and converted-attribute sequences); emptied in place."""
+    found = []
+    for item_ds in _items(ds):
+        for k, v in originals.items():
+            if v and k in item_ds and str(item_ds.get(k, "") or "").strip() == v:
+                item_ds[k].value = ""
+    for item_ds in _items(ds):
+        found += [k for k, v in originals.items() if v and str(item_ds.get(k, "") or "").strip() == v]
+    return found
+
+
+def _items(ds: Any) -> list[Any]:
+    out = []
+    for e in ds:
+        if e.VR == "SQ":
+            for it in e.value:
+                out.append(it)
+                out += _items(it)
+    return out
+
+
 def _verify(ds: Any, path_label: str) -> None:
-    if any(e.tag.is_private for e in ds):
+    if any(e.tag.is_private for e in ds.iterall()):
         raise AnatomyError(f"{path_label}: private tags survived de-identification; refusing to import")
 
 
-def _read_all(folder: Path) -> tuple[list[Any], list[str], int]:
+def _info(ds: Any) -> tuple[str, str, str, str]:
+    """(series uid, modality, description, SOP class name) before de-identification."""
+    sop = ds.get("SOPClassUID", "")
+    try:
+        sop_name = str(sop.name) if sop else ""
+    except AttributeError:
+        sop_name = str(sop)
+    return (str(ds.get("SeriesInstanceUID", "") or ""), str(ds.get("Modality", "") or "").upper(),
+            str(ds.get("SeriesDescription", "") or "").strip(), sop_name)
+
+
+def read_folder(folder: Path) -> tuple[list[_Series], dict[str, Any]]:
+    """Every DICOM image under ``folder`` (or one file), de-identified, grouped by series;
+    plus the de-identification record."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                   and p.name.upper() != "DICOMDIR")
-    datasets, digests, total = [], [], 0
+    if folder.is_file():
+        files = [folder]
+    else:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                       and p.name.upper() != "DICOMDIR")
+    groups: dict[str, _Series] = {}
+    digests, total, n = [], 0, 0
     for i, p in enumerate(files):
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -122,99 +185,92 @@ def _read_all(folder: Path) -> tuple[list[Any], list[str], int]:
             ) from exc
         if "PixelData" not in ds:
             continue
+        uid, modality, desc, sop = _info(ds)
         ds.filename = None  # do not carry the path (it often holds UIDs)
         try:
             deidentify(ds)
         except AnatomyError as exc:
             raise AnatomyError(f"{folder}: slice {i}: {exc.message}") from None
         _verify(ds, f"{folder}: slice {i}")
-        datasets.append(ds)
+        groups.setdefault(uid, _Series(uid, modality, desc, sop, [])).datasets.append(ds)
         digests.append(sha256_file(p))
         total += p.stat().st_size
-    return datasets, digests, total
-
-
-def read_dicom_series(folder: str | Path) -> DicomSeries:
-    """Read the (largest) CT series under ``folder`` into a RAS mm volume in HU."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AnatomyError(f"{folder}: not a folder; pass the folder holding the DICOM series")
-    datasets, digests, total_bytes = _read_all(folder)
-    if not datasets:
-        raise AnatomyError(f"{folder}: no DICOM images found; pass the folder that holds the series' slice files")
-    series: dict[str, list[Any]] = {}
-    for ds in datasets:
-        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
-    chosen = max(series.values(), key=len)
-    notes: dict[str, Any] = {}
-    if len(series) > 1:
-        notes["series"] = f"{len(series)} series found; the largest ({len(chosen)} slices) was imported"
-    vol = _stack(chosen, folder)
-    vol.notes.update(notes)
-    vol.inputs = [{"kind": "dicom_series", "files": len(digests), "bytes": total_bytes,
-                   "sha256": combined_sha256(digests)}]
+        n += 1
     record = {
         "status": "deidentified",
         "profile": PROFILE,
         "library": "dicom-anonymizer",
         "library_version": _lib_version(),
         "when": "in memory, right after parsing, before decoding or writing anything",
-        "files": len(datasets),
-        "actions": ["patient and institution attributes removed or emptied", "dates and times removed or shifted",
-                    "device serial numbers and station names removed", "private tags removed",
-                    "study/series/instance/frame-of-reference UIDs regenerated"],
+        "files": n,
+        "actions": ["patient and institution attributes removed or emptied (nested sequences included)",
+                    "dates and times removed or shifted", "device serial numbers and station names removed",
+                    "private tags removed", "study/series/instance/frame-of-reference UIDs regenerated"],
         "verified_changed": list(_MUST_BE_GONE) + ["private tags (none left)"],
         "file_names_recorded": False,
+        "_inputs": {"kind": "dicom_series", "files": len(digests), "bytes": total,
+                    "sha256": combined_sha256(digests)},
     }
-    return DicomSeries(volume=vol, datasets=chosen, deidentification=record)
+    return list(groups.values()), record
 
 
-def _stack(slices: list[Any], folder: Path) -> Volume:
-    ref = slices[0]
-    try:
-        iop = np.asarray([float(v) for v in ref.ImageOrientationPatient], float)
-        ps = [float(v) for v in ref.PixelSpacing]
-    except (AttributeError, ValueError, TypeError) as exc:
-        raise AnatomyError(f"{folder}: series lacks ImageOrientationPatient/PixelSpacing; "
-                           "cannot place it in space") from exc
-    row, col = iop[:3], iop[3:]
-    normal = np.cross(row, col)
-    pos = np.array([[float(v) for v in s.ImagePositionPatient] for s in slices])
-    order = np.argsort(pos @ normal)
-    slices = [slices[i] for i in order]
-    pos = pos[order]
-    d = np.diff(pos @ normal)
-    if len(slices) > 1:
-        if np.any(d < 1e-3):
-            raise AnatomyError(f"{folder}: two slices share a position (mixed series?); export one series per folder")
-        step = float(np.median(d))
-        if np.max(np.abs(d - step)) > 0.25 * step:
-            raise AnatomyError(f"{folder}: slice spacing varies ({d.min():.2f}-{d.max():.2f} mm): "
-                               "slices missing? re-export the full series")
+def series_listing(series: list[_Series]) -> str:
+    """One line per series: UID, modality, description, number of images."""
+    return "\n".join(f"  {s.uid}  {s.modality or '?':<3} {s.description or '(no description)'!r:<28} "
+                      f"{s.images} image{'s' if s.images != 1 else ''}" for s in series)
+
+
+def choose_series(series: list[_Series], folder: Path, uid: str | None) -> _Series:
+    """The image series to import: the only one, or the one ``--series`` names (a unique prefix will do)."""
+    images = [s for s in series if s.modality != "SEG"]
+    if not images:
+        raise AnatomyError(f"{folder}: no DICOM images found; pass the folder that holds the series' slice files")
+    if uid is not None:
+        hits = [s for s in images if s.uid == uid] or [s for s in images if s.uid.startswith(uid)]
+        if len(hits) != 1:
+            what = "matches none" if not hits else f"matches {len(hits)}"
+            raise AnatomyError(f"{folder}: --series {uid} {what} of the series here; use one of:\n"
+                               + series_listing(images))
+        return hits[0]
+    if len(images) > 1:
+        raise AnatomyError(f"{folder}: holds {len(images)} image series; choose one with --series UID:\n"
+                           + series_listing(images))
+    return images[0]
+
+
+def volume_of(s: _Series, where: str) -> Volume:
+    """Decode one chosen series (classic slices or one enhanced multi-frame object)."""
+    multi = [d for d in s.datasets if int(getattr(d, "NumberOfFrames", 1) or 1) > 1
+             or "PerFrameFunctionalGroupsSequence" in d or "SharedFunctionalGroupsSequence" in d]
+    if multi:
+        if len(s.datasets) > 1:
+            raise AnatomyError(f"{where}: the series mixes {len(multi)} multi-frame objects with "
+                               f"{len(s.datasets) - len(multi)} other images; export one stack per series")
+        planes = enhanced_planes(multi[0], where)
     else:
-        step = float(getattr(ref, "SliceThickness", 1.0) or 1.0)
-    planes = []
-    for i, s in enumerate(slices):
-        try:
-            px = s.pixel_array
-        except Exception as exc:
-            raise AnatomyError(
-                f"{folder}: slice {i} pixel data cannot be decoded ({type(exc).__name__}: {exc}); the file is "
-                "truncated/corrupt, or the codec is missing (pip install pylibjpeg pylibjpeg-openjpeg)"
-            ) from exc
-        if px.shape != (ref.Rows, ref.Columns):
-            raise AnatomyError(f"{folder}: slice {i} has size {px.shape}, others {(ref.Rows, ref.Columns)}")
-        slope = float(getattr(s, "RescaleSlope", 1) or 1)
-        inter = float(getattr(s, "RescaleIntercept", 0) or 0)
-        planes.append((px.astype(np.float32) * slope + inter).T)  # (col, row)
-    arr = np.stack(planes, axis=-1)
-    if np.all(arr == np.round(arr)) and arr.min() >= -32768 and arr.max() <= 32767:
-        arr = arr.astype(np.int16)
-    affine = np.eye(4)
-    affine[:3, 0] = row * ps[1]
-    affine[:3, 1] = col * ps[0]
-    affine[:3, 2] = normal * step
-    affine[:3, 3] = pos[0]
-    vol = Volume(array=arr, affine=LPS_TO_RAS @ affine, source_units="mm", name=f"{folder} (DICOM)")
-    check_plausible_spacing(vol, str(folder))
-    return vol
+        planes = classic_planes(s.datasets, where)
+    return stack_planes(planes, where, f"{where} (DICOM {s.modality or '?'})")
+
+
+def read_dicom_series(folder: str | Path, series: str | None = None) -> DicomSeries:
+    """Read one image series under ``folder`` (``series``: its SeriesInstanceUID when
+    the folder holds several) into a RAS mm volume (HU for CT)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AnatomyError(f"{folder}: not a folder; pass the folder holding the DICOM series")
+    groups, record = read_folder(folder)
+    if not groups:
+        raise AnatomyError(f"{folder}: no DICOM images found; pass the folder that holds the series' slice files")
+    chosen = choose_series(groups, folder, series)
+    inputs = record.pop("_inputs")
+    vol = volume_of(chosen, str(folder))
+    vol.inputs = [inputs]
+    segs = [g for g in groups if g.modality == "SEG"]
+    if segs:
+        vol.notes["dicom_seg_in_folder"] = (f"{len(segs)} DICOM SEG object(s) in the folder were not used; "
+                                            "pass one as --labels to import its segments")
+    if len(groups) - len(segs) > 1:
+        vol.notes["series"] = f"{len(groups) - len(segs)} image series found; the one chosen with --series imported"
+    record["modality"] = chosen.modality
+    return DicomSeries(volume=vol, datasets=chosen.datasets, deidentification=record, modality=chosen.modality,
+                       sop_class=chosen.sop_class)

@@ -45,32 +45,60 @@ def _overlap_mm(a: Volume, b: Volume) -> float:
     return float(np.min(np.minimum(ba[1], bb[1]) - np.maximum(ba[0], bb[0])))
 
 
+def _is_dicom(p: Path) -> bool:
+    return p.is_dir() or p.suffix.lower() in (".dcm", ".dicom")
+
+
 def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = None, label_map: str | None = None,
-              threshold_hu: float | None = None) -> Path:
+              threshold_hu: float | None = None, series: str | None = None, spine: bool = False) -> Path:
     """CT (DICOM folder / NIfTI / NRRD) and optional label map -> bundle at ``out``.
 
     Without ``labels`` a CT gives one bone surface at ``threshold_hu``
     (default 200 HU); a label map passed as ``path`` alone is imported as
-    labels.  Returns the bundle folder.
+    labels.  ``labels`` may be a NIfTI/NRRD or a DICOM SEG (file or folder);
+    ``series`` picks one SeriesInstanceUID in a folder holding several.  An MR,
+    ultrasound or secondary-capture series needs ``labels`` (no Hounsfield
+    units to threshold).  Returns the bundle folder.  ``spine``: derive discs, dural
+    sac, nerve roots and Kambin landmarks from the labelled vertebrae
+    (:mod:`vr_trainer.anatomy.spine`).
     """
     path = Path(path)
     deid: dict[str, Any] = {"status": "no_patient_metadata_copied", "note": _NO_PHI_NOTE}
-    dicom = path.is_dir() or path.suffix.lower() == ".dcm"
+    dicom = _is_dicom(path)
+    modality, frame_uid = "CT", None
     if dicom:
         from .dicom import read_dicom_series
 
-        series = read_dicom_series(path if path.is_dir() else path.parent)
-        ct: Volume | None = series.volume
-        deid = series.deidentification
+        ds_series = read_dicom_series(path if path.is_dir() else path.parent, series=series)
+        ct: Volume | None = ds_series.volume
+        deid = ds_series.deidentification
+        modality = ds_series.modality or "?"
+        frame_uid = str(ds_series.datasets[0].get("FrameOfReferenceUID", "") or "") or None
+        if labels is None and modality != "CT":
+            raise AnatomyError(
+                f"{path}: the series is {modality} ({ds_series.sop_class or 'unknown SOP class'}), not CT: it has "
+                "no Hounsfield units to threshold bone at; give a label map made from it: --labels SEG "
+                "(NIfTI, NRRD or DICOM SEG)")
+    elif series is not None:
+        raise AnatomyError(f"--series {series}: only a DICOM folder holds several series; {path} is one volume")
     else:
         ct = read_volume(path)
     lab: Volume | None = None
+    seg_specs = None
     if labels is not None:
-        lab = read_volume(labels, labels=True)
         assert ct is not None
+        if _is_dicom(Path(labels)):
+            from .dicom_seg import read_dicom_seg
+
+            lab, seg_specs, seg_deid = read_dicom_seg(labels, reference=ct, reference_frame_uid=frame_uid)
+            deid = {**seg_deid, "files": seg_deid["files"] + deid["files"]} if dicom else seg_deid
+        else:
+            lab = read_volume(labels, labels=True)
         if not same_grid(ct, lab) and _overlap_mm(ct, lab) <= 0:
             raise AnatomyError(f"{labels}: the label map does not overlap the CT {path} in space; "
                                "pass the segmentation made from this CT")
+        if modality != "CT":
+            ct.notes["modality"] = f"{modality}: no Hounsfield values recorded per structure"
     elif ct is not None and threshold_hu is None and not dicom and (label_map is not None or looks_like_labels(ct)):
         lab, ct = ct, None  # a label map on its own
     inputs = (ct.inputs if ct is not None else []) + (lab.inputs if lab is not None else [])
@@ -79,9 +107,13 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
         if v is not None:
             notes.update(v.notes)
     if lab is not None:
-        specs, map_desc = resolve_label_map(label_map)
+        if seg_specs is not None and label_map is None:
+            specs, map_desc = seg_specs, "DICOM SEG segments (label, SNOMED property type)"
+        else:
+            specs, map_desc = resolve_label_map(label_map)
         tiny: list[int] = []
-        structures, unmapped = structures_from_labels(lab, specs, ct=ct, skipped=tiny)
+        structures, unmapped = structures_from_labels(lab, specs, ct=ct if modality == "CT" else None,
+                                                       skipped=tiny)
         if tiny:
             notes["skipped_tiny_label_ids"] = tiny
         if unmapped:
@@ -100,19 +132,27 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
     src_units = (lab or ct).source_units  # type: ignore[union-attr]
     provenance = {"source": "dicom" if dicom else "volume", "inputs": inputs,
                   "inputs_sha256": combined_sha256(i["sha256"] for i in inputs), **method,
+                  "modality": modality,
                   "voxel_mm": [round(float(x), 4) for x in (lab or ct).spacing_mm],  # type: ignore[union-attr]
                   "pipeline": "orient to RAS mm -> marching cubes per label (ascent) -> taubin -> "
                               "fast-simplification to tissue budget -> repair"}
+    landmarks = None
+    if spine:
+        from .spine import with_spine
+
+        structures, landmarks, notes = with_spine(structures, notes)
     return write_bundle(out, structures, source_units=src_units, provenance=provenance,
-                        deidentification=deid, notes=notes or None)
+                        deidentification=deid, notes=notes or None, landmarks=landmarks)
 
 
 def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | None = None, units: str = "auto",
-                name: str | None = None, frame: str | None = None) -> Path:
+                name: str | None = None, frame: str | None = None, spine: bool = False) -> Path:
     """Surface meshes -> bundle at ``out`` (see :mod:`vr_trainer.anatomy.meshes`).
 
     ``frame``: orientation code of the file coordinates (``RAS``, ``LPS``, ``ALS`` ...;
     default what the file declares, else RAS); recorded in the manifest's provenance.
+    ``spine``: derive what is missing of discs, dural sac, roots and Kambin landmarks from
+    vertebra meshes named by level (``L4.stl``, ``S1.stl`` ...).
     """
     paths = [Path(f) for f in files]
     if not paths:
@@ -126,8 +166,13 @@ def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | N
     deid = {"status": "no_patient_metadata_copied",
             "note": "only vertex and face arrays are used; file headers, comments, names are not recorded"}
     notes = {"warnings": record["warnings"]} if record["warnings"] else None
+    landmarks = None
+    if spine:
+        from .spine import with_spine
+
+        structures, landmarks, notes = with_spine(structures, notes)
     return write_bundle(out, structures, source_units=unit, provenance=provenance, deidentification=deid,
-                        notes=notes)
+                        notes=notes, landmarks=landmarks)
 
 
 def describe(bundle_path: Path) -> str:

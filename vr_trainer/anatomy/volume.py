@@ -155,8 +155,9 @@ def read_volume(path: str | os.PathLike[str], *, labels: bool = False) -> Volume
     lower = p.name.lower()
     if p.is_dir() or lower.endswith(".dcm"):
         if labels:
-            raise AnatomyError(f"{p}: DICOM label maps (SEG) are not supported; "
-                               "export the segmentation as NIfTI or NRRD")
+            from .dicom_seg import read_dicom_seg
+
+            return read_dicom_seg(p)[0]
         from .dicom import read_dicom_series
 
         return read_dicom_series(p.parent if p.is_file() else p).volume
