@@ -31,7 +31,14 @@ def test_enhanced_ct_reads_like_the_classic_series(tmp_path: Path) -> None:
     slices = gen.classic("CT")
     classic = read_dicom_series(gen.write(slices, tmp_path / "classic"))
     enh = read_dicom_series(gen.write(gen.enhanced(slices), tmp_path / "enhanced"))
-    per = read_dicom_series(gen.write(gen.per_frame_geometry(gen.enhanced(slices)), tmp_path / "per_frame"))
+    per_ds = gen.per_frame_geometry(gen.enhanced(slices))
+    item = per_ds.PerFrameFunctionalGroupsSequence[3]
+    item.InstitutionName, item.StationName = "Nested General", "NESTED-STATION"  # only nested: still removed
+    item.add_new(0x00111010, "LO", "ACME private")
+    item.add_new(0x00111001, "LO", "nested private secret")
+    per = read_dicom_series(gen.write(per_ds, tmp_path / "per_frame"))
+    nested = [str(e.value) for e in per.datasets[0].iterall() if e.VR not in ("SQ", "OB", "OW")]
+    assert not [x for x in nested if "Nested General" in x or "NESTED-STATION" in x or "nested private" in x]
     for s in (enh, per):
         np.testing.assert_array_equal(s.volume.array, classic.volume.array)
         np.testing.assert_allclose(s.volume.affine, classic.volume.affine, atol=1e-6)

@@ -86,12 +86,16 @@ def deidentify(ds: Any) -> dict[str, int]:
     from pydicom.uid import generate_uid
 
     before = {e.tag for e in ds}
-    n_private = sum(1 for e in ds if e.tag.is_private)
+    n_private = sum(1 for e in ds.iterall() if e.tag.is_private)
     originals = {k: str(ds.get(k, "") or "").strip() for k in _MUST_BE_GONE}
+    # enhanced objects copy identifying attributes into nested sequences (functional groups,
+    # converted-attribute sequences): remember every value, wherever it sits
+    nested_values = {k: {str(it.get(k, "") or "").strip() for it in _items(ds)} - {""} for k in _MUST_BE_GONE}
     old_uids = {k: str(ds.get(k, "")) for k in _UID_KEYWORDS}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the library prints/warns on odd tags
         anonymize_dataset(ds, delete_private_tags=True)
+        ds.remove_private_tags()  # nested private tags too
     # an empty or shared SOPInstanceUID would map to one value for all files
     if not old_uids["SOPInstanceUID"] or ds.get("SOPInstanceUID", "") in ("", old_uids["SOPInstanceUID"]):
         ds.SOPInstanceUID = generate_uid()
@@ -104,9 +108,14 @@ def deidentify(ds: Any) -> dict[str, int]:
     ds.DeidentificationMethod = f"PS3.15 Basic Profile; dicom-anonymizer {_lib_version()}"[:64]
     after = {e.tag for e in ds}
     leftovers = [k for k, v in originals.items() if v and str(ds.get(k, "") or "").strip() == v]
-    nested = _nested_leftovers(ds, originals)
-    if any(e.tag.is_private for e in ds.iterall()) or leftovers or nested:
-        leftovers = leftovers + nested
+    for k, values in nested_values.items():
+        values |= {originals[k]} - {""}
+        for it in _items(ds):
+            if k in it and str(it.get(k, "") or "").strip() in values:
+                it[k].value = ""
+                if str(it.get(k, "") or "").strip() in values:
+                    leftovers.append(f"{k} (nested)")
+    if any(e.tag.is_private for e in ds.iterall()) or leftovers:
         raise AnatomyError(
             f"de-identification left {leftovers or 'private tags'} in place; refusing to import "
             "(report this series to the developers)"
@@ -114,20 +123,8 @@ def deidentify(ds: Any) -> dict[str, int]:
     return {"elements_removed": len(before - after), "private_removed": n_private}
 
 
-def _nested_leftovers(ds: Any, originals: dict[str, str]) -> list[str]:
-    """Identifying attributes still holding their value inside sequences (enhanced objects copy
-    them into functional groups and converted-attribute sequences); emptied in place."""
-    found = []
-    for item_ds in _items(ds):
-        for k, v in originals.items():
-            if v and k in item_ds and str(item_ds.get(k, "") or "").strip() == v:
-                item_ds[k].value = ""
-    for item_ds in _items(ds):
-        found += [k for k, v in originals.items() if v and str(item_ds.get(k, "") or "").strip() == v]
-    return found
-
-
 def _items(ds: Any) -> list[Any]:
+    """Every item dataset nested (at any depth) in ``ds``'s sequences."""
     out = []
     for e in ds:
         if e.VR == "SQ":
