@@ -26,6 +26,7 @@ from typing import Any
 from .bundle import combined_sha256, sha256_file
 from .dicom_geometry import classic_planes, enhanced_planes, stack_planes
 from .errors import AnatomyError
+from .quiet import library_logs, warn
 from .volume import Volume
 
 PROFILE = "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
@@ -255,12 +256,14 @@ def read_dicom_series(folder: str | Path, series: str | None = None) -> DicomSer
     folder = Path(folder)
     if not folder.is_dir():
         raise AnatomyError(f"{folder}: not a folder; pass the folder holding the DICOM series")
-    groups, record = read_folder(folder)
-    if not groups:
-        raise AnatomyError(f"{folder}: no DICOM images found; pass the folder that holds the series' slice files")
-    chosen = choose_series(groups, folder, series)
+    with library_logs() as logged:  # pydicom/codec log lines become one warning each
+        groups, record = read_folder(folder)
+        if not groups:
+            raise AnatomyError(f"{folder}: no DICOM images found; pass the folder that holds the series' slice files")
+        chosen = choose_series(groups, folder, series)
+        vol = volume_of(chosen, str(folder))
+    warn(str(folder), logged)
     inputs = record.pop("_inputs")
-    vol = volume_of(chosen, str(folder))
     vol.inputs = [inputs]
     segs = [g for g in groups if g.modality == "SEG"]
     if segs:

@@ -94,7 +94,9 @@ def read_dicom_seg(path: str | Path, *, reference: Volume | None = None,
     p = Path(path)
     if not p.exists():
         raise AnatomyError(f"{p}: no such file or folder")
-    groups, record = read_folder(p)
+    with library_logs() as read_logged:
+        groups, record = read_folder(p)
+    warn(str(p), read_logged)
     inputs = record.pop("_inputs")
     segs = [d for g in groups if g.modality == "SEG" for d in g.datasets]
     if not segs:
