@@ -218,6 +218,10 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
         loop.fixed_dt_s = float(rec.session["fixed_dt_s"])
         loop.max_sim_steps_per_frame = int(rec.session["max_sim_steps_per_frame"])
         loop.inboxes.append(ReplayInbox(rec, backend))
+        if not render:  # nothing draws: skip building the scene's draw items and text panels each frame
+            from vr_trainer.sim.scene import SceneSnapshot
+
+            loop.snapshot_fn = lambda state, frame: SceneSnapshot(state.time_s, frame.index, (), (), state.annotations)
         samples: list[dict[str, Any]] = []
         period = float(rec.session.get("metric_period_s", 0.25))
         next_s = [0.0]

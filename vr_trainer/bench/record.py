@@ -6,8 +6,8 @@ realistic tracking jitter (0.2 mm, and the head's look point likewise), a metric
 0.25 s. Measured: bytes per minute, and the cost per frame on the render thread (rounding the
 frame to what is stored + enqueueing it; target <= 0.2 ms). Peer, the same messages in the same
 run: JSON lines written on the render thread (what a simple recorder would do), its bytes per
-minute and cost per frame. Replay: a recorded headless autopilot run of the scenario replayed
-without rendering (recorded seconds per wall second; target >= 20x).
+minute and cost per frame. Replay: a recorded headless autopilot run of the scenario (its demo track at the same 90 Hz)
+replayed without rendering (recorded seconds per wall second; target >= 20x).
 """
 
 from __future__ import annotations
@@ -106,12 +106,25 @@ def _ms(values: list[float], pct: float) -> float:
     return round(float(np.percentile(np.array(values) * 1000, pct)), 4)
 
 
-def measure_replay(scenario: str | None, tmp: Path) -> dict[str, Any]:
+def measure_replay(scenario: str | None, fps: float, tmp: Path) -> dict[str, Any]:
+    """An expert autopilot run of ``scenario`` with its demo track at ``fps``, recorded, then replayed
+    without rendering."""
     from vr_trainer.app.replay import replay_recording
     from vr_trainer.app.run import run_session
 
+    import re
+
+    from vr_trainer.scenario.loader import default_scenario_path
+
+    src = Path(scenario) if scenario else default_scenario_path()
+    text, n = re.subn(r"(\n  fps:\s*)[0-9.]+", rf"\g<1>{fps:g}", src.read_text(encoding="utf-8"), count=1)
+    scen = src.parent / f".bench-record-{src.name}"  # beside the original, so its bundle is found the same way
+    scen.write_text(text if n else src.read_text(encoding="utf-8"), encoding="utf-8")
     path = tmp / "autopilot.mcap"
-    run = run_session(scenario, "headless", size=(64, 48), autopilot="expert", record=path)
+    try:
+        run = run_session(str(scen), "headless", size=(64, 48), autopilot="expert", record=path)
+    finally:
+        scen.unlink(missing_ok=True)
     rep = replay_recording(path)
     dur_s = max(rep["recorded_duration_s"], 1e-9)
     return {"recorded_s": rep["recorded_duration_s"], "fps": round(rep["frames"] / dur_s),
@@ -124,7 +137,7 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
         tmp = Path(d)
         frames = tracked_frames(args.seconds, args.fps)
         w = measure_writer(frames, args.fps, tmp)
-        r = measure_replay(args.scenario, tmp) if not args.no_replay else None
+        r = measure_replay(args.scenario, args.fps, tmp) if not args.no_replay else None
     ours, peer = w["ours"], w["peer_jsonl"]
     out = {"seconds": args.seconds, "fps": args.fps, **w, "replay": r,
            "size_ratio_peer_over_ours": round(peer["bytes_per_min"] / ours["bytes_per_min"], 2),
