@@ -92,11 +92,12 @@ def per_frame_geometry(ds: Dataset) -> Dataset:
     return ds
 
 
-def seg(slices: list[Dataset]) -> Dataset:
-    """A binary DICOM SEG on ``slices``: segment 1 'L4 vertebra' (bone), 2 'Spinal cord'."""
-    mask = np.zeros((SHAPE[2], SHAPE[1], SHAPE[0]), np.uint8)  # (frames, rows, cols)
-    for n, box in ((1, BONE), (2, CORD)):
-        mask[box[2], box[1], box[0]] = n
+def seg(slices: list[Dataset], cord: tuple[slice, slice, slice] = CORD) -> Dataset:
+    """A binary DICOM SEG on ``slices``: segment 1 'L4 vertebra' (bone), 2 'Spinal cord' (``cord`` may
+    overlap the bone)."""
+    mask = np.zeros((SHAPE[2], SHAPE[1], SHAPE[0], 2), np.uint8)  # (frames, rows, cols, segments)
+    for n, box in ((1, BONE), (2, cord)):
+        mask[box[2], box[1], box[0], n - 1] = 1
     alg = hd.seg.SegmentAlgorithmTypeValues.MANUAL
     descs = [hd.seg.SegmentDescription(segment_number=1, segment_label="L4 vertebra", algorithm_type=alg,
                                        segmented_property_category=codes.SCT.Tissue,

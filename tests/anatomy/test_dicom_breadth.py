@@ -130,3 +130,14 @@ def test_several_series_are_listed_and_one_chosen(tmp_path: Path, capsys: pytest
     _no_secrets(tmp_path / "b")
     with pytest.raises(AnatomyError, match=r"--series 9\.9\.9 matches none"):
         import_ct(folder, tmp_path / "c", series="9.9.9")
+
+
+def test_overlapping_segments_keep_the_higher_segment_number(tmp_path: Path) -> None:
+    slices = gen.classic("CT")
+    ct = gen.write(slices, tmp_path / "ct")
+    cord = (slice(14, 24), slice(10, 22), slice(4, 10))  # overlaps the bone block in 6 x 8 x 5 voxels
+    segf = gen.write(gen.seg(slices, cord=cord), tmp_path / "seg") / "000.dcm"
+    b = load_bundle(import_ct(ct, tmp_path / "b", labels=segf))
+    assert "higher segment number" in b.manifest["notes"]["dicom_seg"]
+    assert b["spinal_cord"].extra["voxel_volume_ml"] == pytest.approx(10 * 12 * 6 * VOXEL_ML, rel=1e-6)
+    assert b["L4"].extra["voxel_volume_ml"] == pytest.approx(BONE_ML - 6 * 8 * 5 * VOXEL_ML, rel=1e-6)

@@ -111,11 +111,12 @@ def read_dicom_seg(path: str | Path, *, reference: Volume | None = None,
             notes: dict[str, Any] = {}
             try:
                 hv = seg.get_volume(combine_segments=True, dtype=np.int32)
-            except ValueError as exc:
+            except (ValueError, RuntimeError) as exc:
                 if "overlap" not in str(exc).lower():
                     raise
+                seg = hd.seg.Segmentation.from_dataset(ds, copy=True)  # a fresh frame index after the failure
                 hv = seg.get_volume(combine_segments=True, skip_overlap_checks=True, dtype=np.int32)
-                notes["dicom_seg"] = "segments overlap; where they do, one segment number was kept per voxel"
+                notes["dicom_seg"] = "segments overlap; where they do, the higher segment number was kept"
     except AnatomyError:
         raise
     except Exception as exc:  # highdicom raises many types for malformed SEG
