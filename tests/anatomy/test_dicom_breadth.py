@@ -141,3 +141,10 @@ def test_overlapping_segments_keep_the_higher_segment_number(tmp_path: Path) -> 
     assert "higher segment number" in b.manifest["notes"]["dicom_seg"]
     assert b["spinal_cord"].extra["voxel_volume_ml"] == pytest.approx(10 * 12 * 6 * VOXEL_ML, rel=1e-6)
     assert b["L4"].extra["voxel_volume_ml"] == pytest.approx(BONE_ML - 6 * 8 * 5 * VOXEL_ML, rel=1e-6)
+
+
+def test_a_seg_alone_as_path_says_what_to_pass(tmp_path: Path) -> None:
+    segs = gen.write(gen.seg(gen.classic("CT")), tmp_path / "seg")
+    with pytest.raises(AnatomyError, match=r"seg: holds only a DICOM SEG.*as PATH and the SEG as --labels"):
+        import_ct(segs, tmp_path / "b")
+    assert no_leftovers(tmp_path / "b")

@@ -221,6 +221,9 @@ def series_listing(series: list[_Series]) -> str:
 def choose_series(series: list[_Series], folder: Path, uid: str | None) -> _Series:
     """The image series to import: the only one, or the one ``--series`` names (a unique prefix will do)."""
     images = [s for s in series if s.modality != "SEG"]
+    if not images and series:
+        raise AnatomyError(f"{folder}: holds only a DICOM SEG (a label map); pass the image series it was drawn "
+                           "on as PATH and the SEG as --labels")
     if not images:
         raise AnatomyError(f"{folder}: no DICOM images found; pass the folder that holds the series' slice files")
     if uid is not None:
