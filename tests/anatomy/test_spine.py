@@ -1,0 +1,145 @@
+"""``--spine``: discs, dural sac, nerve roots and Kambin's triangles derived from vertebrae alone,
+checked on a real TotalSegmentator label map and against the phantom's hand-made (analytic) ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial import cKDTree
+
+from vr_trainer.anatomy import load_bundle
+from vr_trainer.anatomy.bundle import Bundle
+from vr_trainer.anatomy.cli import main as import_main
+from vr_trainer.anatomy.importers import import_ct
+
+REPO = Path(__file__).resolve().parents[2]
+PHANTOM = REPO / "assets" / "spine_l3_s1"
+BONES = ("L3", "L4", "L5", "sacrum")
+
+
+@pytest.fixture(scope="module")
+def ts_spine(ts_example: Path, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    out = tmp_path_factory.mktemp("ts") / "ts_spine"
+    import_ct(ts_example / "example_ct_sm.nii.gz", out, labels=ts_example / "example_seg.nii.gz",
+              label_map="totalsegmentator", spine=True)
+    return load_bundle(out)
+
+
+@pytest.fixture(scope="module")
+def phantom_spine(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The phantom's four bone meshes alone (no discs, sac, roots or landmarks) through the CLI."""
+    out = tmp_path_factory.mktemp("ph") / "derived_spine"
+    files = [str(PHANTOM / "meshes" / f"{n}.glb") for n in BONES]
+    assert import_main(["import", "mesh", *files, "--spine", "--out", str(out)]) == 0
+    return load_bundle(out)
+
+
+def _bone_check(b: Bundle, names: list[str]) -> tuple[float, int]:
+    """(smallest distance from any vertex of ``names`` to a bone surface sample, vertices inside bone)."""
+    bones = [s.mesh for s in b.by_tissue("bone")]
+    samples = np.vstack([trimesh.sample.sample_surface_even(m, 40000, seed=1)[0] for m in bones] +
+                        [m.vertices for m in bones])
+    tree = cKDTree(samples)
+    gap, inside = np.inf, 0
+    for n in names:
+        v = np.asarray(b[n].mesh.vertices)
+        gap = min(gap, float(tree.query(v)[0].min()))
+        inside += int(sum(m.contains(v).sum() for m in bones))
+    return gap, inside
+
+
+def test_real_ct_disc_height_roots_and_kambin(ts_spine: Bundle) -> None:
+    b = ts_spine
+    disc = b["disc_L1_L2"]
+    d = disc.extra["derived"]
+    assert d["from"] == ["L1", "L2"] and "endplate" in d["method"]
+    assert 6.0 <= d["height_mm"] <= 14.0, f"L1-L2 disc {d['height_mm']} mm"
+    assert disc.watertight and disc.tissue == "disc"
+    # the disc sits between the two bodies: below L1's centroid, above L2's, along the spine's own axis
+    axis = np.subtract(b["L1"].centroid_mm, b["L2"].centroid_mm)
+    h = [float(np.dot(b[n].centroid_mm, axis)) for n in ("L2", "disc_L1_L2", "L1")]
+    assert h[0] < h[1] < h[2]
+    roots = [f"nerve_root_L1_exiting_{s}" for s in ("left", "right")] + \
+            [f"nerve_root_L2_traversing_{s}" for s in ("left", "right")]
+    for n in roots:
+        assert b[n].tissue == "nerve" and b[n].watertight and "derived" in b[n].extra
+    gap, inside = _bone_check(b, roots)
+    assert inside == 0 and gap > 0.2, f"roots touch bone: gap {gap:.2f} mm, {inside} vertices inside"
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        root = np.asarray(b[f"nerve_root_L1_exiting_{side}"].mesh.vertices)
+        # through the L1-L2 foramen: from beside the sac out past the pedicles, passing both vertebrae closely
+        sac_x = b["dural_sac"].centroid_mm[0]
+        lateral = sign * (root[:, 0] - sac_x)
+        assert lateral.min() < 10.0 and lateral.max() > 30.0, (side, lateral.min(), lateral.max())
+        for v in ("L1", "L2"):
+            dist = cKDTree(b[v].mesh.vertices).query(root)[0].min()
+            assert dist < 6.0, f"{side} L1 root {dist:.1f} mm from {v}: not in their foramen"
+        lm = b.landmarks[f"kambin_triangle_L1_L2_{side}"]
+        assert lm["level"] == "L1_L2" and lm["side"] == side and lm["derived"]["method"]
+        c = np.asarray(lm["incenter_mm"])
+        assert not any(s.mesh.contains(c[None])[0] for s in b.by_tissue("bone")), "Kambin incentre inside bone"
+        for v in ("L1", "L2"):
+            dist = cKDTree(b[v].mesh.vertices).query(c)[0]
+            assert dist < 10.0, f"{side} Kambin incentre {dist:.1f} mm from {v}: not in the L1-L2 foramen"
+        assert sign * (c[0] - sac_x) > 8.0, "Kambin's triangle lies lateral to the sac"
+        assert lm["inradius_mm"] > 1.5
+        approach = np.asarray(lm["approach_direction"])
+        assert sign * approach[0] > 0.4 and approach @ np.subtract(b["L1"].centroid_mm, b["dural_sac"].centroid_mm) < 0
+    m = b.manifest
+    assert m["notes"]["spine_derivation"]["discs"]["disc_L1_L2"]["height_mm"] == d["height_mm"]
+    assert not b["L1"].extra.get("derived"), "the labelled vertebrae are not marked derived"
+
+
+def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> None:
+    b = phantom_spine
+    ref = load_bundle(PHANTOM)
+    errors = {}
+    for side in ("left", "right"):
+        name = f"kambin_triangle_L4_L5_{side}"
+        got, want = b.landmarks[name], ref.landmarks[name]
+        errors[side] = float(np.linalg.norm(np.subtract(got["incenter_mm"], want["incenter_mm"])))
+        assert got["vertex_roles"][0].startswith("base_medial") and len(got["vertices_mm"]) == 3
+        assert abs(got["inradius_mm"] - want["inradius_mm"]) < 1.5
+        cos = np.dot(got["approach_direction"], want["approach_direction"])
+        assert cos > np.cos(np.radians(30.0)), f"{side} approach {np.degrees(np.arccos(cos)):.0f} deg off"
+    assert max(errors.values()) < 3.0, f"Kambin incentres off by {errors} mm"
+    # discs: the phantom's are 10 / 10.5 / 10 mm high (phantom_spine.DISC_H)
+    heights = {n: b[n].extra["derived"]["height_mm"] for n in ("disc_L3_L4", "disc_L4_L5", "disc_L5_S1")}
+    for n, want_mm in (("disc_L3_L4", 10.0), ("disc_L4_L5", 10.5), ("disc_L5_S1", 10.0)):
+        assert abs(heights[n] - want_mm) < 1.5, heights
+    # the derived sac follows the phantom's canal: its centreline within 2 mm in x and y
+    sac, want_sac = b["dural_sac"], ref["dural_sac"]
+    assert abs(sac.centroid_mm[0] - want_sac.centroid_mm[0]) < 2.0
+    assert abs(sac.centroid_mm[1] - want_sac.centroid_mm[1]) < 2.0
+    roots = [s.name for s in b.by_tissue("nerve")]
+    assert len(roots) == 12  # L3, L4, L5 exiting; L4, L5, S1 traversing; both sides
+    gap, inside = _bone_check(b, roots)
+    assert inside == 0 and gap > 0.2, (gap, inside)
+    manifest = json.loads((b.path / "manifest.json").read_text())
+    derived = [e["name"] for e in manifest["structures"] if "derived" in e]
+    assert set(derived) == {s.name for s in b.structures} - set(BONES)
+
+
+@pytest.mark.gl
+def test_pted_scenario_on_the_derived_bundle_is_passed_by_the_expert(phantom_spine: Bundle, tmp_path: Path) -> None:
+    from vr_trainer.app.authoring import new_scenario
+    from vr_trainer.app.run import run_session
+
+    path = new_scenario("pted", phantom_spine.path, tmp_path / "pted_derived.yaml", level="L4-L5", side="left")
+    text = path.read_text(encoding="utf-8")
+    assert "kambin_triangle_L4_L5_left" in text and "nerve_root_L5_traversing_left" in text
+    s = run_session(str(path), "headless", size=(64, 48), autopilot="expert")
+    assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
+    contacts = s["metrics"]["risk_contacts"]
+    assert (contacts["value"] if isinstance(contacts, dict) else contacts) == 0
+
+
+def test_spine_needs_two_adjacent_vertebrae(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = import_main(["import", "mesh", str(PHANTOM / "meshes" / "L3.glb"), "--spine", "--out", str(tmp_path / "x")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--spine needs at least two adjacent vertebrae" in err and "L3" in err
