@@ -179,3 +179,22 @@ def test_sigkill_mid_session_leaves_a_readable_partial_with_at_most_a_second_los
     r = replay_recording(partial, partial=True)
     assert r["frames"] == len(rec.frames)
 
+
+
+def test_run_records_by_default_and_not_with_no_record(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VR_TRAINER_SESSIONS", str(tmp_path / "sessions"))
+    args = ["run", "--backend", "headless", "--frames", "3", "--size", "32x24"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    made = list((tmp_path / "sessions").glob("pted_l4_l5-*.mcap"))
+    assert len(made) == 1 and not list((tmp_path / "sessions").glob("*.partial"))
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["recording"] == str(made[0]) and summary["recording_bytes"] == made[0].stat().st_size
+    assert len(read_recording(made[0]).frames) == 3
+    assert main([*args, "--no-record", "--out", str(tmp_path / "b")]) == 0
+    assert len(list((tmp_path / "sessions").iterdir())) == 1
+    assert "recording" not in json.loads((tmp_path / "b" / "summary.json").read_text())
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    capsys.readouterr()
+    assert main([*args, "--record", str(blocked / "x.mcap")]) == 2
+    assert "cannot write there" in capsys.readouterr().err

@@ -14,6 +14,7 @@ any other text that could name a patient.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -143,6 +144,9 @@ class SessionRecorder:
 
 
 def metric_sample(rules: ScenarioRules, state: SimState, frame_index: int) -> dict[str, Any]:
-    """One ``/metrics`` message: the live value of every metric (exact floats; NaN/inf kept)."""
-    return {"frame": frame_index, "time_s": state.time_s, "step_index": state.step_index,
-            "values": rules.engine.live_metrics()}
+    """One ``/metrics`` message: the live value of every metric, exact floats; a value not defined
+    yet is the string ``"NaN"``, one never measured ``"Infinity"`` (plain JSON, which viewers read)."""
+    values: dict[str, Any] = {}
+    for name, v in rules.engine.live_metrics().items():
+        values[name] = v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
+    return {"frame": frame_index, "time_s": state.time_s, "step_index": state.step_index, "values": values}

@@ -223,6 +223,11 @@ def start_recording(record: str | os.PathLike[str] | bool, scenario: Any, scenar
                             eye_size=list(size), fps=scene.track.fps, msaa_samples=samples, locale=locale,
                             autopilot=None if plan is None else {"mode": autopilot, "skill": autopilot_skill,
                                                                  "seed": seed})
-    recorder = SessionRecorder(SessionWriter(path, header), scene.rules)
+    try:
+        writer = SessionWriter(path, header)
+    except OSError as e:
+        raise ValueError(f"--record {path}: cannot write there ({e.strerror or e}); choose another file "
+                         "or pass --no-record") from None
+    recorder = SessionRecorder(writer, scene.rules)
     recorder.attach(loop)
     return recorder
