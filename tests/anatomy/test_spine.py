@@ -124,18 +124,43 @@ def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> Non
     assert set(derived) == {s.name for s in b.structures} - set(BONES)
 
 
+@pytest.fixture(scope="module")
+def phantom_ct_spine(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The phantom's own CT (1 mm voxels) with a label map of its four bones only, through ``import ct --spine``."""
+    import nibabel as nib
+
+    from vr_trainer.anatomy.phantoms import make_volumes
+
+    d = tmp_path_factory.mktemp("phct")
+    ct, lab, specs, _lm = make_volumes("spine", spacing_mm=1.0)
+    keep = {i: s.name for i, s in specs.items() if s.name in BONES}
+    seg = np.where(np.isin(lab.array, list(keep)), lab.array, 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(ct.array, ct.affine), str(d / "ct.nii.gz"))
+    nib.save(nib.Nifti1Image(seg, lab.affine), str(d / "seg.nii.gz"))
+    (d / "map.yaml").write_text("labels:\n" + "".join(f"  {i}: {n}\n" for i, n in keep.items()), encoding="utf-8")
+    assert import_main(["import", "ct", str(d / "ct.nii.gz"), "--labels", str(d / "seg.nii.gz"), "--label-map",
+                        str(d / "map.yaml"), "--spine", "--out", str(d / "spine")]) == 0
+    return load_bundle(d / "spine")
+
+
 @pytest.mark.gl
-def test_pted_scenario_on_the_derived_bundle_is_passed_by_the_expert(phantom_spine: Bundle, tmp_path: Path) -> None:
+def test_pted_on_a_bundle_imported_from_the_phantom_ct_is_passed_by_the_expert(phantom_ct_spine: Bundle,
+                                                                                 tmp_path: Path) -> None:
     from vr_trainer.app.authoring import new_scenario
     from vr_trainer.app.run import run_session
 
-    path = new_scenario("pted", phantom_spine.path, tmp_path / "pted_derived.yaml", level="L4-L5", side="left")
+    b = phantom_ct_spine
+    ref = load_bundle(PHANTOM)
+    for side in ("left", "right"):
+        name = f"kambin_triangle_L4_L5_{side}"
+        err = float(np.linalg.norm(np.subtract(b.landmarks[name]["incenter_mm"], ref.landmarks[name]["incenter_mm"])))
+        assert err < 3.0, f"{side} Kambin incentre {err:.2f} mm from the analytic one (from the 1 mm CT)"
+    path = new_scenario("pted", b.path, tmp_path / "pted_derived.yaml", level="L4-L5", side="left")
     text = path.read_text(encoding="utf-8")
     assert "kambin_triangle_L4_L5_left" in text and "nerve_root_L5_traversing_left" in text
     s = run_session(str(path), "headless", size=(64, 48), autopilot="expert")
     assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
-    contacts = s["metrics"]["risk_contacts"]
-    assert (contacts["value"] if isinstance(contacts, dict) else contacts) == 0
+    assert s["metrics"]["risk_contacts"]["value"] == 0
 
 
 def test_spine_needs_two_adjacent_vertebrae(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,8 +76,13 @@ def spine_frames(vertebrae: dict[str, Structure], pitch: float) -> tuple[dict[st
     if lv_s1 := ("S1" if "S1" in order else None):
         # the sacrum: only its top (the S1 segment) acts as the vertebra below L5
         up = (pts[order[-2]].mean(0) if len(order) > 1 else pts["S1"].mean(0) + [0, 0, 50.0]) - pts[lv_s1].mean(0)
+        # (thick enough that the S1 arch closes around the canal in projection: tried from thin to thick)
         h = pts[lv_s1] @ unit(up)
-        pts[lv_s1] = pts[lv_s1][h > h.max() - 28.0]
+        for slab_mm in (28.0, 34.0, 40.0, 46.0):
+            top = pts[lv_s1][h > h.max() - slab_mm]
+            if vertebra_frame("S1", top, up, pitch).canal_found:
+                break
+        pts[lv_s1] = top
     cent = {lv: pts[lv].mean(0) for lv in order}
     frames: dict[str, VertebraFrame] = {}
     for _pass in range(2):
