@@ -19,6 +19,7 @@ from vr_trainer.anatomy.importers import import_ct
 REPO = Path(__file__).resolve().parents[2]
 PHANTOM = REPO / "assets" / "spine_l3_s1"
 BONES = ("L3", "L4", "L5", "sacrum")
+SKIN_SEMI_MM, SKIN_CENTRE_Y_MM = (150.0, 110.0), 50.0  # an elliptic trunk: the back 60 mm behind the canal
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,13 @@ def ts_spine(ts_example: Path, tmp_path_factory: pytest.TempPathFactory) -> Bund
 @pytest.fixture(scope="module")
 def phantom_spine(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     """The phantom's four bone meshes alone (no discs, sac, roots or landmarks) through the CLI."""
-    out = tmp_path_factory.mktemp("ph") / "derived_spine"
-    files = [str(PHANTOM / "meshes" / f"{n}.glb") for n in BONES]
+    d = tmp_path_factory.mktemp("ph")
+    out = d / "derived_spine"
+    skin = trimesh.creation.cylinder(radius=1.0, height=300.0, sections=128)
+    skin.apply_scale([SKIN_SEMI_MM[0], SKIN_SEMI_MM[1], 1.0])
+    skin.apply_translation([0.0, SKIN_CENTRE_Y_MM, 0.0])
+    skin.export(str(d / "skin.stl"))
+    files = [str(PHANTOM / "meshes" / f"{n}.glb") for n in BONES] + [str(d / "skin.stl")]
     assert import_main(["import", "mesh", *files, "--spine", "--out", str(out)]) == 0
     return load_bundle(out)
 
@@ -107,6 +113,15 @@ def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> Non
         cos = np.dot(got["approach_direction"], want["approach_direction"])
         assert cos > np.cos(np.radians(30.0)), f"{side} approach {np.degrees(np.arccos(cos)):.0f} deg off"
     assert max(errors.values()) < 3.0, f"Kambin incentres off by {errors} mm"
+    for side in ("left", "right"):  # where the approach meets the (elliptic cylinder) skin
+        lm = b.landmarks[f"kambin_triangle_L4_L5_{side}"]
+        p = np.asarray(lm["skin_entry_mm"])
+        along = p - np.asarray(lm["incenter_mm"])
+        assert np.linalg.norm(np.cross(along, lm["approach_direction"])) < 0.5 and along @ lm["approach_direction"] > 0
+        on_skin = (p[0] / SKIN_SEMI_MM[0]) ** 2 + ((p[1] - SKIN_CENTRE_Y_MM) / SKIN_SEMI_MM[1]) ** 2
+        assert abs(on_skin - 1.0) < 0.02, on_skin
+        assert lm["skin_depth_mm"] == pytest.approx(np.linalg.norm(along), abs=0.1)
+        assert 60.0 < lm["skin_entry_from_midline_mm"] < 150.0
     # discs: the phantom's are 10 / 10.5 / 10 mm high (phantom_spine.DISC_H)
     heights = {n: b[n].extra["derived"]["height_mm"] for n in ("disc_L3_L4", "disc_L4_L5", "disc_L5_S1")}
     for n, want_mm in (("disc_L3_L4", 10.0), ("disc_L4_L5", 10.5), ("disc_L5_S1", 10.0)):
@@ -121,7 +136,7 @@ def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> Non
     assert inside == 0 and gap > 0.2, (gap, inside)
     manifest = json.loads((b.path / "manifest.json").read_text())
     derived = [e["name"] for e in manifest["structures"] if "derived" in e]
-    assert set(derived) == {s.name for s in b.structures} - set(BONES)
+    assert set(derived) == {s.name for s in b.structures} - set(BONES) - {"skin"}
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ structures that were missing, each marked ``derived`` with its method, and landm
   crosses the sagittal plane of L's pedicle (the superior articular process rises above it), base
   on L's superior endplate from below the apex to where the root crosses that plane. The approach
   direction is posterolateral, 30 degrees from the coronal plane, turned (up to 25 degrees) to the
-  direction that keeps the needle clearest of bone, roots and sac.
+  direction that keeps the needle clearest of bone, roots and sac. With a skin surface (a structure
+  of tissue ``skin``) the landmark also gets ``skin_entry_mm``, where that approach meets the skin.
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
     ``structures``: the bundle's structures (RAS mm); vertebrae are recognised by name. Structures
     already present (a labelled disc, a segmented dural sac) are kept and not derived again.
     """
-    from .spine_roots import exiting_waypoints, kambin_triangle, root_course, traversing_waypoints
+    from .spine_roots import exiting_waypoints, kambin_triangle, root_course, skin_entry, traversing_waypoints
 
     have = {s.name: s for s in structures}
     vertebrae: dict[str, Structure] = {}
@@ -281,6 +282,7 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
                                                           f"{ROOT_CLEARANCE_MM} mm clear of bone", [u, lo],
                                                           bone_clearance_mm=round(clear, 2))))
     landmarks: dict[str, Any] = {}
+    skins = [s.mesh for s in structures if s.tissue == "skin"]
     for u, lo in pairs:
         for side, sign in SIDES.items():
             ex = exiting.get((u, side))
@@ -289,6 +291,8 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
             lm = kambin_triangle(frames_by[u], frames_by[lo], side, sign, ex, _endplate_top(frames_by[lo]),
                                  obstacles, bone)
             if lm is not None:
+                if skins:
+                    skin_entry(lm, skins, frames_by[lo].canal_mm, frames_by[lo].r)
                 landmarks[f"kambin_triangle_{u}_{lo}_{side}"] = lm
     summary["frames"] = {f.name: {"body_centroid_mm": np.round(f.centroid_mm, 2).tolist(),
                                   "superior": np.round(f.s, 4).tolist(), "anterior": np.round(f.a, 4).tolist(),

@@ -134,3 +134,22 @@ def approach_direction(target: np.ndarray, lo: VertebraFrame, sign: float,
         if score > best_score:
             best, best_score = d, score
     return best
+
+
+def skin_entry(landmark: dict[str, Any], skins: list[Any], midline_mm: np.ndarray, right: np.ndarray) -> None:
+    """Add ``skin_entry_mm`` (where the approach from the incentre leaves the body surface), its depth to
+    the target and its distance from the midline (mm), when a skin surface (trimesh) is known."""
+    o = np.asarray(landmark["incenter_mm"], float)
+    d = unit(np.asarray(landmark["approach_direction"], float))
+    best: np.ndarray | None = None
+    for m in skins:
+        loc, _ray, _tri = m.ray.intersects_location(o[None], d[None])
+        for p in loc:
+            t = float((p - o) @ d)
+            if t > 0 and (best is None or t < float((best - o) @ d)):
+                best = np.asarray(p, float)
+    if best is None:
+        return
+    landmark["skin_entry_mm"] = np.round(best, 2).tolist()
+    landmark["skin_depth_mm"] = round(float(np.linalg.norm(best - o)), 1)
+    landmark["skin_entry_from_midline_mm"] = round(abs(float((best - midline_mm) @ right)), 1)
