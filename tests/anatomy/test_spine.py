@@ -178,6 +178,29 @@ def test_pted_on_a_bundle_imported_from_the_phantom_ct_is_passed_by_the_expert(p
     assert s["metrics"]["risk_contacts"]["value"] == 0
 
 
+def test_derivation_follows_the_bones_when_they_are_rotated_and_shifted() -> None:
+    """No coordinate of the shipped files is assumed: the phantom's bones turned 25 degrees and moved give
+    the analytic Kambin incentres, turned and moved the same way, within 3 mm."""
+    from vr_trainer.anatomy.bundle import Structure
+    from vr_trainer.anatomy.spine import derive_spine
+
+    ref = load_bundle(PHANTOM)
+    m = trimesh.transformations.rotation_matrix(np.radians(25.0), [0.3, 1.0, 0.2])
+    m[:3, 3] = [45.0, -30.0, 70.0]
+    bones = []
+    for n in BONES:
+        mesh = ref[n].mesh.copy()
+        mesh.apply_transform(m)
+        bones.append(Structure.from_mesh(n, "bone", mesh))
+    d = derive_spine(bones)
+    for side in ("left", "right"):
+        name = f"kambin_triangle_L4_L5_{side}"
+        want = trimesh.transform_points(np.array([ref.landmarks[name]["incenter_mm"]]), m)[0]
+        err = float(np.linalg.norm(np.subtract(d.landmarks[name]["incenter_mm"], want)))
+        assert err < 3.0, f"{side}: {err:.2f} mm"
+    assert all(r["bone_clearance_mm"] > 0.5 for r in d.summary["roots"].values()), d.summary["roots"]
+
+
 def test_spine_needs_two_adjacent_vertebrae(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = import_main(["import", "mesh", str(PHANTOM / "meshes" / "L3.glb"), "--spine", "--out", str(tmp_path / "x")])
     assert rc == 2

@@ -88,12 +88,10 @@ def tube_mesh(path_mm: np.ndarray, radius_mm: np.ndarray, *, pitch_mm: float = 0
     inside = np.zeros(shape, bool)
     a, b = path[:-1], path[1:]
     for i in range(len(a)):
-        rr = max(r[i], r[i + 1])
+        rr = max(r[i], r[i + 1]) * (max(1.0, squash[1]) if squash is not None else 1.0)
         span = np.stack([np.minimum(path_mm[i], path_mm[i + 1]), np.maximum(path_mm[i], path_mm[i + 1])])
         i0 = np.clip(np.floor((span[0] - rr - lo) / pitch_mm).astype(int) - 1, 0, None)
         i1 = np.minimum(np.ceil((span[1] + rr - lo) / pitch_mm).astype(int) + 2, shape)
-        if squash is not None:  # the squashed box is no larger than the plain one
-            i0, i1 = np.zeros(3, int), np.array(shape)
         sub = tuple(slice(int(i0[k]), int(i1[k])) for k in range(3))
         qs = q.reshape(*shape, 3)[sub].reshape(-1, 3)
         ab = b[i] - a[i]
