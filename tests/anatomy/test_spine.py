@@ -100,6 +100,19 @@ def test_real_ct_disc_height_roots_and_kambin(ts_spine: Bundle) -> None:
     assert not b["L1"].extra.get("derived"), "the labelled vertebrae are not marked derived"
 
 
+@pytest.mark.gl
+def test_pted_on_the_real_ct_is_passed_by_the_expert(ts_spine: Bundle, tmp_path: Path) -> None:
+    """The patient's own anatomy: a PTED scenario at L1-L2 authored on the derived bundle, passed without
+    touching a root or the sac."""
+    from vr_trainer.app.authoring import new_scenario
+    from vr_trainer.app.run import run_session
+
+    path = new_scenario("pted", ts_spine.path, tmp_path / "pted_l1_l2.yaml", level="L1-L2", side="left")
+    s = run_session(str(path), "headless", size=(64, 48), autopilot="expert")
+    assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
+    assert s["metrics"]["risk_contacts"]["value"] == 0 and s["metrics"]["min_risk_distance_mm"]["value"] > 0.5
+
+
 def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> None:
     b = phantom_spine
     ref = load_bundle(PHANTOM)
