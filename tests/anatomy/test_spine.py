@@ -95,6 +95,8 @@ def test_real_ct_disc_height_roots_and_kambin(ts_spine: Bundle) -> None:
         assert lm["inradius_mm"] > 1.5
         approach = np.asarray(lm["approach_direction"])
         assert sign * approach[0] > 0.4 and approach @ np.subtract(b["L1"].centroid_mm, b["dural_sac"].centroid_mm) < 0
+    sac = b["dural_sac"].extra["derived"]
+    assert "spinal_cord" in sac["from"] and "centred on spinal_cord" in sac["method"]
     m = b.manifest
     assert m["notes"]["spine_derivation"]["discs"]["disc_L1_L2"]["height_mm"] == d["height_mm"]
     assert not b["L1"].extra.get("derived"), "the labelled vertebrae are not marked derived"
