@@ -203,11 +203,13 @@ def test_derivation_follows_the_bones_when_they_are_rotated_and_shifted() -> Non
     m = trimesh.transformations.rotation_matrix(np.radians(25.0), [0.3, 1.0, 0.2])
     m[:3, 3] = [45.0, -30.0, 70.0]
     bones = []
-    for n in BONES:
+    for n in (*BONES, "disc_L4_L5"):  # one disc given: kept, not derived again
         mesh = ref[n].mesh.copy()
         mesh.apply_transform(m)
-        bones.append(Structure.from_mesh(n, "bone", mesh))
+        bones.append(Structure.from_mesh(n, ref[n].tissue, mesh))
     d = derive_spine(bones)
+    assert {"disc_L3_L4", "disc_L5_S1"} <= {s.name for s in d.structures}
+    assert "disc_L4_L5" not in {s.name for s in d.structures}
     for side in ("left", "right"):
         name = f"kambin_triangle_L4_L5_{side}"
         want = trimesh.transform_points(np.array([ref.landmarks[name]["incenter_mm"]]), m)[0]
