@@ -149,6 +149,11 @@ def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> Non
     assert len(roots) == 12  # L3, L4, L5 exiting; L4, L5, S1 traversing; both sides
     gap, inside = _bone_check(b, roots)
     assert inside == 0 and gap > 0.2, (gap, inside)
+    from vr_trainer.anatomy.importers import describe
+
+    said = describe(b.path)
+    assert "spine derived at levels L3-L4, L4-L5, L5-S1:" in said and "12 nerve roots" in said
+    assert f"disc_L4_L5: {heights['disc_L4_L5']:.1f} mm high" in said
     manifest = json.loads((b.path / "manifest.json").read_text())
     derived = [e["name"] for e in manifest["structures"] if "derived" in e]
     assert set(derived) == {s.name for s in b.structures} - set(BONES) - {"skin"}

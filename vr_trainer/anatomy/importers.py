@@ -184,7 +184,9 @@ def describe(bundle_path: Path) -> str:
         size = "x".join(f"{v:.0f}" for v in s.size_mm)
         cap = f" ({s.extra['cap_faces']} close the scan's cut)" if s.extra.get("cap_faces") else ""
         lines.append(f"  {s.name:<32} {s.tissue:<10} {vol:>12}  {size} mm  {s.face_count} faces{cap}")
-    return "\n".join(lines)
+    from .spine import describe_spine
+
+    return "\n".join(lines + describe_spine(b.manifest))
 
 
 __all__ = ["import_ct", "import_mesh", "describe", "looks_like_labels", "Structure"]

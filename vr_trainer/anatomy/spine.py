@@ -308,3 +308,23 @@ def with_spine(structures: list[Structure], notes: dict[str, Any] | None) -> tup
     notes = dict(notes or {})
     notes["spine_derivation"] = d.summary
     return list(structures) + d.structures, d.landmarks, notes
+
+
+def describe_spine(manifest: dict[str, Any]) -> list[str]:
+    """CLI summary lines of a bundle's spine derivation (empty when there was none)."""
+    sd = (manifest.get("notes") or {}).get("spine_derivation")
+    if not isinstance(sd, dict):
+        return []
+    lines = [f"spine derived at levels {', '.join(sd.get('levels', []))}:"]
+    for name, info in sd.get("discs", {}).items():
+        said = f"{info['height_mm']:.1f} mm high" if "height_mm" in info else str(info.get("error", ""))
+        lines.append(f"  {name}: {said}")
+    roots = sd.get("roots", {})
+    if roots:
+        worst = min(float(r["bone_clearance_mm"]) for r in roots.values())
+        lines.append(f"  {len(roots)} nerve roots, at least {worst:.1f} mm clear of bone")
+    for name, lm in (manifest.get("landmarks") or {}).items():
+        if isinstance(lm, dict) and "derived" in lm:
+            lines.append(f"  {name}: incentre {lm['incenter_mm']} mm, inradius {lm['inradius_mm']:.1f} mm")
+    lines += [f"  note: {n}" for n in sd.get("notes", [])]
+    return lines
