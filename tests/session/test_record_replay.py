@@ -101,10 +101,49 @@ def test_truncated_recording_says_how_much_is_readable(recorded, tmp_path):
     assert any("cut short" in w for w in r["warnings"])
 
 
+def _chunk_offsets(path: Path) -> list[int]:
+    """Where each chunk record starts in an MCAP file."""
+    from mcap.records import Chunk
+    from mcap.stream_reader import StreamReader
+
+    class Pos:
+        def __init__(self, fh):
+            self.fh, self.pos = fh, 0
+
+        def read(self, n=-1):
+            b = self.fh.read(n)
+            self.pos += len(b)
+            return b
+
+    out = []
+    with open(path, "rb") as fh:
+        src = Pos(fh)
+        before = 0
+        for rec in StreamReader(src, emit_chunks=True).records:
+            if isinstance(rec, Chunk):
+                out.append(before)
+            before = src.pos
+    assert len(out) >= 3, "a recording of several seconds has several chunks (one per 0.5 s)"
+    return out
+
+
+def test_a_changed_byte_anywhere_is_found(recorded, tmp_path):
+    """Bytes outside the chunks (the indexes after them) do not hold inputs, but a changed byte
+    there is still reported (the data section's checksum), with every frame readable."""
+    data = bytearray(recorded["path"].read_bytes())
+    first = _chunk_offsets(recorded["path"])[1]
+    at = first - 8  # the message index records written after the first chunk
+    data[at] ^= 0xFF
+    bad = tmp_path / "index.mcap"
+    bad.write_bytes(bytes(data))
+    rec = read_recording(bad)
+    assert rec.damage is not None and "damaged" in rec.damage
+
+
 def test_corrupt_bytes_give_a_clear_error_and_the_readable_part(recorded, tmp_path, capsys):
     data = bytearray(recorded["path"].read_bytes())
-    at = len(data) // 2
-    data[at:at + 64] = bytes(64)  # zeros over the middle of a chunk
+    at = _chunk_offsets(recorded["path"])[len(_chunk_offsets(recorded["path"])) // 2] + 100
+    data[at:at + 64] = bytes(64)  # zeros inside the middle chunk
     bad = tmp_path / "bad.mcap"
     bad.write_bytes(bytes(data))
     rec = read_recording(bad)

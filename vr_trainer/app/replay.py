@@ -175,13 +175,11 @@ def bundle_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[st
     return out
 
 
-def replay_recording(path: str | Path, out_dir: str | Path | None = None, render: bool = False,
-                     speed: float | None = None, allow_changed_bundle: bool = False,
-                     partial: bool = False) -> dict[str, Any]:
-    """Replay ``path``; returns the replayed summary (and writes it, with eye images when rendering,
-    to ``out_dir``). ``matches_recording`` says, per compared key, whether it equals the recording's."""
-    from vr_trainer.app.session import build_session
-
+def load_for_replay(path: str | Path, allow_changed_bundle: bool = False,
+                    partial: bool = False) -> tuple[Recording, Scenario, list[str]]:
+    """Read ``path`` and its scenario, check the bundle; (recording, scenario, warnings). Raises
+    :class:`RecordingError` for a damaged file without ``partial`` or a changed bundle without
+    ``allow_changed_bundle``."""
     rec = read_recording(path)
     warnings: list[str] = []
     if rec.damage is not None:
@@ -201,6 +199,24 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
             raise RecordingError(f"{msg}: a replay would not reproduce the recorded session. Restore the bundle "
                                  "or pass --allow-changed-bundle to replay on it as it is now")
         warnings.append(msg + "; replaying on it as it is now (the score may differ)")
+    return rec, scenario, warnings
+
+
+def configure_loop(loop: Any, rec: Recording, backend: ReplayBackend) -> None:
+    """The recorded loop settings and the mentor's changes on ``loop``."""
+    loop.fixed_dt_s = float(rec.session["fixed_dt_s"])
+    loop.max_sim_steps_per_frame = int(rec.session["max_sim_steps_per_frame"])
+    loop.inboxes.append(ReplayInbox(rec, backend))
+
+
+def replay_recording(path: str | Path, out_dir: str | Path | None = None, render: bool = False,
+                     speed: float | None = None, allow_changed_bundle: bool = False,
+                     partial: bool = False) -> dict[str, Any]:
+    """Replay ``path``; returns the replayed summary (and writes it, with eye images when rendering,
+    to ``out_dir``). ``matches_recording`` says, per compared key, whether it equals the recording's."""
+    from vr_trainer.app.session import build_session
+
+    rec, scenario, warnings = load_for_replay(path, allow_changed_bundle, partial)
     t_build = time.perf_counter()
     scene, meshes = build_session(scenario)
     build_s = time.perf_counter() - t_build
@@ -215,9 +231,7 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
             renderer = SceneRenderer(ctx, samples=rec.session.get("msaa_samples"))
             scene.upload(renderer, meshes)
         loop = scene.frame_loop(backend, renderer, None, clock)  # type: ignore[arg-type]
-        loop.fixed_dt_s = float(rec.session["fixed_dt_s"])
-        loop.max_sim_steps_per_frame = int(rec.session["max_sim_steps_per_frame"])
-        loop.inboxes.append(ReplayInbox(rec, backend))
+        configure_loop(loop, rec, backend)
         if not render:  # nothing draws: skip building the scene's draw items and text panels each frame
             from vr_trainer.sim.scene import SceneSnapshot
 
@@ -272,8 +286,15 @@ def _same_samples(replayed: list[dict[str, Any]], recorded: list[dict[str, Any]]
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    summary = replay_recording(args.file, args.out, render=not args.no_render, speed=args.speed,
-                               allow_changed_bundle=args.allow_changed_bundle, partial=args.partial)
+    if args.backend == "desktop":
+        if args.no_render:
+            raise ValueError("--no-render shows nothing: use it without --backend desktop")
+        from vr_trainer.app.replay_desktop import replay_in_window
+
+        summary = replay_in_window(args.file, args.speed or 1.0, args.out, args.allow_changed_bundle, args.partial)
+    else:
+        summary = replay_recording(args.file, args.out, render=not args.no_render, speed=args.speed,
+                                   allow_changed_bundle=args.allow_changed_bundle, partial=args.partial)
     for w in summary["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     print(json.dumps(summary, ensure_ascii=False))
@@ -287,11 +308,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("replay", help="replay a recorded session through the same frame loop")
     r.add_argument("file", help="a recording (sessions/*.mcap, or a .mcap.partial left by a killed run)")
-    r.add_argument("--backend", default="headless", choices=["headless"],
-                   help="headless: offscreen rendering (EGL) of the recorded views")
+    r.add_argument("--backend", default="headless", choices=["headless", "desktop"],
+                   help="headless: offscreen rendering (EGL) of the recorded views; desktop: a window "
+                        "(Space pause, D step, E/A 5 s ahead/back, Esc close)")
     r.add_argument("--out", default=None, help="write summary.json (and eye0.png, eye1.png when rendering) here")
     r.add_argument("--speed", type=float, default=None, metavar="X",
-                   help="pace the replay at X times the recorded speed (default: as fast as possible)")
+                   help="pace the replay at X times the recorded speed (default: as fast as possible; "
+                        "in a desktop window 1)")
     r.add_argument("--no-render", action="store_true", help="simulate and score only (no GL needed)")
     r.add_argument("--partial", action="store_true",
                    help="replay the readable part of a recording that was cut short or is damaged")

@@ -54,7 +54,7 @@ class SessionWriter:
         self._last_s = 0.0
         self._q: queue.Queue[tuple[str, float, Any] | None] = queue.Queue(maxsize=queue_items)
         self._fh = open(self.partial, "wb")
-        self._mcap = Writer(self._fh, chunk_size=64 << 20, compression=CompressionType.ZSTD)
+        self._mcap = Writer(self._fh, chunk_size=64 << 20, compression=CompressionType.ZSTD, enable_data_crcs=True)
         self._mcap.start(profile="", library=f"{FORMAT} {FORMAT_VERSION}")
         json_schema = self._mcap.register_schema("json", "jsonschema", b"{}")
         frame_schema = self._mcap.register_schema(FRAME_SCHEMA, "vr_trainer", FRAME_SCHEMA_TEXT)
