@@ -12,13 +12,14 @@ structures that were missing, each marked ``derived`` with its method, and landm
   median gap over the central half of the endplates.
 * **Dural sac**: a tube through the canal centres (or the cord's centreline when given), its
   cross-section 70 % of the measured foramen, at most 9 x 7 mm (semi-axes), clear of bone.
-* **Nerve roots** (radius ``ROOT_RADIUS_MM``): the *exiting* root of U leaves the sac at the top of
-  U's pedicle, turns under the pedicle in the upper part of the foramen (where the root and its
-  ganglion lie, Hasegawa et al., Spine 1996;21:1005) and runs anterolaterally down beside L's
-  body; the *traversing* root of L leaves the sac above the U-L disc and descends in the lateral
-  recess, medial to L's pedicle. Diameters within the 4-6 mm reported for lumbar roots in their
-  dural sleeves (Cohen et al., Spine 1990;15:1248), growing caudally. Every centreline sample is
-  pushed out of bone until it is its radius + ``ROOT_CLEARANCE_MM`` clear.
+* **Nerve roots** (thoracic and lumbar levels; radius ``ROOT_RADIUS_MM``): the *exiting* root of
+  U leaves the sac at the top of U's pedicle, turns under the pedicle in the upper part of the
+  foramen (where the root and its ganglion lie, Hasegawa et al., Spine 1996;21:1005) and runs
+  anterolaterally down beside L's body; the *traversing* root of L leaves the sac above the U-L
+  disc and descends in the lateral recess, medial to L's pedicle. Diameters within the 4-6 mm
+  reported for lumbar roots in their dural sleeves (Cohen et al., Spine 1990;15:1248), growing
+  caudally. Every centreline sample is pushed out of bone until it is its radius +
+  ``ROOT_CLEARANCE_MM`` clear.
 * **Kambin's triangle** (Kambin & Sampson, Clin Orthop 1986;207:37): apex where the exiting root
   crosses the sagittal plane of L's pedicle (the superior articular process rises above it), base
   on L's superior endplate from below the apex to where the root crosses that plane. The approach
@@ -252,7 +253,11 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
     sac_half_w = float(np.median(semi_w))
     obstacles: list[tuple[np.ndarray, float]] = [(sac_path, float(np.median(semi_w)))]
     exiting: dict[tuple[str, str], np.ndarray] = {}
-    for u, lo in pairs:
+    # cervical roots leave above their own pedicle (C7 root at C6-C7): the course below is thoracolumbar
+    root_pairs = [(u, lo) for u, lo in pairs if u[0] in "TL"]
+    if len(root_pairs) < len(pairs):
+        summary["notes"].append("cervical levels: discs and sac only (their roots exit above the pedicle)")
+    for u, lo in root_pairs:
         fu, fl = frames_by[u], frames_by[lo]
         for side, sign in SIDES.items():
             for kind, lvl in (("exiting", u), ("traversing", lo)):
@@ -283,7 +288,7 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
                                                           bone_clearance_mm=round(clear, 2))))
     landmarks: dict[str, Any] = {}
     skins = [s.mesh for s in structures if s.tissue == "skin"]
-    for u, lo in pairs:
+    for u, lo in root_pairs:
         for side, sign in SIDES.items():
             ex = exiting.get((u, side))
             if ex is None:
