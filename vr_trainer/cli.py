@@ -15,6 +15,7 @@ OPTIONAL_COMMANDS = (
     ("remote.cli", "register"),
     ("vr_trainer.app.authoring", "register"),  # new-scenario, preview
     ("vr_trainer.app.replay", "register"),  # replay
+    ("vr_trainer.app.report_cli", "register"),  # report
 )
 
 

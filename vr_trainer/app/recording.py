@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from vr_trainer import __version__
 from vr_trainer.app.clock import Clock
 from vr_trainer.app.loop import FrameLoop
@@ -82,7 +84,8 @@ def session_header(scenario: Scenario, scenario_path: Path, bundle_dir: Path, lo
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "scenario": scenario_record(scenario, scenario_path), "bundle": bundle_fingerprint(bundle_dir),
             "fixed_dt_s": loop.fixed_dt_s, "max_sim_steps_per_frame": loop.max_sim_steps_per_frame,
-            "metric_period_s": METRIC_PERIOD_S, **facts}
+            "metric_period_s": METRIC_PERIOD_S,
+            "patient_from_world": np.asarray(loop.simulation.patient_from_world, float).tolist(), **facts}
 
 
 class RecordingClock:
@@ -149,4 +152,17 @@ def metric_sample(rules: ScenarioRules, state: SimState, frame_index: int) -> di
     values: dict[str, Any] = {}
     for name, v in rules.engine.live_metrics().items():
         values[name] = v if math.isfinite(v) else ("NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity"))
-    return {"frame": frame_index, "time_s": state.time_s, "step_index": state.step_index, "values": values}
+    sample: dict[str, Any] = {"frame": frame_index, "time_s": state.time_s, "step_index": state.step_index,
+                              "values": values}
+    obs = state.observation
+    if obs is not None:  # for reports: where the tip was (world mm, 0.01) and how far each risk structure
+        sample["instrument"] = obs.instrument_id
+        if obs.tip_world_mm is not None:
+            sample["tip_world_mm"] = [round(float(x), 2) for x in obs.tip_world_mm]
+        risk = {}
+        for r in rules.scenario.risk_structures:
+            d = obs.structure_distance_mm.get(rules.structures.get(r.id, r.structure))
+            if d is not None and math.isfinite(d):
+                risk[r.id] = round(float(d), 2)
+        sample["risk_distance_mm"] = risk
+    return sample

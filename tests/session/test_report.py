@@ -1,0 +1,148 @@
+"""`vr-trainer report`: one self-contained HTML file a person can read (score, rubric with each
+metric's definition, step table, plots), drawn by headless Chromium, in English or Chinese, printed
+to PDF; two recordings give a progress view; a cut recording gives a clear error or, with
+--partial, the readable part."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vr_trainer.app import report_cli
+from vr_trainer.app.run import run_session
+from vr_trainer.cli import main
+from vr_trainer.session.reader import read_recording
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "scenarios" / "pted_l4_l5.yaml"
+pytestmark = pytest.mark.gl
+needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory) -> dict:
+    """Two short headless autopilot attempts at a tiny size: a clumsy one, then an expert one."""
+    d = tmp_path_factory.mktemp("report")
+    weak = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="novice", autopilot_skill=0.3, seed=2,
+                       record=d / "a1.mcap")
+    expert = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="expert", record=d / "a2.mcap")
+    return {"dir": d, "weak": (d / "a1.mcap", weak), "expert": (d / "a2.mcap", expert)}
+
+
+def _report(args: list[str]) -> str:
+    out = Path(args[args.index("--out") + 1])
+    assert main(["report", *args]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def test_recording_samples_the_tip_and_each_risk_structure(recordings):
+    path, summary = recordings["weak"]
+    rec = read_recording(path)
+    assert len(rec.session["patient_from_world"]) == 4
+    s = rec.metrics[len(rec.metrics) // 2]
+    assert set(s["risk_distance_mm"]) == {"exiting_root", "traversing_root", "dural_sac"}
+    assert len(s["tip_world_mm"]) == 3 and s["instrument"]
+    closest = min(min(m["risk_distance_mm"].values()) for m in rec.metrics if m.get("risk_distance_mm"))
+    assert closest == pytest.approx(summary["metrics"]["min_risk_distance_mm"]["value"], abs=1.5)
+
+
+def test_report_has_score_rubric_definitions_steps_and_plots(recordings, tmp_path):
+    path, summary = recordings["expert"]
+    page = _report([str(path), "--out", str(tmp_path / "report.html")])
+    assert f'id="score">{summary["score"]:g}<' in page
+    assert "PASSED" in page and "PTED L4-L5" in page
+    rubric = re.search(r"<table id=rubric>.*?</table>", page, re.S)
+    assert rubric is not None
+    for name, m in summary["metrics"].items():
+        if m["weight"] is not None:
+            assert html.escape(m["definition"]) in rubric.group(0), name
+            assert name in rubric.group(0)
+    steps = re.search(r"<table id=steps>.*?</table>", page, re.S)
+    assert steps is not None
+    for s in summary["steps"]:
+        assert f"<td>{s['id']}</td>" in steps.group(0)
+        assert f"{s['time_s']:.1f}" in steps.group(0)
+    figures = re.findall(r"<figure class=plot id=(plot-[a-z]+)>\s*<svg", page)
+    assert {"plot-timeline", "plot-distance", "plot-shots", "plot-trajectory"} <= set(figures)
+    assert "http://" not in page and "https://" not in page, "nothing to fetch at view time"
+    assert not re.search(r"<(script|link|iframe)\b", page)
+
+
+@needs_chromium
+def test_report_opens_in_chromium_and_its_plots_are_drawn(recordings, tmp_path):
+    path, _ = recordings["weak"]
+    out = tmp_path / "report.html"
+    _report([str(path), "--out", str(out)])
+    png = report_cli.screenshot(out, tmp_path / "shot.png", (1000, 2600))
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert img.shape[0] >= 2600 and img.shape[1] >= 1000
+    not_white = (img < 235).any(axis=2)
+    assert not_white.mean() > 0.05, "the page shows text and plots"
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    red_curve = (r > 180) & (g < 80) & (b < 80)  # the first risk structure's curve and the contact marks
+    yellow_roots = (r > 220) & (g > 190) & (b < 150)  # the nerve roots in the trajectory plot
+    assert red_curve.sum() > 200 and yellow_roots.sum() > 2000
+
+
+def test_chinese_report_uses_chinese_labels(recordings, tmp_path):
+    path, _ = recordings["expert"]
+    page = _report([str(path), "--locale", "zh", "--out", str(tmp_path / "zh.html")])
+    assert 'lang="zh-CN"' in page
+    for word in ("得分", "评分细则", "步骤与时间线", "与各危险结构的距离", "器械尖端轨迹", "总用时", "通过"):
+        assert word in page, word
+    assert "Score against the rubric" not in page and "Distance to each risk structure" not in page
+
+
+@needs_chromium
+def test_pdf_is_printed_beside_the_html(recordings, tmp_path):
+    path, _ = recordings["expert"]
+    out = tmp_path / "r" / "report.html"
+    _report([str(path), "--out", str(out), "--pdf"])
+    pdf = out.with_suffix(".pdf")
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 10_000
+    assert [p.name for p in pdf.parent.iterdir() if p.name.startswith(".")] == [], "no temporary file left"
+
+
+def test_missing_chromium_is_a_clear_error(recordings, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report_cli, "CHROMIUM_NAMES", ("no-such-chromium-here",))
+    path, _ = recordings["expert"]
+    assert main(["report", str(path), "--out", str(tmp_path / "r.html"), "--pdf"]) == 2
+    assert "apt-get install -y chromium" in capsys.readouterr().err
+
+
+def test_two_attempts_give_a_progress_view_in_recording_order(recordings, tmp_path):
+    (p1, s1), (p2, s2) = recordings["weak"], recordings["expert"]
+    page = _report([str(p2), str(p1), "--out", str(tmp_path / "progress.html")])
+    table = re.search(r"<table id=progress>.*?</table>", page, re.S)
+    assert table is not None
+    rows = re.findall(r"<tr><td class=num>(\d)</td><td>[^<]*</td><td>([^<]+)</td><td class=num>([^<]+)</td>",
+                      table.group(0))
+    assert rows == [("1", "a1.mcap", f"{s1['score']:g}"), ("2", "a2.mcap", f"{s2['score']:g}")]
+    assert re.search(r"<figure class=plot id=plot-progress>\s*<svg", page)
+    assert page.count('id="score">') == 2, "each attempt's own section follows"
+
+
+def test_cut_recording_is_a_clear_error_and_partial_reports_the_readable_part(recordings, tmp_path, capsys):
+    path, _ = recordings["weak"]
+    cut = tmp_path / "cut.mcap"
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "cut.html"
+    assert main(["report", str(cut), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(cut) in err and "readable" in err and "--partial" in err
+    assert not out.exists()
+    page = _report([str(cut), "--out", str(out), "--partial"])
+    assert "the report shows that part" in page and "NOT FINISHED" in page
+    assert re.search(r"<figure class=plot id=plot-distance>\s*<svg", page)
+    junk = tmp_path / "junk.mcap"
+    junk.write_bytes(b"not a recording at all" * 10)
+    assert main(["report", str(junk), "--out", str(out)]) == 2
+    assert "not a readable vr-trainer recording" in capsys.readouterr().err
