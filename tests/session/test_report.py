@@ -17,6 +17,7 @@ from PIL import Image
 from vr_trainer.app import report_cli
 from vr_trainer.app.run import run_session
 from vr_trainer.cli import main
+from vr_trainer.session.labels import fail_reason
 from vr_trainer.session.reader import read_recording
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,12 +92,18 @@ def test_report_opens_in_chromium_and_its_plots_are_drawn(recordings, tmp_path):
 
 
 def test_chinese_report_uses_chinese_labels(recordings, tmp_path):
-    path, _ = recordings["expert"]
+    path, summary = recordings["weak"]
     page = _report([str(path), "--locale", "zh", "--out", str(tmp_path / "zh.html")])
     assert 'lang="zh-CN"' in page
-    for word in ("得分", "评分细则", "步骤与时间线", "与各危险结构的距离", "器械尖端轨迹", "总用时", "通过"):
+    for word in ("得分", "评分细则", "步骤与时间线", "与各危险结构的距离", "器械尖端轨迹", "总用时", "经皮椎间孔镜"):
         assert word in page, word
+    assert ("未通过" if not summary["passed"] else "通过") in page
     assert "Score against the rubric" not in page and "Distance to each risk structure" not in page
+    assert not summary["passed"] and summary["fail_reasons"], "the weak attempt fails (so its reasons are shown)"
+    for reason in summary["fail_reasons"]:
+        assert html.escape(fail_reason(reason, "zh")) in page
+    assert "is below the pass mark" not in page
+    assert fail_reason("score 60.5 is below the pass mark 70", "zh") == "得分 60.5 低于及格线 70"
 
 
 @needs_chromium

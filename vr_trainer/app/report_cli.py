@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -105,7 +106,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             cohort = importlib.import_module("vr_trainer.session.cohort")
         except ImportError as e:
             raise ReportError(f"--cohort is not available in this build ({e})") from None
-        cohort.build_cohort(args.cohort, args.out, args.locale)
+        done = cohort.build_cohort(Path(args.cohort), Path(args.out), args.locale)
+        print(json.dumps(done, ensure_ascii=False, default=str))
         return 0
     if not args.files:
         raise ReportError("give one or more recordings (sessions/*.mcap), or --cohort DIR")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 LABELS: dict[str, tuple[str, str]] = {
     "report_title": ("vr-trainer assessment report", "vr-trainer 考核报告"),
     "resident": ("Resident", "住院医师"), "date": ("Date", "日期"), "duration": ("Duration", "时长"),
@@ -13,7 +15,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "weight": ("Weight", "权重"), "metric_score": ("Score (0..1)", "得分 (0..1)"),
     "full_zero": ("Full / zero marks at", "满分值 / 零分值"), "definition": ("Definition and source", "定义与来源"),
     "steps": ("Steps and timeline", "步骤与时间线"), "step": ("Step", "步骤"), "start_s": ("Start (s)", "开始 (秒)"),
-    "time_s": ("Time (s)", "用时 (秒)"), "allowance_s": ("Allowance (s)", "限时 (秒)"),
+    "time_s": ("Time (s)", "用时 (秒)"), "clock_s": ("Time into the run (s)", "时间 (秒)"),
+    "allowance_s": ("Allowance (s)", "限时 (秒)"),
     "overtime_s": ("Overtime (s)", "超时 (秒)"), "state": ("Result", "结果"), "completed": ("completed", "完成"),
     "not_completed": ("not completed", "未完成"), "events": ("events", "事件"),
     "critical_errors": ("Critical errors", "严重错误"),
@@ -55,3 +58,18 @@ def metric_label(name: str, locale: str) -> str:
     """A metric's readable name (its id when none is known)."""
     en, zh = METRIC_LABELS.get(name, (name.replace("_", " "), name))
     return zh if locale == "zh" else en
+
+
+_REASONS_ZH = ((r"^score ([\d.]+) is below the pass mark ([\d.]+)$", r"得分 \1 低于及格线 \2"),
+               (r"^step (\S+) failed$", r"步骤 \1 失败"), (r"^step (\S+) not completed$", r"步骤 \1 未完成"),
+               (r"^critical error (\S+) at ([\d.]+) s: (.*)$", r"严重错误 \1（\2 秒）：\3"))
+
+
+def fail_reason(text: str, locale: str) -> str:
+    """A recorded fail reason (English, from the scoring) in ``locale``."""
+    if locale != "zh":
+        return text
+    for pattern, zh in _REASONS_ZH:
+        if re.match(pattern, text):
+            return re.sub(pattern, zh, text)
+    return text

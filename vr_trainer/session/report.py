@@ -26,7 +26,7 @@ from vr_trainer.scenario.loader import load_scenario_checked, resolve_bundle_pat
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.scenario.scoring import score_rubric
 from vr_trainer.session import report_plots as plots
-from vr_trainer.session.labels import label, metric_label
+from vr_trainer.session.labels import fail_reason, label, metric_label
 from vr_trainer.session.reader import Recording, RecordingError, read_recording
 
 class ReportError(ValueError):
@@ -198,7 +198,7 @@ def _header(a: Attempt, loc: str) -> str:
             ("duration", f"{a.rec.duration_s:.1f} s"), ("backend", sess.get("backend", "—")),
             ("recording", a.path.name)]
     facts = "".join(f"<tr><td>{_e(label(k, loc))}</td><td>{_e(v)}</td></tr>" for k, v in rows)
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in s.get("fail_reasons") or [])
+    reasons = "".join(f"<li>{_e(fail_reason(r, loc))}</li>" for r in s.get("fail_reasons") or [])
     warn = "".join(f'<div class="warn">{_e(w)}</div>' for w in a.warnings)
     return (f"<h1>{_e(title)}</h1>{warn}<table class=facts>{facts}</table>"
             f'<p style="font-size:18px">{_e(label("score", loc))}: <b id="score">{_num(s.get("score"))}</b> / 100 '
@@ -290,6 +290,9 @@ def _progress(attempts: Sequence[Attempt], loc: str) -> str:
     head = "".join(f"<th>{_e(L(k))}</th>" for k in ("attempt", "date", "recording", "score", "time_s", "state"))
     residents = sorted({a.resident for a in attempts} - {"—"})
     who = f" — {', '.join(residents)}" if residents else ""
+    if len(residents) > 1:
+        attempts[-1].warnings.append(f"these {len(attempts)} attempts are by {len(residents)} residents "
+                                     f"({', '.join(residents)}): the progress view mixes them")
     return (f"<h2>{_e(L('progress'))}{_e(who)}</h2><table id=progress><tr>{head}</tr>{rows}"
             f"</table><figure class=plot id=plot-progress>{svg}</figure>")
 

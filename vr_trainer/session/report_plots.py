@@ -70,7 +70,7 @@ def timeline_svg(steps: Sequence[dict[str, Any]], events: Sequence[dict[str, Any
     ax.set_yticks(list(range(len(steps))) + [ev_y], [s["id"] for s in steps] + [L("events")])
     ax.set_xlim(0, max(end_s, 1.0))
     ax.set_ylim(-0.8, ev_y + 1.0)
-    ax.set_xlabel(L("time_s"))
+    ax.set_xlabel(L("clock_s"))
     ax.invert_yaxis()
     return _svg(fig)
 
@@ -100,7 +100,7 @@ def distance_svg(times_s: np.ndarray, distances: dict[str, np.ndarray], labels: 
         ax.plot([], [], "x", color="#d62728", ms=9, mew=2, label=L("contact"))
     lows = [float(np.nanmin(d)) for d in distances.values() if np.isfinite(d).any()]
     ax.set_ylim(min([-1.0] + lows) - 1.0, max(top, 10.0) * 1.1)
-    ax.set_xlabel(L("time_s"))
+    ax.set_xlabel(L("clock_s"))
     ax.set_ylabel(L("distance_mm"))
     if distances:
         ax.legend(loc="upper right", fontsize=8, frameon=False)
@@ -121,7 +121,7 @@ def shots_svg(times_s: np.ndarray, shots: np.ndarray, end_s: float, L: Callable[
         ax.text(0.5, 0.5, L("no_shots"), ha="center", va="center", transform=ax.transAxes, color="#555")
     ax.set_xlim(0, max(end_s, 1.0))
     ax.set_ylim(0, max(float(shots.max()) if len(shots) else 0.0, 1.0) + 0.5)
-    ax.set_xlabel(L("time_s"))
+    ax.set_xlabel(L("clock_s"))
     ax.set_ylabel(L("shots"))
     return _svg(fig)
 
