@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           mirror_layout=args.mirror, locale=args.locale, mentor_url=args.mentor, token=args.token,
                           realtime=args.realtime, samples=args.samples, autopilot=args.autopilot,
                           autopilot_skill=args.autopilot_skill, seed=args.seed,
-                          record=False if args.no_record else (args.record or True))
+                          record=False if args.no_record else (args.record or True), resident=args.resident)
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the session here (default: sessions/<scenario>-<UTC time>.mcap, "
                         "the folder from $VR_TRAINER_SESSIONS if set)")
     r.add_argument("--no-record", action="store_true", help="do not record the session")
+    r.add_argument("--resident", default=None, metavar="ID",
+                   help="the trainee's id in the recording, for cohorts (letters, digits, _ . -; a trainee code, "
+                        "never a patient identifier)")
     r.set_defaults(func=cmd_run)
 
     register_scenario_commands(sub)  # validate, metrics

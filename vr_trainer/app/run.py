@@ -101,9 +101,14 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
                 mirror_layout: str = "side_by_side", locale: str | None = None, mentor_url: str | None = None,
                 token: str | None = None, realtime: bool | None = None, samples: int | None = None,
                 autopilot: str | None = None, autopilot_skill: float | None = None, seed: int = 0,
-                record: str | os.PathLike[str] | bool | None = None) -> dict[str, Any]:
+                record: str | os.PathLike[str] | bool | None = None, resident: str | None = None) -> dict[str, Any]:
     """Run a session; ``record``: a recording path, True for ``sessions/<scenario>-<UTC>.mcap``,
-    None/False for none (the CLI records by default)."""
+    None/False for none (the CLI records by default); ``resident``: the trainee's id in the recording
+    (:mod:`vr_trainer.session.resident`; never a patient identifier)."""
+    if resident is not None:
+        from vr_trainer.session.resident import check_resident_id
+
+        check_resident_id(resident)
     scenario_file = Path(scenario_path or default_scenario_path())
     scenario = load_validated_scenario(scenario_file)  # file and bundle checks
     if locale is not None:
@@ -137,7 +142,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         loop = scene.frame_loop(backend, renderer, mirror, clock)
         if record:
             recorder = start_recording(record, scenario, scenario_file, scene, loop, backend.name, size,
-                                       renderer.samples, locale, plan, autopilot, autopilot_skill, seed)
+                                       renderer.samples, locale, plan, autopilot, autopilot_skill, seed,
+                                       resident)
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
@@ -206,7 +212,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
 
 def start_recording(record: str | os.PathLike[str] | bool, scenario: Any, scenario_file: Path, scene: Any,
                     loop: FrameLoop, backend_name: str, size: tuple[int, int], samples: int, locale: str | None,
-                    plan: Any, autopilot: str | None, autopilot_skill: float | None, seed: int) -> Any:
+                    plan: Any, autopilot: str | None, autopilot_skill: float | None, seed: int,
+                    resident: str | None = None) -> Any:
     """Open the session's recording and hook it into ``loop`` (see :mod:`vr_trainer.app.recording`)."""
     from vr_trainer.app.recording import SessionRecorder, default_recording_path, session_header
 
@@ -222,7 +229,7 @@ def start_recording(record: str | os.PathLike[str] | bool, scenario: Any, scenar
     header = session_header(scenario, scenario_file, scene.bundle_dir, loop, backend=backend_name,
                             eye_size=list(size), fps=scene.track.fps, msaa_samples=samples, locale=locale,
                             autopilot=None if plan is None else {"mode": autopilot, "skill": autopilot_skill,
-                                                                 "seed": seed})
+                                                                 "seed": seed}, resident=resident)
     try:
         writer = SessionWriter(path, header)
     except OSError as e:
