@@ -19,6 +19,7 @@ from vr_trainer.app.run import run_session
 from vr_trainer.cli import main
 from vr_trainer.session.labels import fail_reason
 from vr_trainer.session.reader import read_recording
+from vr_trainer.session.report import angle_targets
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "scenarios" / "pted_l4_l5.yaml"
@@ -51,6 +52,18 @@ def test_recording_samples_the_tip_and_each_risk_structure(recordings):
     assert len(s["tip_world_mm"]) == 3 and s["instrument"]
     closest = min(min(m["risk_distance_mm"].values()) for m in rec.metrics if m.get("risk_distance_mm"))
     assert closest == pytest.approx(summary["metrics"]["min_risk_distance_mm"]["value"], abs=1.5)
+    assert 0.0 <= s["angles_deg"]["axial"] <= 90.0 and -90.0 <= s["angles_deg"]["craniocaudal"] <= 90.0
+
+
+def test_angle_targets_come_from_the_scenario_conditions(tmp_path):
+    from vr_trainer.scenario.loader import load_scenario
+
+    text = SCENARIO.read_text().replace("events:\n", "events:\n  - id: steep\n    when: \"not(angle(axial) within "
+                                        "[25, 45])\"\n    effects: [{sound: warning}]\n", 1)
+    p = tmp_path / "angled.yaml"
+    p.write_text(text)
+    assert angle_targets(load_scenario(p)) == {"axial": (25.0, 45.0)}
+    assert angle_targets(load_scenario(SCENARIO)) == {}
 
 
 def test_report_has_score_rubric_definitions_steps_and_plots(recordings, tmp_path):
@@ -70,7 +83,7 @@ def test_report_has_score_rubric_definitions_steps_and_plots(recordings, tmp_pat
         assert f"<td>{s['id']}</td>" in steps.group(0)
         assert f"{s['time_s']:.1f}" in steps.group(0)
     figures = re.findall(r"<figure class=plot id=(plot-[a-z]+)>\s*<svg", page)
-    assert {"plot-timeline", "plot-distance", "plot-shots", "plot-trajectory"} <= set(figures)
+    assert {"plot-timeline", "plot-distance", "plot-shots", "plot-trajectory", "plot-angles"} <= set(figures)
     assert "http://" not in page and "https://" not in page, "nothing to fetch at view time"
     assert not re.search(r"<(script|link|iframe)\b", page)
 

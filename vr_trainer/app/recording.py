@@ -165,4 +165,5 @@ def metric_sample(rules: ScenarioRules, state: SimState, frame_index: int) -> di
             if d is not None and math.isfinite(d):
                 risk[r.id] = round(float(d), 2)
         sample["risk_distance_mm"] = risk
+        sample["angles_deg"] = {k: round(float(v), 2) for k, v in obs.angles_deg.items() if math.isfinite(v)}
     return sample

@@ -30,6 +30,9 @@ LABELS: dict[str, tuple[str, str]] = {
     "right_left_mm": ("left ← x (mm) → right", "左 ← x (毫米) → 右"),
     "post_ant_mm": ("posterior ← y (mm) → anterior", "后 ← y (毫米) → 前"),
     "inf_sup_mm": ("inferior ← z (mm) → superior", "下 ← z (毫米) → 上"),
+    "angles": ("Instrument angles against the targets", "器械角度与目标范围"),
+    "angle_deg": ("angle (deg)", "角度 (度)"),
+    "target_range": ("target", "目标"), "no_angles": ("this recording holds no angles", "该记录不含角度"),
     "notes": ("Mentor notes", "导师批注"), "no_notes": ("no mentor notes in this session", "本次训练无导师批注"),
     "progress": ("Progress over attempts", "历次练习进展"), "attempt": ("Attempt", "次序"),
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +140,24 @@ def _series(a: Attempt) -> dict[str, Any]:
         if counts[k] > counts[k - 1] and dist:
             rid = min(dist, key=lambda r: dist[r][k] if math.isfinite(dist[r][k]) else math.inf)
             contacts.append((float(t[k]), rid, float(dist[rid][k]), k))
-    return {"t": t, "dist": dist, "shots": shots, "tip": tip, "contacts": contacts,
+    names = list(dict.fromkeys(k for m in ms for k in m.get("angles_deg", {})))
+    angles = {n: np.array([_f(m.get("angles_deg", {}).get(n)) for m in ms]) for n in names}
+    return {"t": t, "dist": dist, "shots": shots, "tip": tip, "contacts": contacts, "angles": angles,
             "instruments": [str(m.get("instrument") or "?") for m in ms]}
+
+
+ANGLE_RANGE = re.compile(r"angle\(\s*(\w+)\s*\)\s*within\s*\[\s*([-+\d.eE]+)\s*,\s*([-+\d.eE]+)\s*\]")
+
+
+def angle_targets(scenario: Scenario | None) -> dict[str, tuple[float, float]]:
+    """Target ranges (deg) of named angles from the scenario's conditions (``angle(axial) within [25, 45]``)."""
+    out: dict[str, tuple[float, float]] = {}
+    if scenario is None:
+        return out
+    for cond in [s.complete_when for s in scenario.steps] + [e.when for e in scenario.events]:
+        for name, lo, hi in ANGLE_RANGE.findall(cond):
+            out.setdefault(name, (float(lo), float(hi)))
+    return out
 
 
 def _outlines(a: Attempt, warnings: list[str]) -> list[tuple[str, str, np.ndarray]]:
@@ -257,10 +274,12 @@ def _plots(a: Attempt, loc: str, series: dict[str, Any]) -> str:
     contacts = np.array([tip[k] for *_, k in series["contacts"]]).reshape(-1, 3)
     risky = {r.structure for r in sc.risk_structures} if sc else set()
     traj = plots.trajectory_svg(tip, series["instruments"], _outlines(a, a.warnings), risky, contacts, L)
+    angles = plots.angles_svg(series["t"], series["angles"], angle_targets(sc), L)
     n_shots = int(series["shots"].max()) if len(series["shots"]) else 0
     return (f"<h2>{_e(L('distances'))}</h2><figure class=plot id=plot-distance>{dist}</figure>"
             f"<h2>{_e(L('fluoro'))} ({n_shots})</h2><figure class=plot id=plot-shots>{shots}</figure>"
-            f"<h2>{_e(L('trajectory'))}</h2><figure class=plot id=plot-trajectory>{traj}</figure>")
+            f"<h2>{_e(L('trajectory'))}</h2><figure class=plot id=plot-trajectory>{traj}</figure>"
+            f"<h2>{_e(L('angles'))}</h2><figure class=plot id=plot-angles>{angles}</figure>")
 
 
 def _notes(a: Attempt, loc: str) -> str:

@@ -192,3 +192,23 @@ def progress_svg(labels: Sequence[str], scores: Sequence[float | None], times_s:
         a.set_xticks(x)
         a.set_xlabel(L("attempt"))
     return _svg(fig)
+
+
+def angles_svg(times_s: np.ndarray, angles: dict[str, np.ndarray], bands: dict[str, tuple[float, float]],
+               L: Callable[[str], str]) -> str:
+    """The instrument's named trajectory angles (deg) over run time, each scenario target range shaded."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(9.0, 2.6))
+    for k, (name, a) in enumerate(angles.items()):
+        c = CURVE_COLOURS[(k + 3) % len(CURVE_COLOURS)]
+        ax.plot(times_s, a, color=c, lw=1.3, label=name)
+        if name in bands:
+            lo, hi = bands[name]
+            ax.axhspan(lo, hi, color=c, alpha=0.12, label=f"{name}: {L('target_range')} [{lo:g}, {hi:g}]")
+    if not angles:
+        ax.text(0.5, 0.5, L("no_angles"), ha="center", va="center", transform=ax.transAxes, color="#555")
+    else:
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.set_xlabel(L("clock_s"))
+    ax.set_ylabel(L("angle_deg"))
+    return _svg(fig)
