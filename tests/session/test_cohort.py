@@ -11,6 +11,7 @@ recording checks that it scores the same as its generated twin.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -193,3 +194,15 @@ def test_reindexing_reads_only_new_or_changed_recordings(cohort, tmp_path):
     third = build_cohort(d, tmp_path / "out", "en")
     assert (third["read"], third["removed"], third["unchanged"]) == (1, 1, n - 1)
     assert "unassigned" not in third["residents"]
+
+
+def test_report_cohort_command_line(cohort, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["report", "--cohort", str(cohort["dir"]), "--out", str(out), "--cusum-p0", "0.1",
+                 "--cusum-p1", "0.3"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["read"] == 0 and done["residents"] == ["r01", "r02", "unassigned"]
+    r01 = next(r for r in read_csv(out / "residents.csv") if r["resident"] == "r01")
+    assert (float(r01["p0"]), float(r01["p1"])) == (0.1, 0.3)
+    assert main(["report", "--cohort", str(cohort["dir"]), "--out", str(out), "--cusum-p1", "0.1"]) == 2
+    assert "need 0 < p0 < p1 < 1 (got p0 0.2, p1 0.1)" in capsys.readouterr().err

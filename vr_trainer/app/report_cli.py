@@ -106,7 +106,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             cohort = importlib.import_module("vr_trainer.session.cohort")
         except ImportError as e:
             raise ReportError(f"--cohort is not available in this build ({e})") from None
-        done = cohort.build_cohort(Path(args.cohort), Path(args.out), args.locale)
+        settings = cohort.CusumSettings(args.cusum_p0, args.cusum_p1, args.cusum_alpha, args.cusum_beta)
+        done = cohort.build_cohort(Path(args.cohort), Path(args.out), args.locale, settings)
         print(json.dumps(done, ensure_ascii=False, default=str))
         return 0
     if not args.files:
@@ -128,4 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="report the readable part of a recording that was cut short or is damaged")
     r.add_argument("--cohort", default=None, metavar="DIR",
                    help="learning curves (CSV, HTML) of every recording under DIR, per resident, into --out DIR")
+    for name, default, what in (("p0", 0.2, "acceptable failure rate"), ("p1", 0.4, "unacceptable failure rate"),
+                                ("alpha", 0.1, "chance of calling an acceptable rate unacceptable"),
+                                ("beta", 0.1, "chance of calling an unacceptable rate acceptable")):
+        r.add_argument(f"--cusum-{name}", type=float, default=default, metavar="0..1",
+                       help=f"--cohort CUSUM charts: {what} (default {default})")
     r.set_defaults(func=cmd_report)
