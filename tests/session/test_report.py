@@ -150,7 +150,7 @@ def test_two_attempts_give_a_progress_view_in_recording_order(recordings, tmp_pa
 
 
 def test_cut_recording_is_a_clear_error_and_partial_reports_the_readable_part(recordings, tmp_path, capsys):
-    path, _ = recordings["weak"]
+    path, summary = recordings["weak"]
     cut = tmp_path / "cut.mcap"
     data = path.read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])
@@ -161,6 +161,7 @@ def test_cut_recording_is_a_clear_error_and_partial_reports_the_readable_part(re
     assert not out.exists()
     page = _report([str(cut), "--out", str(out), "--partial"])
     assert "the report shows that part" in page and "NOT FINISHED" in page
+    assert html.escape(summary["metrics"]["risk_contacts"]["definition"]) in page, "definitions from the registry"
     assert re.search(r"<figure class=plot id=plot-distance>\s*<svg", page)
     junk = tmp_path / "junk.mcap"
     junk.write_bytes(b"not a recording at all" * 10)

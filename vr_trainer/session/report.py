@@ -13,6 +13,7 @@ against the rubric and says so; without it the report refuses with the reader's 
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
@@ -90,10 +91,14 @@ def _summary_from_samples(rec: Recording, scenario: Scenario | None) -> dict[str
         return out
     score, per = score_rubric(scenario.rubric, values)
     out.update(score=round(score, 2), passed=None, pass_mark=scenario.rubric.pass_mark)
+    from vr_trainer.scenario.metrics import get_metric
+
     for m in scenario.rubric.metrics:
         v = values.get(m.metric, math.nan)
-        out["metrics"][m.metric] = {"value": v if math.isfinite(v) else None, "unit": "", "definition": "",
-                                    "source": "", "weight": m.weight, "score": per[m.metric],
+        d = get_metric(m.metric, scenario.procedure)
+        out["metrics"][m.metric] = {"value": v if math.isfinite(v) else None, "unit": d.unit,
+                                    "definition": d.definition, "source": d.source, "weight": m.weight,
+                                    "score": per[m.metric],
                                     "full_marks_at": m.full_marks_at, "zero_marks_at": m.zero_marks_at}
     return out
 
@@ -160,24 +165,25 @@ def angle_targets(scenario: Scenario | None) -> dict[str, tuple[float, float]]:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _bundle_triangles(bundle_dir: str) -> tuple[tuple[str, str, np.ndarray], ...]:
+    """(structure, tissue, triangles (n, 3, 3) RAS mm) of each structure in the bundle (loaded once per report run)."""
+    from vr_trainer.anatomy.bundle import load_bundle
+
+    return tuple((s.name, s.tissue, np.asarray(s.mesh.triangles, float)) for s in load_bundle(bundle_dir).structures)
+
+
 def _outlines(a: Attempt, warnings: list[str]) -> list[tuple[str, str, np.ndarray]]:
-    """The bundle's triangles (RAS mm) per structure, tissue first, for the trajectory plot."""
+    """The bundle's triangles (RAS mm) per structure, for the trajectory plot (hidden structures left out)."""
     if a.scenario is None:
         return []
     try:
-        from vr_trainer.anatomy.bundle import load_bundle
-
-        bundle = load_bundle(resolve_bundle_path(a.scenario))
+        found = _bundle_triangles(str(resolve_bundle_path(a.scenario)))
     except Exception as e:  # noqa: BLE001 - a missing or broken bundle only costs the outline
         warnings.append(f"the anatomy outline is missing: {e}")
         return []
     hidden = set(a.scenario.anatomy.hide)
-    out = []
-    for s in bundle.structures:
-        if s.name in hidden:
-            continue
-        out.append((s.name, s.tissue, np.asarray(s.mesh.triangles, float)))
-    return out
+    return [o for o in found if o[0] not in hidden]
 
 
 # ---------------------------------------------------------------------------------------- HTML
