@@ -94,8 +94,14 @@ def update_index(folder: str | Path, out: str | Path | None = None) -> IndexStat
     t0 = time.perf_counter()
     ipath = index_path_for(folder, Path(out) if out is not None else None)
     ipath.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = _connect(ipath)
+    except sqlite3.OperationalError:  # e.g. a read-only file system that os.access did not reveal
+        if out is None or ipath.parent == Path(out):
+            raise
+        ipath = Path(out) / INDEX_NAME
+        con = _connect(ipath)
     stats = IndexStats(ipath)
-    con = _connect(ipath)
     try:
         known = {r[0]: (r[1], r[2]) for r in con.execute("SELECT path, size_bytes, mtime_ns FROM recordings")}
         seen: set[str] = set()
