@@ -32,8 +32,9 @@ def recordings(tmp_path_factory) -> dict:
     """Two short headless autopilot attempts at a tiny size: a clumsy one, then an expert one."""
     d = tmp_path_factory.mktemp("report")
     weak = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="novice", autopilot_skill=0.3, seed=2,
-                       record=d / "a1.mcap")
-    expert = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="expert", record=d / "a2.mcap")
+                       record=d / "a1.mcap", resident="r07")
+    expert = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="expert", record=d / "a2.mcap",
+                         resident="r07")
     return {"dir": d, "weak": (d / "a1.mcap", weak), "expert": (d / "a2.mcap", expert)}
 
 
@@ -146,6 +147,7 @@ def test_two_attempts_give_a_progress_view_in_recording_order(recordings, tmp_pa
                       table.group(0))
     assert rows == [("1", "a1.mcap", f"{s1['score']:g}"), ("2", "a2.mcap", f"{s2['score']:g}")]
     assert re.search(r"<figure class=plot id=plot-progress>\s*<svg", page)
+    assert "Progress over attempts — r07</h2>" in page and page.count("<td>r07</td>") == 2, "the resident's id"
     assert page.count('id="score">') == 2, "each attempt's own section follows"
 
 
