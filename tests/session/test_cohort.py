@@ -10,13 +10,17 @@ recording checks that it scores the same as its generated twin.
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from vr_trainer.app.autopilot_cohort import AutopilotAttempt, record_autopilot_attempts
 from vr_trainer.cli import main
@@ -159,6 +163,10 @@ def test_html_has_one_chart_per_resident_and_no_network_references(cohort):
     assert not re.search(r"(?:src|href)=\"(?!data:)", page), "every image is embedded"
     assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
     assert "Learning curves" in page and "broken.mcap" in page
+    for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', page):  # each chart is drawn, not blank
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))).convert("L"), float)
+        assert img.shape[0] > 300 and img.shape[1] > 600
+        assert (img < 128).mean() > 0.01, "lines and labels are drawn"
 
 
 def test_chinese_cohort_page(cohort, tmp_path):
