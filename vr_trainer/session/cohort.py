@@ -88,6 +88,7 @@ class SprtCusum:
     s: float
     h0: float
     h1: float
+    refs: list[float] = field(default_factory=list)  # the level each attempt's test is measured from
     acceptable_at: list[int] = field(default_factory=list)
     unacceptable_at: list[int] = field(default_factory=list)
 
@@ -100,6 +101,7 @@ def sprt_cusum(failed: Sequence[bool], settings: CusumSettings) -> SprtCusum:
     for n, f in enumerate(failed, 1):
         value += (1.0 - s) if f else -s
         out.values.append(value)
+        out.refs.append(ref)
         if value - ref <= -h0:
             out.acceptable_at.append(n)
             ref = value

@@ -68,6 +68,7 @@ def resident_chart(curves: list[Curve], settings: CusumSettings, t: dict[str, st
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from vr_trainer.session.cohort import png_data_uri
 
@@ -79,17 +80,25 @@ def resident_chart(curves: list[Curve], settings: CusumSettings, t: dict[str, st
             pts = [(r["attempt"], r[key]) for r in c.scored if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, label=c.scenario_id)
+            if key == "score" and c.scored and c.scored[-1].get("pass_mark") is not None:
+                ax.axhline(c.scored[-1]["pass_mark"], color="0.5", ls=":", lw=0.8)
             if key == "score":
                 fails = [(r["attempt"], r["score"]) for r in c.scored if not r["passed"] and r["score"] is not None]
                 if fails:
                     ax.plot(*zip(*fails), "x", color="tab:red", ms=6)
         ax.set_title(t[label], fontsize=9)
+        if key in ("fluoro_shots", "risk_contacts"):  # counts: whole numbers from 0
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(bottom=0, top=max(1.0, ax.get_ylim()[1]))
     ax_c, ax_s = axes.flat[4], axes.flat[5]
     for c in curves:
         xs = [r["attempt"] for r in c.scored]
         if xs:
             ax_c.plot(xs, c.cusum, marker="o", ms=3, label=c.scenario_id)
-            ax_s.plot(xs, c.sprt.values, marker="o", ms=3, label=c.scenario_id)
+            color = ax_s.plot(xs, c.sprt.values, marker="o", ms=3, label=c.scenario_id)[0].get_color()
+            # the limits move with each decision (the next test starts from there)
+            ax_s.step(xs, [r - c.sprt.h0 for r in c.sprt.refs], where="mid", color=color, ls="--", lw=0.7)
+            ax_s.step(xs, [r + c.sprt.h1 for r in c.sprt.refs], where="mid", color=color, ls=":", lw=0.7)
             for n in c.sprt.acceptable_at:
                 ax_s.plot(xs[n - 1], c.sprt.values[n - 1], "v", color="tab:green", ms=9)
             for n in c.sprt.unacceptable_at:
@@ -97,11 +106,12 @@ def resident_chart(curves: list[Curve], settings: CusumSettings, t: dict[str, st
     ax_c.axhline(0.0, color="0.6", lw=0.8)
     ax_c.set_title(f"{t['cusum']} (p0 {settings.p0:g})", fontsize=9)
     _s, h0, h1 = settings.limits()
-    ax_s.axhline(-h0, color="tab:green", ls="--", lw=0.8, label=f"-h0 {-h0:.2f}")
-    ax_s.axhline(h1, color="tab:red", ls="--", lw=0.8, label=f"h1 {h1:.2f}")
+    ax_s.plot([], [], color="0.3", ls="--", lw=0.7, label=f"-h0 ({h0:.2f})")
+    ax_s.plot([], [], color="0.3", ls=":", lw=0.7, label=f"+h1 ({h1:.2f})")
     ax_s.set_title(f"{t['sprt']} (p0 {settings.p0:g}, p1 {settings.p1:g}, "
                    f"\u03b1 {settings.alpha:g}, \u03b2 {settings.beta:g})", fontsize=9)
     for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(t["attempt"], fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
