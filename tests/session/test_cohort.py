@@ -214,3 +214,10 @@ def test_report_cohort_command_line(cohort, tmp_path, capsys):
     assert (float(r01["p0"]), float(r01["p1"])) == (0.1, 0.3)
     assert main(["report", "--cohort", str(cohort["dir"]), "--out", str(out), "--cusum-p1", "0.1"]) == 2
     assert "need 0 < p0 < p1 < 1 (got p0 0.2, p1 0.1)" in capsys.readouterr().err
+
+
+def test_bench_cohort_counts_reads(capsys):
+    assert main(["bench", "cohort", "--recordings", "12", "--distinct", "2", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["index_cold_read"], r["index_unchanged_read"], r["residents"]) == (12, 0, 2)
+    assert r["peer_full_read_s"] > 0 and r["index_cold_s"] > 0

@@ -8,6 +8,7 @@
 | ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |
 | ``proximity`` | ``bench proximity`` | trimesh's exact signed distance (per-step instrument distance queries) |
 | ``record`` | ``bench record`` | JSON lines written on the render thread (session recording size and cost) |
+| ``cohort`` | ``bench cohort`` | reading every recording in full (cohort index and learning-curve report) |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
 """  # noqa: E501 (a table row)
@@ -17,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record")
+BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort")
 
 
 def register_all(bench_subparsers: Any) -> None:
