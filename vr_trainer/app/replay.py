@@ -30,7 +30,7 @@ from vr_trainer.frame import Frame, View
 from vr_trainer.scenario.loader import REPO_ROOT, load_scenario_checked, resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.session.format import apply_annotations
-from vr_trainer.session.reader import Recording, RecordingError, read_recording
+from vr_trainer.session.reader import Recording, RecordingError, read_for
 from vr_trainer.xr.base import DisplayBackend
 
 COMPARED = ("score", "passed", "metrics", "steps", "events", "critical_errors")
@@ -180,12 +180,7 @@ def load_for_replay(path: str | Path, allow_changed_bundle: bool = False,
     """Read ``path`` and its scenario, check the bundle; (recording, scenario, warnings). Raises
     :class:`RecordingError` for a damaged file without ``partial`` or a changed bundle without
     ``allow_changed_bundle``."""
-    rec = read_recording(path)
-    warnings: list[str] = []
-    if rec.damage is not None:
-        if not partial:
-            raise RecordingError(f"{rec.damage}; {rec.readable()}. Pass --partial to replay the readable part.")
-        warnings.append(f"{rec.damage}; {rec.readable()}; replaying those")
+    rec, warnings = read_for(path, partial, "replay", "replaying those")
     if not rec.frames:
         raise RecordingError(f"{rec.path}: the recording holds no frames")
     scenario, scen_warn = recorded_scenario(rec)

@@ -144,3 +144,16 @@ def _apply(rec: Recording | None, path: Path, topic: str, m: Message, decoder: F
     elif topic == "/summary":
         rec.summary = json.loads(m.data)
     return rec
+
+
+def read_for(path: str | Path, partial: bool, use: str, partial_note: str) -> tuple[Recording, list[str]]:
+    """Read a recording to ``use`` it ("replay", "report"): a damaged or cut-short file raises
+    :class:`RecordingError` saying how much is readable, unless ``partial`` (then a warning ending
+    in ``partial_note``)."""
+    rec = read_recording(path)
+    warnings: list[str] = []
+    if rec.damage is not None:
+        if not partial:
+            raise RecordingError(f"{rec.damage}; {rec.readable()}. Pass --partial to {use} the readable part.")
+        warnings.append(f"{rec.damage}; {rec.readable()}; {partial_note}")
+    return rec, warnings

@@ -29,7 +29,7 @@ from vr_trainer.scenario.schema import Scenario
 from vr_trainer.scenario.scoring import score_rubric
 from vr_trainer.session import report_plots as plots
 from vr_trainer.session.labels import fail_reason, label, metric_label
-from vr_trainer.session.reader import Recording, RecordingError, read_recording
+from vr_trainer.session.reader import Recording, read_for
 
 class ReportError(ValueError):
     """A report cannot be made; the message says which file and what to do."""
@@ -106,12 +106,7 @@ def _summary_from_samples(rec: Recording, scenario: Scenario | None) -> dict[str
 def load_attempt(path: str | Path, partial: bool = False) -> Attempt:
     """Read one recording for a report. Raises :class:`RecordingError` for a damaged or cut-short file
     unless ``partial`` (then the readable part is reported, with a warning)."""
-    rec = read_recording(path)
-    warnings: list[str] = []
-    if rec.damage is not None:
-        if not partial:
-            raise RecordingError(f"{rec.damage}; {rec.readable()}. Pass --partial to report the readable part.")
-        warnings.append(f"{rec.damage}; {rec.readable()}; the report shows that part")
+    rec, warnings = read_for(path, partial, "report", "the report shows that part")
     scenario, w = _scenario(rec)
     warnings += w
     summary = rec.summary if rec.summary is not None else _summary_from_samples(rec, scenario)
