@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from vr_trainer.app.bridge import ThreadSafeInbox
-from vr_trainer.app.clock import FakeClock, MonotonicClock
+from vr_trainer.app.clock import MonotonicClock
 from vr_trainer.app.replay import replay_recording
 from vr_trainer.app.run import start_recording
 from vr_trainer.app.session import build_session
@@ -25,21 +25,10 @@ pytestmark = pytest.mark.gl
 SIZE = (64, 48)
 
 
-def test_mentor_changes_replay_at_their_frames(tmp_path: Path):
-    scenario_file = default_scenario_path()
-    scenario = load_validated_scenario(scenario_file)
-    scene, meshes = build_session(scenario)
-    backend = HeadlessBackend(scene.track, size=SIZE, frames=40)
-    ctx = backend.open()
-    try:
-        renderer = SceneRenderer(ctx)
-        scene.upload(renderer, meshes)
-        loop = scene.frame_loop(backend, renderer, None, FakeClock(0.0, 1.0 / scene.track.fps))
-        inbox = ThreadSafeInbox()
-        loop.inboxes.append(inbox)
-        path = tmp_path / "mentored.mcap"
-        recorder = start_recording(path, scenario, scenario_file, scene, loop, backend.name, SIZE, renderer.samples,
-                                   None, None, None, None, 0)
+def test_mentor_changes_replay_at_their_frames(tmp_path: Path, mentored_session):
+    path = tmp_path / "mentored.mcap"
+    with mentored_session(path, default_scenario_path(), SIZE, 40) as s:
+        scene, backend, loop, inbox, recorder = s.scene, s.backend, s.loop, s.inbox, s.recorder
         target = next(iter(scene.simulation.targets.values())).point_world_mm
         loop.run(10)
         inbox.put(lambda v: v.annotations.add_pin(Pin("p1", target.copy(), (1.0, 0.2, 0.2, 1.0), v.sim_time_s, "here")))
@@ -53,8 +42,6 @@ def test_mentor_changes_replay_at_their_frames(tmp_path: Path):
         loop.run()
         live_eyes = backend.eye_images()
         recorder.writer.close({"frames": 40})
-    finally:
-        backend.close()
     rec = read_recording(path)
     assert sorted(rec.inbox) == [10, 20, 30], "each change is recorded at the frame it was applied in"
     assert rec.inbox[10]["mentor_notes"] == [["Dr Li", "aim lower"]] and len(rec.inbox[10]["annotations"]["pins"]) == 1

@@ -171,35 +171,14 @@ def test_cut_recording_is_a_clear_error_and_partial_reports_the_readable_part(re
     assert "not a readable vr-trainer recording" in capsys.readouterr().err
 
 
-def test_mentor_notes_are_listed_with_time_and_author(tmp_path):
-    from vr_trainer.app.bridge import ThreadSafeInbox
-    from vr_trainer.app.clock import FakeClock
-    from vr_trainer.app.run import start_recording
-    from vr_trainer.app.session import build_session
-    from vr_trainer.render.renderer import SceneRenderer
-    from vr_trainer.scenario.validate import load_validated_scenario
-    from vr_trainer.xr.headless import HeadlessBackend
-
-    scenario = load_validated_scenario(SCENARIO)
-    scene, meshes = build_session(scenario)
-    backend = HeadlessBackend(scene.track, size=(16, 12), frames=30)
-    ctx = backend.open()
-    try:
-        renderer = SceneRenderer(ctx)
-        scene.upload(renderer, meshes)
-        loop = scene.frame_loop(backend, renderer, None, FakeClock(0.0, 1.0 / scene.track.fps))
-        inbox = ThreadSafeInbox()
-        loop.inboxes.append(inbox)
-        path = tmp_path / "mentored.mcap"
-        recorder = start_recording(path, scenario, SCENARIO, scene, loop, backend.name, (16, 12), renderer.samples,
-                                   None, None, None, None, 0)
-        loop.run(15)
-        inbox.put(lambda v: v.add_mentor_note("Dr Li", "aim lower <now>"))
-        loop.run()
-        assert scene.rules is not None
-        recorder.writer.close(scene.rules.engine.result().to_summary())
-    finally:
-        backend.close()
+def test_mentor_notes_are_listed_with_time_and_author(tmp_path, mentored_session):
+    path = tmp_path / "mentored.mcap"
+    with mentored_session(path, SCENARIO, (16, 12), 30) as s:
+        s.loop.run(15)
+        s.inbox.put(lambda v: v.add_mentor_note("Dr Li", "aim lower <now>"))
+        s.loop.run()
+        assert s.scene.rules is not None
+        s.recorder.writer.close(s.scene.rules.engine.result().to_summary())
     page = _report([str(path), "--out", str(tmp_path / "notes.html")])
     notes = re.search(r"<ul id=notes>(.*?)</ul>", page, re.S)
     assert notes is not None

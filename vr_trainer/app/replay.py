@@ -260,14 +260,9 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
             summary["matches_recording"] = {k: summary.get(k) == rec.summary.get(k) for k in COMPARED}
         summary["metric_samples_match"] = _same_samples(samples, rec.metrics)
         if out_dir is not None:
-            from vr_trainer.app.run import write_json_atomic, write_png_atomic
+            from vr_trainer.app.run import write_outputs
 
-            out = Path(out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            if render:
-                for k, img in enumerate(backend.eye_images()):
-                    write_png_atomic(out / f"eye{k}.png", img)
-            write_json_atomic(out / "summary.json", summary)
+            write_outputs(Path(out_dir), backend.eye_images() if render else [], summary)
         return summary
     finally:
         backend.close()

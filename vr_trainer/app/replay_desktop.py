@@ -168,13 +168,9 @@ def replay_in_window(path: str | Path, speed: float = 1.0, out_dir: str | Path |
         if rec.summary is not None and not backend.closed_by_user:
             summary["matches_recording"] = {k: summary.get(k) == rec.summary.get(k) for k in COMPARED}
         if out_dir is not None:
-            from vr_trainer.app.run import write_json_atomic, write_png_atomic
+            from vr_trainer.app.run import write_outputs
 
-            out = Path(out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            for k, img in enumerate(backend.eye_images()):
-                write_png_atomic(out / f"eye{k}.png", img)
-            write_json_atomic(out / "summary.json", summary)
+            write_outputs(Path(out_dir), backend.eye_images(), summary)
         return summary
     finally:
         window.close()

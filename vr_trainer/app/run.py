@@ -49,6 +49,18 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def write_outputs(out: Path, eyes: list[np.ndarray], summary: dict[str, Any],
+                  mirror: np.ndarray | None = None) -> None:
+    """A run's files in ``out``: ``eyeN.png`` (HxWx3 uint8 each), ``mirror.png`` when given, then
+    ``summary.json`` last, each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    for k, img in enumerate(eyes):
+        write_png_atomic(out / f"eye{k}.png", img)
+    if mirror is not None:
+        write_png_atomic(out / "mirror.png", mirror)
+    write_json_atomic(out / "summary.json", summary)
+
+
 class MirrorVideoWriter:
     """Writes the mirror frames to an MP4/WebM file (PyAV), atomically on close."""
 
@@ -193,12 +205,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             if w.error:
                 summary["recording_error"] = w.error
         if out is not None and n:
-            out.mkdir(parents=True, exist_ok=True)
-            eyes = backend.eye_images() or []
-            for k, img in enumerate(eyes):
-                write_png_atomic(out / f"eye{k}.png", img)
-            write_png_atomic(out / "mirror.png", mirror.read_now())
-            write_json_atomic(out / "summary.json", summary)
+            write_outputs(out, backend.eye_images() or [], summary, mirror.read_now())
         return summary
     finally:
         if recorder is not None:
