@@ -31,9 +31,35 @@ class PanelItem:
 
 
 @dataclass(frozen=True)
+class ImagePanelItem:
+    """A picture in the scene (the C-arm monitor, the endoscope monitor): a quad ``width_mm``
+    wide facing its +z axis, showing ``image_rgb`` ((h, w, 3) uint8, row 0 at the top). The
+    renderer uploads the picture again only when ``version`` changes."""
+
+    panel_id: str
+    image_rgb: np.ndarray
+    version: int
+    world_from_panel: np.ndarray
+    width_mm: float = 400.0
+
+
+@dataclass(frozen=True)
+class EndoscopeCamera:
+    """The endoscope's view for this frame: the scope's ``world_from_tool`` (tip at the origin,
+    shaft along +z to the handle), its lens angle (degrees off the shaft axis, towards the
+    tool frame's +y) and its field of view (degrees, full angle)."""
+
+    world_from_tool: np.ndarray
+    lens_angle_deg: float = 30.0
+    fov_deg: float = 85.0
+
+
+@dataclass(frozen=True)
 class SceneSnapshot:
     time_s: float
     frame_index: int
     items: tuple[DrawItem, ...]
     panels: tuple[PanelItem, ...] = ()
     annotations: AnnotationSet = field(default_factory=AnnotationSet)
+    images: tuple[ImagePanelItem, ...] = ()
+    endoscope: EndoscopeCamera | None = None  # set while the endoscope is in the working cannula
