@@ -185,3 +185,40 @@ def test_mentor_notes_are_listed_with_time_and_author(tmp_path, mentored_session
     assert "<b>Dr Li</b>: aim lower &lt;now&gt;" in notes.group(1)
     assert re.search(r"<li>0\.\d s — ", notes.group(1)), "the note's time into the session"
     assert "FAILED" in page, "a session stopped after 30 frames has steps not completed"
+
+
+def test_key_images_are_recorded_and_shown_inline(tmp_path, mentored_session):
+    """A C-arm shot and an endoscope picture recorded on /images come back from the file and appear
+    in the report as inline pictures (no network at view time) with their captions."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vr_trainer.session.reader import read_recording
+
+    def png(rgb: tuple[int, int, int]) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.full((24, 24, 3), rgb, np.uint8)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    path = tmp_path / "images.mcap"
+    with mentored_session(path, SCENARIO, (16, 12), 20) as s:
+        s.loop.run(10)
+        s.recorder.record_image("carm", 0.3, png((200, 10, 10)), view="lateral", shot=1,
+                                geometry={"sad_mm": 1000.0})
+        s.recorder.record_image("endoscope", 0.4, png((10, 200, 10)), removed_pct=50.0)
+        s.loop.run()
+        assert s.scene.rules is not None
+        s.recorder.writer.close(s.scene.rules.engine.result().to_summary())
+    rec = read_recording(path)
+    assert [m["kind"] for m in rec.images] == ["carm", "endoscope"]
+    first = Image.open(io.BytesIO(base64.b64decode(rec.images[0]["data"])))
+    assert first.getpixel((5, 5)) == (200, 10, 10)
+    assert rec.images[0]["geometry"] == {"sad_mm": 1000.0}
+    page = _report([str(path), "--out", str(tmp_path / "images.html")])
+    block = re.search(r"<div id=key-images>(.*?)</div>", page, re.S)
+    assert block is not None
+    assert block.group(1).count('src="data:image/png;base64,') == 2
+    assert "C-arm shot 1 · Lateral" in block.group(1) and "Endoscope · removed 50 %" in block.group(1)

@@ -141,6 +141,13 @@ class SessionRecorder:
             self._next_metrics_s = state.time_s + METRIC_PERIOD_S
             w.message("/metrics", self._now(), metric_sample(self.rules, state, frame.index))
 
+    def record_image(self, kind: str, time_s: float, png: bytes, **meta: Any) -> None:
+        """A key image (a C-arm shot, the endoscope at fragment removal) into ``/images``; called from
+        any thread (the writer's queue is thread safe), never blocks."""
+        from vr_trainer.session.format import image_message
+
+        self.writer.message("/images", self._now(), image_message(kind, time_s, png, **meta))
+
     def publish_notice(self, notice: dict[str, Any]) -> None:
         """A :class:`~vr_trainer.app.bridge.NoticeSink`: every engine notice goes to ``/notices``."""
         self.writer.message("/notices", self._now(), notice)

@@ -7,6 +7,7 @@
 | ``/inbox`` | json | frames where a mentor changed something | the annotation set and mentor notes after phase 2 |
 | ``/notices`` | json | as announced | the scenario engine's notices (:func:`~vr_trainer.app.bridge.notice_to_dict`) |
 | ``/metrics`` | json | every ``METRIC_PERIOD_S`` of simulation time | live metric values |
+| ``/images`` | json (``foxglove.CompressedImage``) | as taken | C-arm shots, the endoscope at fragment removal |
 | ``/summary`` | json | once, last | the run's summary.json |
 
 ``vr_trainer.frame.v1``, little-endian: a header ``<IBBBBH`` (frame index, flags, active hand,
@@ -40,7 +41,8 @@ from vr_trainer.sim.annotations import AnnotationSet, Pin, Stroke
 FORMAT = "vr_trainer.session"
 FORMAT_VERSION = 1
 FRAME_SCHEMA = "vr_trainer.frame.v1"
-TOPICS = ("/session", "/frame", "/inbox", "/notices", "/metrics", "/summary")
+TOPICS = ("/session", "/frame", "/inbox", "/notices", "/metrics", "/images", "/summary")
+IMAGE_SCHEMA = "foxglove.CompressedImage"  # Foxglove shows /images as pictures; our extra fields ride along
 METRIC_PERIOD_S = 0.25
 HEADER = struct.Struct("<IBBBBH")
 VIEW_INTS = struct.Struct("<BHH")
@@ -194,3 +196,14 @@ def apply_annotations(a: AnnotationSet, d: dict[str, Any]) -> None:
                   p["author"]) for p in d["pins"]]
     a._order = [(k, i) for k, i in d["order"]]
     a.version = int(d["version"])
+
+
+def image_message(kind: str, time_s: float, png: bytes, **meta: Any) -> dict[str, Any]:
+    """One ``/images`` message: a PNG (``data`` base64, as Foxglove's CompressedImage in JSON has it)
+    with ``kind`` (``carm``, ``endoscope``), the simulation time and whatever ``meta`` describes it
+    (view, shot number, C-arm geometry, removed %). No patient data: the picture is of the bundle."""
+    import base64
+
+    sec = int(max(0.0, time_s))
+    return {"timestamp": {"sec": sec, "nsec": int(round((max(0.0, time_s) - sec) * 1e9))}, "frame_id": kind,
+            "format": "png", "data": base64.b64encode(png).decode("ascii"), "kind": kind, "time_s": time_s, **meta}

@@ -34,6 +34,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "angle_deg": ("angle (deg)", "角度 (度)"),
     "target_range": ("target", "目标"), "no_angles": ("this recording holds no angles", "该记录不含角度"),
     "notes": ("Mentor notes", "导师批注"), "no_notes": ("no mentor notes in this session", "本次训练无导师批注"),
+    "key_images": ("Key images", "关键图像"), "no_images": ("this recording holds no C-arm or endoscope images",
+                                                           "该记录不含透视或内镜图像"),
+    "carm_shot": ("C-arm shot", "透视"), "oblique": ("oblique", "斜位"), "endoscope": ("Endoscope", "内镜"),
+    "removed": ("removed", "已摘除"), "more_images": ("more images are in the recording", "张图像见记录文件"),
     "progress": ("Progress over attempts", "历次练习进展"), "attempt": ("Attempt", "次序"),
 }
 

@@ -31,6 +31,7 @@ class Recording:
     inbox: dict[int, dict[str, Any]] = field(default_factory=dict)  # frame index -> what the mentor changed
     notices: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)  # /images messages (PNG base64 in "data")
     summary: dict[str, Any] | None = None
     closed: bool = False  # the file ended with its footer
     damage: str | None = None
@@ -141,6 +142,8 @@ def _apply(rec: Recording | None, path: Path, topic: str, m: Message, decoder: F
         rec.notices.append(json.loads(m.data))
     elif topic == "/metrics":
         rec.metrics.append(json.loads(m.data))
+    elif topic == "/images":
+        rec.images.append(json.loads(m.data))
     elif topic == "/summary":
         rec.summary = json.loads(m.data)
     return rec

@@ -192,7 +192,9 @@ vertical-align:top}th{background:#f4f4f4}.num{text-align:right;white-space:nowra
 .bar>span{display:block;height:12px;background:#2b8a3e}.bar.low>span{background:#c92a2a}
 .pass{color:#2b8a3e;font-weight:bold}.fail{color:#c92a2a;font-weight:bold}.warn{background:#fff3bf;padding:6px 10px;
 border-left:4px solid #f59f00;margin:8px 0}.facts td{border:none;padding:2px 12px 2px 0}figure{margin:8px 0}
-svg{max-width:100%;height:auto}@media print{h2{break-after:avoid}figure,table{break-inside:avoid}}
+svg{max-width:100%;height:auto}#key-images{display:flex;flex-wrap:wrap;gap:10px}figure.key{width:220px}
+figure.key img{width:220px;height:auto;border:1px solid #888}figure.key figcaption{font-size:12px}
+@media print{h2{break-after:avoid}figure,table{break-inside:avoid}}
 """
 
 
@@ -202,7 +204,10 @@ def _e(v: Any) -> str:
 
 def _num(v: Any, digits: int = 2) -> str:
     x = _f(v)
-    return "—" if not math.isfinite(x) else f"{x:.{digits}f}".rstrip("0").rstrip(".")
+    if not math.isfinite(x):
+        return "—"
+    text = f"{x:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text  # 50 stays 50
 
 
 def _header(a: Attempt, loc: str) -> str:
@@ -296,6 +301,33 @@ def _notes(a: Attempt, loc: str) -> str:
                                                     else f"<p class=small>{_e(label('no_notes', loc))}</p>")
 
 
+KEY_IMAGES_MAX = 12  # pictures shown per attempt (C-arm shots first in time order, then the endoscope)
+
+
+def _keyframes(a: Attempt, loc: str) -> str:
+    """The key images the recording holds (``/images``): C-arm shots and the endoscope at fragment
+    removal, inline as data URIs (the page stays self-contained)."""
+    L = lambda k: label(k, loc)  # noqa: E731
+    imgs = [m for m in a.rec.images if m.get("format") == "png" and isinstance(m.get("data"), str)]
+    if not imgs:
+        return f"<h2>{_e(L('key_images'))}</h2><p class=small>{_e(L('no_images'))}</p>"
+    carm = [m for m in imgs if m.get("kind") == "carm"]
+    scope = [m for m in imgs if m.get("kind") == "endoscope"]
+    shown = (carm[:KEY_IMAGES_MAX - min(len(scope), 4)] + scope[:4])[:KEY_IMAGES_MAX]
+    cells = []
+    for m in shown:
+        if m.get("kind") == "carm":
+            cap = f"{L('carm_shot')} {m.get('shot', '')} · {L(str(m.get('view', '')))}"
+        else:
+            pct = m.get("removed_pct")
+            cap = L("endoscope") + (f" · {L('removed')} {_num(pct, 0)} %" if pct is not None else "")
+        cells.append(f"<figure class=key><img alt=\"{_e(cap)}\" src=\"data:image/png;base64,{m['data']}\">"
+                     f"<figcaption>{_e(cap)} · {_num(m.get('time_s'), 1)} s</figcaption></figure>")
+    more = len(imgs) - len(shown)
+    extra = f"<p class=small>{more} {_e(L('more_images'))}</p>" if more > 0 else ""
+    return f"<h2>{_e(L('key_images'))} ({len(imgs)})</h2><div id=key-images>{''.join(cells)}</div>{extra}"
+
+
 def _progress(attempts: Sequence[Attempt], loc: str) -> str:
     L = lambda k: label(k, loc)  # noqa: E731
     scores = [_f(a.summary.get("score")) for a in attempts]
@@ -331,7 +363,7 @@ def build_report(paths: Sequence[str | Path], locale: str = "en", partial: bool 
         series = _series(a)
         body = _plots(a, locale, series)  # before the header: it may add warnings (missing outline)
         parts.append(("<hr style='margin:36px 0'>" if k else "") + _header(a, locale) + _rubric(a, locale)
-                     + _steps(a, locale, series) + body + _notes(a, locale))
+                     + _steps(a, locale, series) + body + _keyframes(a, locale) + _notes(a, locale))
     title = label("report_title", locale)
     return (f"<!DOCTYPE html><html lang=\"{'zh-CN' if locale == 'zh' else 'en'}\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"

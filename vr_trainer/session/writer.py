@@ -21,7 +21,7 @@ from typing import Any
 from mcap.writer import CompressionType, Writer
 
 from vr_trainer.frame import Frame
-from vr_trainer.session.format import FORMAT, FORMAT_VERSION, FRAME_SCHEMA, FrameEncoder, json_bytes
+from vr_trainer.session.format import FORMAT, FORMAT_VERSION, FRAME_SCHEMA, IMAGE_SCHEMA, FrameEncoder, json_bytes
 
 log = logging.getLogger("vr_trainer.session.writer")
 QUEUE_ITEMS = 8192  # 90 s of frames at 90 Hz: the writer would have to stall that long to drop one
@@ -30,6 +30,10 @@ FRAME_SCHEMA_TEXT = (b"little-endian: <IBBBBH header (index, flags 1 key/2 rende
                      b"hands, keys length), 2 float64 (clock s, display time s), float32 per view 12 pose + 4 fov, "
                      b"per hand 12 pose + trigger + grip (XOR-ed with the previous frame unless a key frame), "
                      b"per view <BHH (eye, width, height), per hand 1 byte (tracked, primary, secondary), keys JSON")
+
+IMAGE_SCHEMA_TEXT = (b'{"type":"object","properties":{"timestamp":{"type":"object",'
+                     b'"properties":{"sec":{"type":"integer"},"nsec":{"type":"integer"}}},"frame_id":{"type":"string"},"format":{"type":"string"},'
+                     b'"data":{"type":"string","contentEncoding":"base64"}}}')
 
 
 def partial_path(path: Path) -> Path:
@@ -61,6 +65,8 @@ class SessionWriter:
         self._ch = {t: self._mcap.register_channel(t, "json", json_schema)
                     for t in ("/session", "/inbox", "/notices", "/metrics", "/summary")}
         self._ch["/frame"] = self._mcap.register_channel("/frame", "vr_trainer", frame_schema)
+        image_schema = self._mcap.register_schema(IMAGE_SCHEMA, "jsonschema", IMAGE_SCHEMA_TEXT)
+        self._ch["/images"] = self._mcap.register_channel("/images", "json", image_schema)
         self._seq = 0
         self._encoder = FrameEncoder()
         self._write("/session", 0, json_bytes(session))
@@ -84,7 +90,7 @@ class SessionWriter:
         self._put(("/frame", clock_s, frame))
 
     def message(self, topic: str, clock_s: float, payload: Any) -> None:
-        """Record a JSON-ready ``payload`` on ``topic`` (``/inbox``, ``/notices``, ``/metrics``)."""
+        """Record a JSON-ready ``payload`` on ``topic`` (``/inbox``, ``/notices``, ``/metrics``, ``/images``)."""
         self._put((topic, clock_s, payload))
 
     # ---- the writer thread ---------------------------------------------------------------
