@@ -1,7 +1,8 @@
 """Desktop backend: a real glfw window. Mouse-look (right button) and WASD/QE move
 the head; the mouse cursor drives the active instrument hand (scroll: depth),
 left button = trigger, Space = grip, Tab = next instrument, V = one eye / side by
-side, Esc = quit. The only module that imports glfw."""
+side, Esc = quit; the C-arm: 1 = AP shot, 2 = lateral, 3 = oblique, F = another shot in the
+current view. The only module that imports glfw."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from vr_trainer.xr.posetrack import PoseTrack, eye_poses
 
 MOVE_MM_PER_S = 400.0
 LOOK_DEG_PER_PX = 0.15
+CARM_KEYS = (("carm_ap", glfw.KEY_1), ("carm_lateral", glfw.KEY_2), ("carm_oblique", glfw.KEY_3),
+             ("carm_shot", glfw.KEY_F))  # key names the simulation takes as C-arm shots
 
 
 class DesktopBackend(DisplayBackend):
@@ -126,6 +129,7 @@ class DesktopBackend(DisplayBackend):
         pressed = {name for name, k in (("w", glfw.KEY_W), ("a", glfw.KEY_A), ("s", glfw.KEY_S), ("d", glfw.KEY_D),
                                         ("q", glfw.KEY_Q), ("e", glfw.KEY_E), ("space", glfw.KEY_SPACE),
                                         ("tab", glfw.KEY_TAB)) if glfw.get_key(win, k) == glfw.PRESS}
+        pressed |= {name for name, k in CARM_KEYS if glfw.get_key(win, k) == glfw.PRESS}
         cx, cy = glfw.get_cursor_pos(win)
         if glfw.get_mouse_button(win, glfw.MOUSE_BUTTON_RIGHT) == glfw.PRESS and self._last_cursor is not None:
             self.yaw -= np.radians((cx - self._last_cursor[0]) * LOOK_DEG_PER_PX)

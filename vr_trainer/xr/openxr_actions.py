@@ -102,7 +102,9 @@ class HandActions:
                 inp.hands[1 - self.active_hand].pose_world_from_hand is not None:
             self.active_hand = 1 - self.active_hand
         inp.active_hand = self.active_hand
-        inp.keys = frozenset()
+        # the C-arm "foot pedal": B (right secondary) takes an AP shot, Y (left secondary) a lateral one
+        inp.keys = frozenset(name for k, name in ((1, "carm_ap"), (0, "carm_lateral"))
+                             if k < len(inp.hands) and inp.hands[k].secondary_pressed)
         self._last_aims = aims
         return inp
 
