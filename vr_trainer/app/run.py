@@ -20,7 +20,7 @@ from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.loader import default_scenario_path
 from vr_trainer.scenario.validate import load_validated_scenario
-from vr_trainer.xr.select import create_backend
+from vr_trainer.xr.select import create_backend, resolve_backend_name
 
 log = logging.getLogger("vr_trainer.app.run")
 
@@ -127,6 +127,10 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         scenario = scenario.model_copy(update={"locale": locale})
     scene, meshes = build_session(scenario)
     plan = None
+    live = bool(mentor_url) or bool(realtime)
+    if autopilot is None and scenario.demo.autopilot is not None and not live \
+            and resolve_backend_name(backend_name) == "headless":
+        autopilot = scenario.demo.autopilot  # the scenario's demo is played by its autopilot
     if autopilot is not None:  # a planner drives the instruments instead of the demo track
         from vr_trainer.app.autopilot import autopilot_track
 
@@ -134,7 +138,6 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             raise ValueError(f"--autopilot drives the headless backend; use --backend headless, not {backend_name}")
         backend_name = "headless"
         scene.track, plan = autopilot_track(scene, autopilot, autopilot_skill, seed)
-    live = bool(mentor_url) or bool(realtime)
     backend = create_backend(backend_name, scene.track, size, frames, live=live)
     out = Path(out_dir) if out_dir else None
     ctx = backend.open()

@@ -222,6 +222,9 @@ class DemoTrack(Strict):
     tool: list[ToolKey] = Field(default_factory=list, max_length=100000)
     tool_relative_to: str | None = Field(default=None,
                                          description="A target id: tool keys are offsets (RAS mm) from it")
+    autopilot: Literal["expert", "novice"] | None = Field(
+        default=None, description="The headless demo (`vr-trainer run` with no arguments) is played by this "
+        "autopilot, planned from the bundle, instead of the tool keys (the head keys still place the resident)")
 
     @field_validator("head", "tool")
     @classmethod
