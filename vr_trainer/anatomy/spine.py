@@ -14,13 +14,17 @@ structures that were missing, each marked ``derived`` with its method, and landm
   cross-section 70 % of the measured foramen, at most 9 x 7 mm (semi-axes), clear of bone.
 * **Nerve roots** (thoracic and lumbar levels; radius ``ROOT_RADIUS_MM``): the *exiting* root of
   U leaves the sac at the top of U's pedicle, turns under the pedicle in the upper part of the
-  foramen (where the root and its ganglion lie, Hasegawa et al., Spine 1996;21:1005) and runs
+  foramen (where the root and its ganglion lie: Hasegawa T, An HS, Haughton VM, Nowicki BH, J Bone
+  Joint Surg Am 1995;77(1):32-38, a cryomicrotome study of 100 lumbar foramina) and runs
   anterolaterally down beside L's body; the *traversing* root of L leaves the sac above the U-L
   disc and descends in the lateral recess, medial to L's pedicle. Diameters within the 4-6 mm
-  reported for lumbar roots in their dural sleeves (Cohen et al., Spine 1990;15:1248), growing
+  reported for lumbar roots in their dural sleeves (Cohen MS, Wall EJ, Brown RA, Rydevik B, Garfin SR,
+  "Cauda equina anatomy II: extrathecal nerve roots and dorsal root ganglia", Spine 1990;15(12):1248-1251;
+  the values used, 4.0-5.4 mm, are chosen inside that range, not read from one of its tables), growing
   caudally. Every centreline sample is pushed out of bone until it is its radius +
   ``ROOT_CLEARANCE_MM`` clear.
-* **Kambin's triangle** (Kambin & Sampson, Clin Orthop 1986;207:37): apex where the exiting root
+* **Kambin's triangle** (Kambin P, Sampson S, "Posterolateral percutaneous suction-excision of herniated
+  lumbar intervertebral discs", Clin Orthop Relat Res 1986;(207):37-43): apex where the exiting root
   crosses the sagittal plane of L's pedicle (the superior articular process rises above it), base
   on L's superior endplate from below the apex to where the root crosses that plane. The approach
   direction is posterolateral, 30 degrees from the coronal plane, turned (up to 25 degrees) to the
