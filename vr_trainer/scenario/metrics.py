@@ -32,7 +32,7 @@ DATTA_2001 = ("Datta V, Mackay S, Mandalia M, Darzi A. The use of electromagneti
               "objectively measure open surgical skill in the laboratory-based model. J Am Coll Surg "
               "2001;193(5):479-485")
 FENG_2024 = ("Feng L, Li W, Lai J, et al. Validity of a novel simulator for percutaneous transforaminal endoscopic "
-             "discectomy. World Neurosurg 2024;187:e220-e232, doi:10.1016/j.wneu.2024.04.070 (11 experts, 21 novices: "
+             "discectomy. World Neurosurg 2024:e220-e232, doi:10.1016/j.wneu.2024.04.070 (11 experts, 21 novices: "
              "experts beat novices on total operation time, fluoroscopy shots for positioning the working sheath and "
              "spinal risk-region invasions)")
 MARTIN_1997 = ("Martin JA, Regehr G, Reznick R, et al. Objective structured assessment of technical skill (OSATS) "
