@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
+import socket
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from remote.errors import RemoteError
-from remote.tokens import ROLES, TokenSigner, load_or_create_secret, parse_duration_s
+from remote.tokens import ROLES, TokenSigner, default_secret_path, load_or_create_secret, parse_duration_s
+
+DEFAULT_SERVER = "http://127.0.0.1:8765"
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +44,10 @@ def register(subparsers: Any) -> None:
     t.add_argument("--role", required=True, choices=ROLES)
     t.add_argument("--name", default="", help="display name (and author of marks)")
     t.add_argument("--ttl", default="4h", help="lifetime: 90s, 30m, 4h, 2d (default 4h)")
-    t.add_argument("--server", default="http://127.0.0.1:8765", help="server URL used in the printed link")
+    t.add_argument("--server", default=None, metavar="URL",
+                   help="the server the links and commands point at, e.g. https://mentor.hospital.cn:8443 "
+                        "(default: $VR_TRAINER_MENTOR_URL, else the `mentor serve` running on this machine, "
+                        f"else {DEFAULT_SERVER})")
     t.add_argument("--secret-file", default=None)
     t.add_argument("--json", action="store_true", help="print token and link as JSON")
     t.set_defaults(func=cmd_token)
@@ -52,21 +61,84 @@ def _need_sub(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def server_state_path() -> Path:
+    """Where a running ``mentor serve`` notes its address (next to the default secret)."""
+    return default_secret_path().parent / "mentor-server.json"
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_server_url(secret_file: str | None = None) -> str | None:
+    """The URL of the ``mentor serve`` running on this machine that signs with the same secret,
+    if one noted it and still runs."""
+    try:
+        doc = json.loads(server_state_path().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not _alive(doc.get("pid")) or not isinstance(doc.get("url"), str):
+        return None
+    if doc.get("secret_file") != _secret_path(secret_file):
+        return None
+    return str(doc["url"])
+
+
+def normalise_server_url(url: str) -> str:
+    """``https://host:port[/prefix]`` without a trailing slash; a user error for anything else."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteError(f"--server {url!r}: give http://host:port or https://host:port")
+    if parts.query or parts.fragment:
+        raise RemoteError(f"--server {url!r}: no query or fragment (options go on the resident's --mentor URL)")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise RemoteError(f"--server {url!r}: the port must be a number 0-65535") from None
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def public_url(url: str) -> str:
+    """A bound address as others can reach it: 0.0.0.0 or :: becomes this machine's name."""
+    parts = urlsplit(url)
+    if parts.hostname in ("0.0.0.0", "::"):
+        netloc = f"{socket.getfqdn()}:{parts.port}" if parts.port else socket.getfqdn()
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return url
+
+
+def token_links(server: str, role: str, token: str) -> dict[str, str]:
+    """What to hand the person: the resident's command, or the console link."""
+    if role == "trainee":
+        return {"link": f"vr-trainer run --mentor {server} --token {token}"}
+    return {"link": f"{server}/console#token={token}"}
+
+
 def cmd_token(args: argparse.Namespace) -> int:
+    raw = (args.server or os.environ.get("VR_TRAINER_MENTOR_URL") or running_server_url(args.secret_file)
+           or DEFAULT_SERVER)
+    server = normalise_server_url(raw)
     signer = TokenSigner(load_or_create_secret(args.secret_file))
     tok = signer.issue(args.session, args.role, args.name, parse_duration_s(args.ttl))
-    server = args.server.rstrip("/")
-    if not server.startswith(("http://", "https://")):
-        raise RemoteError(f"--server {server!r}: give http://host:port or https://host:port")
-    if args.role == "trainee":
-        link = f"vr-trainer run --mentor {server} --token {tok}"
-    else:
-        link = f"{server}/console#token={tok}"
+    links = token_links(server, args.role, tok)
     if args.json:
-        print(json.dumps({"token": tok, "role": args.role, "session": args.session, "link": link}))
+        print(json.dumps({"token": tok, "role": args.role, "session": args.session, "server": server, **links}))
     else:
         print(tok)
-        print(("start the resident's session with:\n  " if args.role == "trainee" else "open in a browser:\n  ") + link)
+        if args.role == "trainee":
+            print(f"start the resident's session with:\n  {links['link']}")
+            if server.startswith("https://"):
+                print("  (a self-signed server certificate: set VR_TRAINER_MENTOR_CA=cert.pem for the resident)")
+        else:
+            print(f"open in a browser:\n  {links['link']}")
     return 0
 
 
@@ -95,7 +167,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             runner, url, _ = await start_server(signer, config)
         except OSError as e:
             raise RemoteError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
-        print(f"mentor server on {url}  (expert console: {url}/console#token=...; Ctrl-C stops)", flush=True)
+        shown = public_url(url)
+        print(f"mentor server on {shown}  (expert console: {shown}/console#token=...; Ctrl-C stops)\n"
+              f"tokens for it: vr-trainer mentor token --server {shown} --session ID --role expert|trainee|observer",
+              flush=True)
+        state = _note_server(shown, _secret_path(args.secret_file))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -106,7 +182,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             await stop.wait()
         finally:
+            if state is not None:
+                _forget_server(state)
             await runner.cleanup()
 
     asyncio.run(serve())
     return 0
+
+
+def _secret_path(secret_file: str | None) -> str:
+    return str((Path(secret_file) if secret_file else default_secret_path()).expanduser().resolve())
+
+
+def _note_server(url: str, secret_file: str) -> Path | None:
+    """Let ``mentor token`` on this machine find this server (best effort)."""
+    p = server_state_path()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "secret_file": secret_file}))
+        tmp.replace(p)
+    except OSError:
+        return None
+    return p
+
+
+def _forget_server(p: Path) -> None:
+    try:
+        if json.loads(p.read_text()).get("pid") == os.getpid():
+            p.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -173,7 +173,7 @@ class MentorServer:
         return resp
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/console")
+        raise web.HTTPFound("console")  # relative: works behind a path prefix
 
     async def _console(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC_DIR / "console.html")

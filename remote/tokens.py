@@ -1,29 +1,37 @@
-"""Signed, expiring join tokens (HMAC-SHA256) with a role and a session id.
+"""Signed, expiring join tokens: standard JSON Web Tokens (RFC 7519) with a role and a session id.
 
-Format: ``vrt1.<base64url(JSON claims)>.<base64url(HMAC-SHA256(secret, "vrt1." + claims))>``.
-Claims: ``sid`` session id, ``role`` (trainee | expert | observer), ``sub`` display
-name, ``iat``/``exp`` Unix seconds, ``jti`` random id. The secret lives in a file
-readable only by its owner (created on first use); the server and ``mentor token``
-read the same file.
+A token is a compact JWS signed with HMAC (``HS256`` by default; ``HS384``/``HS512`` on
+request), made and checked with PyJWT, so a hospital's identity provider can issue them
+later with the same claims. Claims: ``sid`` session id, ``role`` (trainee | expert |
+observer), ``sub`` display name, ``iat``/``exp`` Unix seconds, ``jti`` random id; all
+required. Only the configured algorithm is accepted (never ``none``). The secret lives in
+a file readable only by its owner (created on first use); the server and ``mentor token``
+read the same file. Tokens in the hand-written ``vrt1.`` format of earlier versions are
+refused with a message saying how to get a new one.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
 import os
 import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import jwt
 
 from remote.errors import RemoteError, TokenError
 
 ROLES = ("trainee", "expert", "observer")
-PREFIX = "vrt1"
+ALGORITHMS = ("HS256", "HS384", "HS512")
+DEFAULT_ALGORITHM = "HS256"
+OLD_PREFIX = "vrt1."  # the hand-written format before JWTs
+OLD_TOKEN_MESSAGE = ("this token was made by an older vr-trainer; issue a new one with "
+                     "`vr-trainer mentor token ...`")
+REQUIRED_CLAIMS = ("sid", "role", "sub", "iat", "exp", "jti")
 MAX_TOKEN_CHARS = 2048
 MAX_TTL_S = 7 * 24 * 3600
 SESSION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -61,14 +69,6 @@ def load_or_create_secret(path: Path | str | None = None, create: bool = True) -
     return secret
 
 
-def _b64e(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64d(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 @dataclass(frozen=True)
 class TokenClaims:
     session_id: str
@@ -84,15 +84,15 @@ class TokenClaims:
 
 
 class TokenSigner:
-    """Issues and verifies tokens with one secret."""
+    """Issues and verifies join tokens (JWTs) with one secret and one algorithm."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, algorithm: str = DEFAULT_ALGORITHM) -> None:
         if len(secret) < SECRET_MIN_BYTES:
             raise RemoteError(f"mentor secret must be at least {SECRET_MIN_BYTES} bytes")
+        if algorithm not in ALGORITHMS:
+            raise RemoteError(f"token algorithm must be one of {', '.join(ALGORITHMS)}, not {algorithm!r}")
         self._secret = secret
-
-    def _mac(self, signed_part: str) -> bytes:
-        return hmac.new(self._secret, signed_part.encode("ascii"), hashlib.sha256).digest()
+        self.algorithm = algorithm
 
     def issue(self, session_id: str, role: str, name: str = "", ttl_s: float = 4 * 3600,
               now_s: float | None = None) -> str:
@@ -108,9 +108,7 @@ class TokenSigner:
         now = int(time.time() if now_s is None else now_s)
         claims = {"sid": session_id, "role": role, "sub": name, "iat": now, "exp": now + int(round(ttl_s)),
                   "jti": secrets.token_hex(8)}
-        body = _b64e(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-        signed = f"{PREFIX}.{body}"
-        return f"{signed}.{_b64e(self._mac(signed))}"
+        return jwt.encode(claims, self._secret, algorithm=self.algorithm, headers={"typ": "JWT"})
 
     def verify(self, token: object, now_s: float | None = None, leeway_s: float = 30.0) -> TokenClaims:
         """Return the claims of a genuine, unexpired token; raise :class:`TokenError` otherwise."""
@@ -118,29 +116,48 @@ class TokenSigner:
             raise TokenError("no token given")
         if len(token) > MAX_TOKEN_CHARS:
             raise TokenError("token too long")
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != PREFIX:
-            raise TokenError("not a vr-trainer mentor token")
+        if token.startswith(OLD_PREFIX):
+            raise TokenError(OLD_TOKEN_MESSAGE)
+        claims = self._decode(token)
         try:
-            mac = _b64d(parts[2])
-        except ValueError:
-            raise TokenError("token signature is not base64") from None
-        if not hmac.compare_digest(mac, self._mac(f"{parts[0]}.{parts[1]}")):
-            raise TokenError("token signature does not match (wrong server secret or altered token)")
-        try:
-            claims = json.loads(_b64d(parts[1]))
             out = TokenClaims(str(claims["sid"]), str(claims["role"]), str(claims["sub"]), int(claims["iat"]),
                               int(claims["exp"]), str(claims["jti"]))
         except (ValueError, KeyError, TypeError):
             raise TokenError("token claims are malformed") from None
         if out.role not in ROLES:
             raise TokenError(f"token role {out.role!r} is unknown")
+        if not SESSION_RE.match(out.session_id):
+            raise TokenError("token session id is malformed")
         now = time.time() if now_s is None else now_s
         if now > out.expires_s:
             raise TokenError("token expired; ask for a new one (vr-trainer mentor token ...)")
         if out.issued_s > now + leeway_s:
             raise TokenError("token issued in the future (check the clocks)")
         return out
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        """Signature, algorithm and required claims (PyJWT); times are checked by :meth:`verify`."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise TokenError("not a vr-trainer mentor token (a JWT expected)") from None
+        alg = header.get("alg")
+        if alg != self.algorithm:
+            raise TokenError(f"token signed with {alg!r}; this server accepts {self.algorithm} only")
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=[self.algorithm],
+                                options={"require": list(REQUIRED_CLAIMS), "verify_exp": False,
+                                         "verify_iat": False, "verify_nbf": False, "verify_aud": False,
+                                         "verify_iss": False, "verify_sub": False, "verify_jti": False})
+        except jwt.InvalidSignatureError:
+            raise TokenError("token signature does not match (wrong server secret or altered token)") from None
+        except jwt.MissingRequiredClaimError as e:
+            raise TokenError(f"token claims are malformed (no {e.claim!r})") from None
+        except jwt.InvalidTokenError:
+            raise TokenError("token is not a well-formed JWT (altered or truncated)") from None
+        if not isinstance(claims, dict):
+            raise TokenError("token claims are malformed")
+        return claims
 
 
 def parse_duration_s(text: str) -> float:

@@ -99,7 +99,10 @@ function connect() {
     return;
   }
   setStatus('connecting…');
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  // relative to the console's own address, so a reverse proxy may serve it under a prefix
+  const url = new URL('ws', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.hash = '';
   const sock = ws = new WebSocket(url);
   sock.onopen = () => sock.send(JSON.stringify({ v: V, type: 'join', token }));
   sock.onmessage = (ev) => { if (sock === ws) onServer(JSON.parse(ev.data)); };

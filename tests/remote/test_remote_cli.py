@@ -43,7 +43,53 @@ def test_token_command_issues_tokens_the_server_accepts(tmp_path, capsys):
     assert 1790 <= claims.expires_s - claims.issued_s <= 1800
     _, stdout, _ = main(capsys, "mentor", "token", "--session", "or-1", "--role", "trainee", "--secret-file",
                         str(secret_file))
-    assert "vr-trainer run --mentor http://127.0.0.1:8765 --token vrt1." in stdout
+    assert f"vr-trainer run --mentor http://127.0.0.1:8765 --token {stdout.split()[0]}" in stdout
+
+
+def test_token_command_prints_links_for_the_server_it_is_told_about(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("VR_TRAINER_MENTOR_URL", raising=False)
+    base = ["mentor", "token", "--session", "or-7", "--secret-file", str(tmp_path / "secret")]
+    _, out, _ = main(capsys, *base, "--role", "trainee", "--server", "https://mentor.hospital.cn:9443/or/")
+    tok = out.split()[0]
+    assert f"vr-trainer run --mentor https://mentor.hospital.cn:9443/or --token {tok}" in out
+    assert "8765" not in out and "VR_TRAINER_MENTOR_CA" in out
+    _, out, _ = main(capsys, *base, "--role", "observer", "--server", "http://10.1.2.3:9000", "--json")
+    doc = json.loads(out)
+    assert doc["link"] == f"http://10.1.2.3:9000/console#token={doc['token']}" and doc["server"] == "http://10.1.2.3:9000"
+    monkeypatch.setenv("VR_TRAINER_MENTOR_URL", "http://teach.local:8080")
+    _, out, _ = main(capsys, *base, "--role", "expert", "--json")
+    assert json.loads(out)["link"].startswith("http://teach.local:8080/console#token=")
+    for bad in ("mentor.hospital.cn:9443", "http://h:1/?fps=60", "ftp://h", "http://h:port"):
+        code, _, err = main(capsys, *base, "--role", "expert", "--server", bad)
+        assert code == 2 and "--server" in err, (bad, err)
+
+
+def test_token_command_finds_the_server_running_here(tmp_path, capsys, monkeypatch):
+    """`mentor serve --port 0` notes where it listens; `mentor token` without --server points there."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    monkeypatch.setenv("XDG_CONFIG_HOME", env["XDG_CONFIG_HOME"])
+    monkeypatch.delenv("VR_TRAINER_MENTOR_URL", raising=False)
+    e = {**os.environ, "PYTHONPATH": str(REPO), **env}
+    proc = subprocess.Popen([sys.executable, "-m", "vr_trainer", "mentor", "serve", "--port", "0"], cwd=REPO, env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = first.split()[3]
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":8765"), first
+        assert f"mentor token --server {url}" in proc.stdout.readline()
+        _, out, _ = main(capsys, "mentor", "token", "--session", "s", "--role", "expert", "--json")
+        assert json.loads(out)["link"].startswith(f"{url}/console#token=")
+        # another secret: that server would refuse the token, so the link does not point at it
+        _, out, _ = main(capsys, "mentor", "token", "--session", "s", "--role", "expert", "--json",
+                         "--secret-file", str(tmp_path / "other"))
+        assert json.loads(out)["link"].startswith("http://127.0.0.1:8765/console")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    _, out, _ = main(capsys, "mentor", "token", "--session", "s", "--role", "expert", "--json")
+    assert json.loads(out)["link"].startswith("http://127.0.0.1:8765/console"), "a stopped server is forgotten"
 
 
 @pytest.mark.parametrize("args,message", [
@@ -81,3 +127,4 @@ def test_run_with_mentor_publishes_and_a_refused_token_is_a_user_error(tmp_path)
         forged = cli("run", "--backend", "headless", "--frames", "5", "--size", "320x240", "--mentor", srv.url,
                      "--token", "vrt1.forged.token")
         assert forged.returncode == 2 and "refused this session" in forged.stderr
+        assert "made by an older vr-trainer" in forged.stderr, forged.stderr[-2000:]
