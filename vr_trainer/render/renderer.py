@@ -1,6 +1,6 @@
 """The scene renderer: per-eye view/projection, tissue materials, instruments,
-world-space annotations and text panels, MSAA with a resolved colour+depth target
-per eye (for the mirror, readback and picking).
+world-space annotations, text and image panels, the endoscope's picture-in-picture,
+MSAA with a resolved colour+depth target per eye (for the mirror, readback and picking).
 
 Meshes are uploaded once (:meth:`SceneRenderer.add_mesh`); drawing reuses
 buffers, programs and per-eye targets; uniforms are written from preallocated
@@ -17,8 +17,10 @@ import moderngl
 import numpy as np
 
 from vr_trainer.frame import View
+from vr_trainer.render.endoscope import EndoscopeView
 from vr_trainer.render.glsync import finisher, is_software_renderer
 from vr_trainer.render.materials import TissueMaterial, material_for
+from vr_trainer.render.panels import ImagePanelRenderer
 from vr_trainer.render.text import render_text_rgba
 from vr_trainer.sim.scene import DrawItem, SceneSnapshot
 from vr_trainer.sim.transforms import projection_from_fov, rigid_inverse
@@ -94,7 +96,7 @@ class SceneRenderer:
 
     def __init__(self, ctx: moderngl.Context, samples: int | None = None, near_mm: float = 30.0,
                  far_mm: float = 20000.0, clear_rgb: tuple[float, float, float] = (0.055, 0.075, 0.105),
-                 lod_faces_per_px: float = 0.25) -> None:
+                 lod_faces_per_px: float = 0.25, inset_fraction: float = 0.3) -> None:
         self.ctx = ctx
         if samples is None:
             # 4x MSAA on a GPU. On a software rasteriser 4x costs 2-2.4x the frame time and
@@ -130,6 +132,12 @@ class SceneRenderer:
         self._quad_vbo = ctx.buffer(quad.tobytes())
         self._panel_vao = ctx.vertex_array(self.prog_panel, [(self._quad_vbo, "2f", "in_uv")])
         self._panels: dict[str, tuple[tuple[str, ...], moderngl.Texture, float]] = {}
+        self.images = ImagePanelRenderer(ctx, self._quad_vbo)
+        # the endoscope view: made on first use, rendered once per snapshot that has one
+        self.endoscope: EndoscopeView | None = None
+        self.inset_fraction = inset_fraction  # of the eye image's width
+        self._prog_inset: moderngl.Program | None = None
+        self._inset_vao: moderngl.VertexArray | None = None
         self.stats = {"draw_calls": 0}
 
     # ---- upload -------------------------------------------------------------
@@ -208,6 +216,9 @@ class SceneRenderer:
         """Render one view; the result is in ``target(eye)`` and, when ``out`` is given (the
         backend's render target for the view), copied into it (colour and depth)."""
         ctx = self.ctx
+        scope = snap.endoscope
+        if scope is not None:
+            self._render_endoscope(snap)
         t = self.target(view.eye_index, view.width, view.height)
         view_m, proj = self.matrices(view)
         t.view_from_world, t.projection = view_m, proj
@@ -233,12 +244,19 @@ class SceneRenderer:
         ctx.disable(moderngl.BLEND)
         self._focal_px = proj[1, 1] * view.height / 2.0
         self._eye_mm = eye_mm
+        # opaque front to back (by centre): what the anatomy hides of the table and the floor
+        # behind it is rejected by the depth test before shading (cheap on a software rasteriser)
+        opaque.sort(key=lambda p: float(np.linalg.norm(
+            p[0].world_from_model[:3, :3] @ p[1].centroid_mm + p[0].world_from_model[:3, 3] - eye_mm)))
         for it, gm in opaque:
             calls += self._draw_mesh(it.world_from_model, gm, it.tint_rgba)
+        calls += self.images.draw(vp, snap.images)  # opaque pictures, before translucent tissue
         if clear_items:
             def dist(p: tuple) -> float:
+                # back to front by the nearest point of each bounding sphere, so that the skin
+                # (large, around everything) comes after the muscle inside it
                 c = p[0].world_from_model[:3, :3] @ p[1].centroid_mm + p[0].world_from_model[:3, 3]
-                return -float(np.linalg.norm(c - eye_mm))
+                return -(float(np.linalg.norm(c - eye_mm)) - p[1].radius_mm)
             clear_items.sort(key=dist)
             ctx.enable(moderngl.BLEND)
             ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
@@ -251,6 +269,8 @@ class SceneRenderer:
         calls += self._draw_panels(vp, snap)
         ctx.disable(moderngl.BLEND)
         ctx.disable(moderngl.CULL_FACE)
+        if scope is not None:
+            calls += self._draw_inset(view)
         self.wait_for_gpu()  # software rasteriser: wait here with the GIL released
         if t.msaa is not t.resolved:
             ctx.copy_framebuffer(t.resolved, t.msaa)
@@ -258,6 +278,48 @@ class SceneRenderer:
             ctx.copy_framebuffer(out, t.resolved)
         self.stats["draw_calls"] = calls
         return t
+
+    # ---- endoscope -----------------------------------------------------------
+    def _render_endoscope(self, snap: SceneSnapshot) -> None:
+        """The scope's picture for this snapshot (once, whichever eye asks first)."""
+        cam = snap.endoscope
+        assert cam is not None
+        key = (snap.frame_index, snap.time_s, id(snap.items), cam.world_from_tool.tobytes(),
+               cam.lens_angle_deg, cam.fov_deg)
+        if self.endoscope is None:
+            self.endoscope = EndoscopeView(self.ctx)
+        if self.endoscope.key == key:
+            return
+        self.endoscope.render(cam, snap, self.meshes)
+        self.endoscope.key = key
+
+    def endoscope_image(self) -> np.ndarray | None:
+        """The last endoscope picture ((h, w, 3) uint8, row 0 at the top; round, black outside)
+        for the endoscope monitor and the mentor; None before any snapshot had a scope.
+        ``self.endoscope.version`` tells a new picture from the last one."""
+        return None if self.endoscope is None or self.endoscope.key is None else self.endoscope.read_rgb()
+
+    def _draw_inset(self, view: View) -> int:
+        """The endoscope picture as a round inset in the eye's lower right corner."""
+        if self.endoscope is None:
+            return 0
+        if self._prog_inset is None:
+            self._prog_inset = load_program(self.ctx, "inset")
+            self._inset_vao = self.ctx.vertex_array(self._prog_inset, [(self._quad_vbo, "2f", "in_uv")])
+        w_px = self.inset_fraction * view.width
+        margin = 0.03 * view.width
+        x0 = view.width - margin - w_px
+        y0 = margin
+        rect = (2.0 * x0 / view.width - 1.0, 2.0 * y0 / view.height - 1.0,
+                2.0 * w_px / view.width, 2.0 * w_px / view.height)
+        ctx = self.ctx
+        ctx.disable(moderngl.DEPTH_TEST)  # on top of the scene; the depth below stays the scene's
+        uniform(self._prog_inset, "u_rect").value = rect
+        uniform(self._prog_inset, "u_color").value = 0
+        self.endoscope.color.use(0)
+        self._inset_vao.render(moderngl.TRIANGLE_STRIP)  # type: ignore[union-attr]
+        ctx.enable(moderngl.DEPTH_TEST)
+        return 1
 
     def _draw_mesh(self, world_from_model: np.ndarray, gm: GpuMesh,
                    tint_rgba: tuple[float, float, float, float] | None = None) -> int:
