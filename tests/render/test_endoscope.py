@@ -94,3 +94,38 @@ def test_endoscope_inset_shows_what_is_in_front_of_the_tip(gl_ctx):
     assert r.endoscope.version == v0  # type: ignore[union-attr]
     r.render(view, SceneSnapshot(0.2, 3, items, endoscope=cam), fb)
     assert r.endoscope.version == v0 + 1  # type: ignore[union-attr]
+
+
+@pytest.mark.gl
+def test_endoscope_monitor_panel_shows_the_live_picture_upright(gl_ctx):
+    from vr_trainer.sim.scene import ImagePanelItem
+
+    r = SceneRenderer(gl_ctx, samples=0)
+    ball = trimesh.creation.icosphere(3, 3.0)
+    r.add_mesh("root", ball.vertices, ball.faces, "nerve")
+    tool = pose_from_axis(np.array([0.0, 900.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    cam = EndoscopeCamera(tool, lens_angle_deg=0.0)
+    lens = world_from_lens(cam)
+    fwd = -lens[:3, 2]
+    # the root in the upper part of the scope's picture (towards the lens's +y)
+    items = (DrawItem("root", translation(lens[:3, 3] + 12.0 * fwd + 4.0 * lens[:3, 1])),)
+    monitor = ImagePanelItem("endoscope_monitor", np.zeros((2, 2, 3), np.uint8), 0,
+                             pose_from_axis(np.array([0.0, 1500.0, 0.0]), np.array([0.0, 0.0, 1.0])), 300.0)
+    fb = gl_ctx.framebuffer(color_attachments=[gl_ctx.texture((W, H), 4)],
+                            depth_attachment=gl_ctx.depth_renderbuffer((W, H)))
+    view = View(0, look_at_pose(np.array([0.0, 1500.0, 500.0]), np.array([0.0, 1500.0, 0.0])),
+                Fov.symmetric(60.0, W / H), W, H)
+    r.inset_fraction = 0.0  # only the monitor
+    r.render(view, SceneSnapshot(0.0, 0, items, images=(monitor,)), fb)
+    dark = _read(fb).astype(int)
+    r.render(view, SceneSnapshot(0.0, 1, items, images=(monitor,), endoscope=cam), fb)
+    img = _read(fb).astype(int)
+    yellow = (img[..., 0] > 150) & (img[..., 1] > 110) & (img[..., 2] < 90)
+    assert yellow.sum() > 20, "the live endoscope picture is on the monitor"
+    assert not ((dark[..., 0] > 150) & (dark[..., 1] > 110) & (dark[..., 2] < 90)).any(), "no scope: a black screen"
+    ys, _ = np.nonzero(yellow)
+    assert ys.mean() < H / 2, "upright: what is above the lens axis shows in the upper half"
+    pic = r.endoscope_image()
+    assert pic is not None
+    ys2, _ = np.nonzero((pic[..., 0] > 150) & (pic[..., 2] < 90))
+    assert ys2.mean() < 128, "the picture for the mentor is upright too"

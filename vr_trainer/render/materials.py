@@ -13,6 +13,7 @@ class TissueMaterial:
     shininess: float = 16.0
     rim: float = 0.0
     wrap: float = 0.2  # soft "wrap" lighting for soft tissue
+    matte: bool = False  # the room's props: a cheaper shader (no highlights or rim), opaque only
 
     @property
     def translucent(self) -> bool:
@@ -46,11 +47,11 @@ TISSUES: dict[str, TissueMaterial] = {
     "risk_margin_solid": TissueMaterial(_srgb(255, 25, 70), 1.0, 0.0, 16.0, 0.0, 0.6),
     "target_marker": TissueMaterial(_srgb(40, 255, 120), 1.0, 0.50, 48.0, 0.20, 0.6),
     # the room (sim/room.py): operating table, C-arm, monitors, floor
-    "steel": TissueMaterial(_srgb(170, 176, 184), 1.0, 0.60, 48.0, 0.05, 0.1),
-    "table_pad": TissueMaterial(_srgb(38, 52, 70), 1.0, 0.08, 8.0, 0.05, 0.3),
-    "monitor_bezel": TissueMaterial(_srgb(28, 30, 34), 1.0, 0.35, 32.0, 0.05, 0.1),
-    "carm_housing": TissueMaterial(_srgb(222, 222, 214), 1.0, 0.30, 24.0, 0.05, 0.2),
-    "floor": TissueMaterial(_srgb(78, 96, 96), 1.0, 0.05, 8.0, 0.0, 0.2),
+    "steel": TissueMaterial(_srgb(170, 176, 184), 1.0, 0.60, 48.0, 0.05, 0.1, matte=True),
+    "table_pad": TissueMaterial(_srgb(38, 52, 70), 1.0, 0.08, 8.0, 0.05, 0.3, matte=True),
+    "monitor_bezel": TissueMaterial(_srgb(28, 30, 34), 1.0, 0.35, 32.0, 0.05, 0.1, matte=True),
+    "carm_housing": TissueMaterial(_srgb(222, 222, 214), 1.0, 0.30, 24.0, 0.05, 0.2, matte=True),
+    "floor": TissueMaterial(_srgb(78, 96, 96), 1.0, 0.05, 8.0, 0.0, 0.2, matte=True),
 }
 
 ANNOTATION_DEFAULT_RGBA = (0.10, 1.00, 0.35, 1.0)

@@ -13,6 +13,7 @@ import numpy as np
 from vr_trainer.sim.scene import ImagePanelItem
 
 FRAME_MM = 10.0
+ENDOSCOPE_MONITOR = "endoscope_monitor"  # this panel shows the live endoscope picture while there is one
 FRAME_SRGB = (0.11, 0.12, 0.13)
 
 
@@ -61,8 +62,11 @@ class ImagePanelRenderer:
         self.textures[item.panel_id] = got
         return got
 
-    def draw(self, view_proj: np.ndarray, images: tuple[ImagePanelItem, ...]) -> int:
-        """Draw every panel (depth tested, both sides); returns the draw calls."""
+    def draw(self, view_proj: np.ndarray, images: tuple[ImagePanelItem, ...],
+             live: dict[str, moderngl.Texture] | None = None) -> int:
+        """Draw every panel (depth tested, both sides); returns the draw calls. A panel whose
+        id is in ``live`` shows that texture (the endoscope's picture of this frame, straight
+        from the GPU: no read back and upload again) instead of its own picture."""
         if not images:
             return 0
         ctx = self.ctx
@@ -74,15 +78,22 @@ class ImagePanelRenderer:
         p["u_frame_rgb"].value = FRAME_SRGB  # type: ignore[union-attr]
         p["u_texture"].value = 0  # type: ignore[union-attr]
         for item in images:
-            pt = self._texture(item)
+            tex = live.get(item.panel_id) if live else None
+            from_gl = tex is not None
+            if tex is None:
+                pt = self._texture(item)
+                tex, aspect = pt.texture, pt.aspect
+            else:
+                aspect = tex.size[1] / tex.size[0]
             w_mm = float(item.width_mm)
-            h_mm = w_mm * pt.aspect
+            h_mm = w_mm * aspect
             outer_w, outer_h = w_mm + 2 * FRAME_MM, h_mm + 2 * FRAME_MM
             scale = np.diag([outer_w, outer_h, 1.0, 1.0])
             self._m4[...] = (np.asarray(item.world_from_panel, float) @ scale).T
             p["u_model"].write(self._m4)  # type: ignore[union-attr]
             p["u_border"].value = (FRAME_MM / outer_w, FRAME_MM / outer_h)  # type: ignore[union-attr]
-            pt.texture.use(0)
+            p["u_rows_down"].value = 0.0 if from_gl else 1.0  # type: ignore[union-attr]
+            tex.use(0)
             self.vao.render(moderngl.TRIANGLE_STRIP)
         return len(images)
 

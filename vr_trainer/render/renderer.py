@@ -20,7 +20,7 @@ from vr_trainer.frame import View
 from vr_trainer.render.endoscope import EndoscopeView
 from vr_trainer.render.glsync import finisher, is_software_renderer
 from vr_trainer.render.materials import TissueMaterial, material_for
-from vr_trainer.render.panels import ImagePanelRenderer
+from vr_trainer.render.panels import ENDOSCOPE_MONITOR, ImagePanelRenderer
 from vr_trainer.render.text import render_text_rgba
 from vr_trainer.sim.scene import DrawItem, SceneSnapshot
 from vr_trainer.sim.transforms import projection_from_fov, rigid_inverse
@@ -34,12 +34,15 @@ def uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
     return cast(moderngl.Uniform, prog[name])
 
 
-def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
+def load_program(ctx: moderngl.Context, name: str, defines: tuple[str, ...] = ()) -> moderngl.Program:
+    """A program from ``shaders/NAME.glsl`` (one file, stages picked by #define); ``defines``
+    select a variant (``mesh`` with ``MATTE``: the room's cheaper shading)."""
     src = resources.files("vr_trainer.render").joinpath(f"shaders/{name}.glsl").read_text()
     stages = {"vertex_shader": "VERTEX_SHADER", "fragment_shader": "FRAGMENT_SHADER"}
     if "GEOMETRY_SHADER" in src:
         stages["geometry_shader"] = "GEOMETRY_SHADER"
-    kw = {k: src.replace("#version 330 core", f"#version 330 core\n#define {v}", 1) for k, v in stages.items()}
+    extra = "".join(f"\n#define {d}" for d in defines)
+    kw = {k: src.replace("#version 330 core", f"#version 330 core\n#define {v}{extra}", 1) for k, v in stages.items()}
     return ctx.program(**kw)  # type: ignore[arg-type]
 
 
@@ -53,6 +56,7 @@ class GpuMesh:
     radius_mm: float
     buffers: tuple[moderngl.Buffer, ...]
     double_sided: bool = False
+    program: moderngl.Program | None = None  # the program its vertex arrays are bound to
 
     @property
     def face_count(self) -> int:
@@ -113,6 +117,7 @@ class SceneRenderer:
         self.meshes: dict[str, GpuMesh] = {}
         self.targets: dict[int, EyeTarget] = {}
         self.prog_mesh = load_program(ctx, "mesh")
+        self.prog_matte = load_program(ctx, "mesh", ("MATTE",))  # room props: no highlights
         self.prog_lines = load_program(ctx, "lines")
         self.prog_pins = load_program(ctx, "pins")
         self.prog_panel = load_program(ctx, "panel")
@@ -156,6 +161,8 @@ class SceneRenderer:
             raise ValueError(f"mesh '{mesh_id}': need Nx3 vertices and Mx3 faces, got {v.shape} and {f.shape}")
         levels = []
         buffers: list[moderngl.Buffer] = []
+        material = material_for(tissue)
+        prog = self.prog_matte if material.matte else self.prog_mesh
         for k, (lv, lf) in enumerate([(v, f), *(lods or [])]):
             lv = np.ascontiguousarray(lv, dtype="f4")
             lf = np.ascontiguousarray(lf, dtype="u4")
@@ -163,7 +170,7 @@ class SceneRenderer:
             inter = np.hstack([lv, np.asarray(n, dtype="f4")]).astype("f4")
             vbo = self.ctx.buffer(inter.tobytes())
             ibo = self.ctx.buffer(lf.tobytes())
-            vao = self.ctx.vertex_array(self.prog_mesh, [(vbo, "3f 3f", "in_position", "in_normal")],
+            vao = self.ctx.vertex_array(prog, [(vbo, "3f 3f", "in_position", "in_normal")],
                                         index_buffer=ibo, index_element_size=4)
             levels.append((vao, len(lf)))
             buffers += [vbo, ibo]
@@ -172,7 +179,7 @@ class SceneRenderer:
             self._release_mesh(old)
         centroid = v.mean(axis=0).astype("f8")
         radius = float(np.linalg.norm(v - centroid, axis=1).max())
-        self.meshes[mesh_id] = GpuMesh(levels, material_for(tissue), centroid, radius, tuple(buffers), double_sided)
+        self.meshes[mesh_id] = GpuMesh(levels, material, centroid, radius, tuple(buffers), double_sided, prog)
 
     def _release_mesh(self, m: GpuMesh) -> None:
         for vao, _ in m.levels:
@@ -230,10 +237,10 @@ class SceneRenderer:
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.CULL_FACE)
         calls = 0
-        pm = self.prog_mesh
-        self._write(pm, "u_view_proj", vp)
-        uniform(pm, "u_eye_mm").value = tuple(eye_mm)
-        uniform(pm, "u_key_dir").value = tuple(KEY_LIGHT_DIR)
+        for pm in (self.prog_mesh, self.prog_matte):
+            self._write(pm, "u_view_proj", vp)
+            uniform(pm, "u_eye_mm").value = tuple(eye_mm)
+            uniform(pm, "u_key_dir").value = tuple(KEY_LIGHT_DIR)
         opaque: list[tuple[DrawItem, GpuMesh]] = []
         clear_items: list[tuple[DrawItem, GpuMesh]] = []
         for it in snap.items:
@@ -250,7 +257,8 @@ class SceneRenderer:
             p[0].world_from_model[:3, :3] @ p[1].centroid_mm + p[0].world_from_model[:3, 3] - eye_mm)))
         for it, gm in opaque:
             calls += self._draw_mesh(it.world_from_model, gm, it.tint_rgba)
-        calls += self.images.draw(vp, snap.images)  # opaque pictures, before translucent tissue
+        live = {ENDOSCOPE_MONITOR: self.endoscope.color} if scope is not None and self.endoscope is not None else None
+        calls += self.images.draw(vp, snap.images, live)  # opaque pictures, before translucent tissue
         if clear_items:
             def dist(p: tuple) -> float:
                 # back to front by the nearest point of each bounding sphere, so that the skin
@@ -323,7 +331,7 @@ class SceneRenderer:
 
     def _draw_mesh(self, world_from_model: np.ndarray, gm: GpuMesh,
                    tint_rgba: tuple[float, float, float, float] | None = None) -> int:
-        pm = self.prog_mesh
+        pm = gm.program or self.prog_mesh
         mat = gm.material
         self._write(pm, "u_model", world_from_model)
         rgb = tuple(mat.color_rgb)

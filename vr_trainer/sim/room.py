@@ -97,6 +97,16 @@ class Room:
         return ImagePanelItem(monitor, image_rgb, version, m.world_from_panel, width)
 
 
+    def endoscope_monitor_panel(self) -> ImagePanelItem:
+        """The endoscope monitor's panel: the renderer shows the live endoscope picture on it
+        while the snapshot has an endoscope (black otherwise); add it to every snapshot."""
+        m = self.monitors["endoscope_monitor"]
+        return ImagePanelItem("endoscope_monitor", _BLACK, 0, m.world_from_panel, MONITOR_SCREEN_MM[1])
+
+
+_BLACK = np.zeros((2, 2, 3), np.uint8)
+
+
 def _rot_x(a: float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     m = np.eye(4)

@@ -24,6 +24,15 @@ void main() {
     vec3 n = normalize(v_normal);
     vec3 v = normalize(u_eye_mm - v_world);
     if (!gl_FrontFacing) n = -n;
+#if defined(MATTE)
+    // the room's props (table, C-arm, floor): key and head light only, about half the work
+    float mk = max(dot(n, u_key_dir), 0.0);
+    float mh = max(dot(n, v), 0.0);
+    float m2 = mh * mh, m4 = m2 * m2, m8 = m4 * m4;
+    vec3 ml = u_color.rgb * (0.22 + 0.55 * mk + 0.35 * mh) + vec3(0.12 * u_material.x * m8 * m8);
+    f_color = vec4(sqrt(clamp(ml, 0.0, 1.0)), 1.0);  // about the 1/2.2 display encoding, cheaper
+    return;
+#endif
     float wrap = u_material.w;
     // key light from above plus a head light so cavities never go black
     float dk = max((dot(n, u_key_dir) + wrap) / (1.0 + wrap), 0.0);
