@@ -47,6 +47,10 @@ def test_table_carm_and_monitors_are_placed_for_a_prone_patient():
         to_resident[1] = 0.0
         assert p[:3, 2] @ to_resident / np.linalg.norm(to_resident) > 0.99, f"{name} faces the resident"
         assert p[2, 3] > bbox[1, 2], f"{name} stands across the table"
+    big = build_room(wfp, bbox, RESIDENT, sad_mm=700.0, sid_mm=1200.0)  # the scenario's C-arm sizes
+    tube, face = big.meshes["room:carm_tube"].vertices_mm, big.meshes["room:carm_detector_face"].vertices_mm
+    assert tube[:, 1].min() < -700.0 < tube[:, 1].max(), "the focal spot inside the tube housing"
+    assert abs(face[:, 1].max() - 501.0) < 1.0, "the detector's face at SID - SAD above the isocentre"
     items = room.draw_items(30.0)
     assert {it.mesh_id for it in items} == set(room.meshes)
     panel = room.image_panel("carm_monitor", np.zeros((512, 512, 3), np.uint8), 3)
@@ -84,3 +88,17 @@ def test_room_renders_the_table_under_the_patient(gl_ctx):
     skin_px = img[body_row, col]
     assert skin_px[0] > pad_px[0] + 40, f"the skin above the pad: {skin_px}"
     assert body_row < pad_row
+
+
+def test_carm_pose_matches_the_shot_geometry():
+    """The C drawn in the room points its beam where the DRR's geometry does (same angles)."""
+    carm = pytest.importorskip("vr_trainer.sim.carm")
+    wfp, _, bbox = _patient()
+    for side in ("left", "right"):
+        room = build_room(wfp, bbox, RESIDENT, approach_side=side)
+        for view in ("ap", "lateral", "oblique"):
+            g = carm.carm_geometry(view, (0.0, 0.0, 0.0), side)
+            beam_ras = g.detector_centre_ras_mm - g.source_ras_mm
+            beam_world = wfp[:3, :3] @ (beam_ras / np.linalg.norm(beam_ras))
+            np.testing.assert_allclose(room.beam_direction_world(g.angle_deg), beam_world, atol=1e-9)
+            assert room.view_angle_from_beam(beam_world) == pytest.approx(g.angle_deg)

@@ -7,9 +7,9 @@ follows the patient's superior axis; the resident stands on the approach side (t
 ``resident_world_mm``); the C-arm's base and both monitors stand across the table, facing them.
 
 C-arm (isocentric mobile C-arm, sizes of a typical 9-inch image-intensifier unit):
-source-to-isocentre ``SAD_MM`` 600, source-to-detector ``SID_MM`` 1000, arc radius 700 about
-the isocentre. Carm frame: origin at the isocentre, +y the beam (source -> detector), +x
-the table's long axis, the arc bulging towards +z (the base). Its view angle rotates the
+source-to-isocentre ``SAD_MM`` 600, source-to-detector ``SID_MM`` 1000 by default (pass the
+scenario's ``carm``), the arc about the isocentre. Carm frame: origin at the isocentre, +y the
+beam (source -> detector), +x the table's long axis, the arc bulging towards +z (the base). Its view angle rotates the
 C about the long axis: 0 = AP (prone: source under the table, PA beam going up to the
 detector above the back), +90 = lateral with the source on the side opposite the approach
 and the detector on the resident's side, +30 = a 30-degree oblique tilted the same way.
@@ -27,7 +27,6 @@ from vr_trainer.sim.scene import DrawItem, ImagePanelItem
 
 SAD_MM = 600.0
 SID_MM = 1000.0
-ARC_RADIUS_MM = 700.0
 VIEW_ANGLES_DEG = {"ap": 0.0, "lateral": 90.0, "oblique": 30.0}
 TABLE_PAD_MM = 60.0
 MONITOR_SCREEN_MM = (520.0, 330.0)  # width, height of the picture area
@@ -153,12 +152,17 @@ def arc_tube(radius_mm: float, tube_radius_mm: float, start_deg: float, stop_deg
     return mesh
 
 
-def _carm_meshes() -> dict[str, RoomMesh]:
+def arc_radius_mm(sad_mm: float, sid_mm: float) -> float:
+    """The C's radius: its ends reach behind the tube housing and the image intensifier."""
+    return max(sad_mm + 100.0, sid_mm - sad_mm + 240.0)
+
+
+def _carm_meshes(sad_mm: float, sid_mm: float) -> dict[str, RoomMesh]:
     """The moving C in its carm frame: arc, X-ray tube housing, collimator, detector."""
-    src_y, det_y = -SAD_MM, SID_MM - SAD_MM
-    r = ARC_RADIUS_MM
+    src_y, det_y = -sad_mm, sid_mm - sad_mm
+    r = arc_radius_mm(sad_mm, sid_mm)
     arc = arc_tube(r, 45.0, -90.0, 90.0)
-    tube = _box((240.0, 190.0, 260.0), (0.0, src_y - 5.0, 0.0))  # the tube housing around the focal spot
+    tube = _box((240.0, r + src_y + 90.0, 260.0), (0.0, (-r + src_y + 90.0) / 2, 0.0))  # housing + yoke to the arc
     collimator = _box((200.0, 50.0, 200.0), (0.0, src_y + 115.0, 0.0))
     detector = cast(trimesh.Trimesh, trimesh.util.concatenate([
         _cyl(165.0, (0.0, det_y, 0.0), (0.0, det_y + 220.0, 0.0), 28),  # image intensifier
@@ -186,11 +190,14 @@ def _monitor_cart(screen_centre_y_mm: float, floor_y_mm: float) -> dict[str, tri
 
 
 def build_room(world_from_patient: np.ndarray, anatomy_bbox_world_mm: np.ndarray, resident_world_mm: np.ndarray,
-               isocentre_world_mm: np.ndarray | None = None, floor_y_mm: float = 0.0) -> Room:
+               isocentre_world_mm: np.ndarray | None = None, floor_y_mm: float = 0.0,
+               approach_side: str | None = None, sad_mm: float = SAD_MM, sid_mm: float = SID_MM) -> Room:
     """The room for a patient placed by ``world_from_patient`` (RAS -> world) whose meshes fill
     ``anatomy_bbox_world_mm`` ((2, 3): min and max corner in the world). The table top sits
     just under the body's lowest point; the C-arm's isocentre defaults to the bbox centre
-    (pass the target level's point); ``resident_world_mm`` (their head) picks the approach side."""
+    (pass the target level's point); ``approach_side`` ("left"/"right", the patient's) or, when
+    None, the side of ``resident_world_mm`` (their head) is where the resident stands. The view
+    angles then match :func:`vr_trainer.sim.carm.carm_geometry`'s ``angle_deg`` for that side."""
     lo, hi = np.asarray(anatomy_bbox_world_mm, float).reshape(2, 3)
     up = np.array([0.0, 1.0, 0.0])
     long_axis = world_from_patient[:3, :3] @ np.array([0.0, 0.0, 1.0])  # the patient's superior axis
@@ -201,6 +208,10 @@ def build_room(world_from_patient: np.ndarray, anatomy_bbox_world_mm: np.ndarray
     centre = (lo + hi) / 2.0
     across = np.cross(up, long_axis)
     to_resident = np.asarray(resident_world_mm, float) - centre
+    if approach_side is not None:
+        if approach_side not in ("left", "right"):
+            raise ValueError(f"room: approach_side must be 'left' or 'right', not {approach_side!r}")
+        to_resident = world_from_patient[:3, :3] @ np.array([-1.0 if approach_side == "left" else 1.0, 0.0, 0.0])
     approach = across if float(to_resident @ across) >= 0 else -across
     iso = centre.copy() if isocentre_world_mm is None else np.asarray(isocentre_world_mm, float)
 
@@ -231,10 +242,10 @@ def build_room(world_from_patient: np.ndarray, anatomy_bbox_world_mm: np.ndarray
     # the C: carm frame at AP (beam up), x along the table, arc towards the base (+z_t)
     carm_ap = frame.copy()
     carm_ap[:3, 3] = iso
-    carm = _carm_meshes()
+    carm = _carm_meshes(sad_mm, sid_mm)
     meshes.update(carm)
     # the base: a cart across the table, a column and an arm to the clamp on the arc's middle
-    r = ARC_RADIUS_MM
+    r = arc_radius_mm(sad_mm, sid_mm)
     arm_y = 0.0
     iso_h = float(iso[1]) - floor_y_mm
     base = cast(trimesh.Trimesh, trimesh.util.concatenate([
