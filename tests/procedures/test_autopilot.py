@@ -16,7 +16,9 @@ from vr_trainer.procedures.reach import (PlanningContext, context_from_bundle, p
 from vr_trainer.scenario.loader import load_scenario, resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
 
-SCENARIOS = {"pted": "scenarios/pted_l4_l5.yaml", "tka": "scenarios/tka_knee.yaml", "tha": "scenarios/tha_hip.yaml"}
+# pted: a two-step copy (needle, cannula) of the shipped default: the staged PTED planner has its own tests
+SCENARIOS = {"pted": "tests/scenario/data/pted_two_steps.yaml", "tka": "scenarios/tka_knee.yaml",
+             "tha": "scenarios/tha_hip.yaml"}
 
 
 def _load(key: str) -> tuple[Scenario, Bundle]:

@@ -8,14 +8,18 @@ import json
 from typing import Iterator, Sequence
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import yaml
 
 from vr_trainer.scenario.conditions import ScenarioNames
 from vr_trainer.scenario.engine import PROMPT_SHOW_S, ScenarioEngine, run_stream
-from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from vr_trainer.scenario.loader import load_scenario
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.sim.observation import Observation
+
+TWO_STEPS = Path(__file__).parent / "data" / "pted_two_steps.yaml"  # a frozen two-step PTED scenario
 
 # Synthetic anatomy in the world frame (mm): structures are spheres (centre, radius), targets points.
 KAMBIN = np.array([0.0, 0.0, 0.0])
@@ -92,7 +96,7 @@ def novice_keys() -> list[Key]:
 
 @pytest.fixture(scope="module")
 def pted() -> Scenario:
-    return load_scenario(default_scenario_path())
+    return load_scenario(TWO_STEPS)
 
 
 def names_for(s: Scenario) -> ScenarioNames:
@@ -100,7 +104,7 @@ def names_for(s: Scenario) -> ScenarioNames:
 
 
 def variant(s: Scenario, **changes) -> Scenario:
-    data = yaml.safe_load(default_scenario_path().read_text(encoding="utf-8"))
+    data = yaml.safe_load(TWO_STEPS.read_text(encoding="utf-8"))
     data.update(changes)
     return Scenario.model_validate(data)
 
@@ -188,7 +192,7 @@ def test_event_cooldown_and_once_are_honoured(pted):
     fired = [round(e.time_s, 2) for e in result.events if e.id == "root_contact"]
     assert fired == [1.0, 5.0, 9.0]  # cooldown 2 s drops the touches at 1.5, 2.0 and 5.6
     assert result.metric("risk_contacts").value == len(times)  # the metric counts every contact
-    data = yaml.safe_load(default_scenario_path().read_text(encoding="utf-8"))
+    data = yaml.safe_load(TWO_STEPS.read_text(encoding="utf-8"))
     data["events"][0]["once"] = True
     once = Scenario.model_validate(data)
     result = run_stream(once, touches(times, 0.2), names_for(once))
@@ -196,7 +200,7 @@ def test_event_cooldown_and_once_are_honoured(pted):
 
 
 def test_fail_step_fails_the_step_and_moves_on(pted):
-    data = yaml.safe_load(default_scenario_path().read_text(encoding="utf-8"))
+    data = yaml.safe_load(TWO_STEPS.read_text(encoding="utf-8"))
     data["events"].append({"id": "too_slow", "when": "all(step_elapsed_s > 30, not(step_done(needle_to_kambin)))",
                            "once": True, "effects": [{"fail_step": True}, {"prompt": {"en": "Time is up"}}]})
     s = Scenario.model_validate(data)

@@ -11,7 +11,9 @@ from vr_trainer.scenario.issues import MAX_ISSUES
 from vr_trainer.scenario.loader import ScenarioError, default_scenario_path, load_scenario
 from vr_trainer.scenario.source import MAX_DEPTH, MAX_NODES
 
-GOOD = default_scenario_path().read_text(encoding="utf-8")
+TWO_STEPS = Path(__file__).parent / "data" / "pted_two_steps.yaml"  # a frozen two-step PTED scenario
+
+GOOD = TWO_STEPS.read_text(encoding="utf-8")
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -41,6 +43,7 @@ def test_default_scenario_loads():
     s = load_scenario(default_scenario_path())
     assert s.procedure == "pted" and s.steps and s.demo.head
     assert s.steps[0].complete_when == "reached(kambin)" and s.rubric.metrics
+    assert [st.id for st in s.steps][:2] == ["needle_to_kambin", "guidewire"]
 
 
 def test_wrong_type_names_file_line_col_and_field(tmp_path):

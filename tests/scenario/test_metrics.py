@@ -6,14 +6,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 
 from vr_trainer.scenario import metrics as M
 from vr_trainer.scenario.conditions import ScenarioNames
 from vr_trainer.scenario.engine import ScenarioEngine
-from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from vr_trainer.scenario.loader import load_scenario
 from vr_trainer.scenario.scoring import metric_score, score_rubric
 from vr_trainer.sim.observation import Observation
+
+TWO_STEPS = Path(__file__).parent / "data" / "pted_two_steps.yaml"  # a frozen two-step PTED scenario
 
 GENERIC = ("total_time_s", "steps_completed_pct", "step_overtime_s", "path_length_mm", "target_error_mm",
            "risk_contacts", "risk_near_time_s", "min_risk_distance_mm", "critical_error_count", "hints_shown",
@@ -22,7 +26,7 @@ GENERIC = ("total_time_s", "steps_completed_pct", "step_overtime_s", "path_lengt
 
 @pytest.fixture(scope="module")
 def pted():
-    return load_scenario(default_scenario_path())
+    return load_scenario(TWO_STEPS)
 
 
 def test_every_generic_metric_is_documented_and_cited():

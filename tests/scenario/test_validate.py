@@ -15,7 +15,7 @@ from vr_trainer.scenario.metrics import metrics_for
 from vr_trainer.scenario.validate import validate_file
 
 SCENARIOS = sorted((REPO_ROOT / "scenarios").glob("*.yaml"))
-PTED = (REPO_ROOT / "scenarios" / "pted_l4_l5.yaml").read_text(encoding="utf-8")
+PTED = (Path(__file__).parent / "data" / "pted_two_steps.yaml").read_text(encoding="utf-8")
 TKA = (REPO_ROOT / "scenarios" / "tka_knee.yaml").read_text(encoding="utf-8")
 
 

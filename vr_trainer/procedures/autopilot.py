@@ -437,8 +437,16 @@ def _overshoot_mm(ctx: PlanningContext, route: Route, want_mm: float, risk: list
 
 
 def autopilot_plan(ctx: PlanningContext, mode: str = "expert", skill: float | None = None, seed: int = 0) -> Plan:
-    """``mode`` expert|novice; ``skill`` (0..1) overrides the mode's level."""
+    """``mode`` expert|novice; ``skill`` (0..1) overrides the mode's level. PTED scenarios get the
+    staged planner of :mod:`vr_trainer.procedures.pted_autopilot` (same skill scheme) when
+    their steps are the staged operation's; a PTED scenario of plain reach steps keeps this one."""
     if mode not in MODES:
         raise ValueError(f"--autopilot must be one of {', '.join(MODES)} (got {mode!r})")
     level = MODES[mode] if skill is None else float(skill)
-    return make_plan(ctx, level, seed, mode if skill is None else f"{mode}@{level:g}")
+    name = mode if skill is None else f"{mode}@{level:g}"
+    if ctx.scenario.procedure == "pted":
+        from vr_trainer.procedures.pted_autopilot import is_staged, pted_plan
+
+        if is_staged(ctx.scenario):  # the staged operation (needle, guidewire ... forceps)
+            return pted_plan(ctx, level, seed, name)
+    return make_plan(ctx, level, seed, name)
