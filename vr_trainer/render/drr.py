@@ -1,0 +1,170 @@
+"""Digitally reconstructed radiographs (DRR) on the GPU: the virtual C-arm's image.
+
+The CT (Hounsfield units) becomes a 3D texture of linear attenuation
+``mu = 0.022 / mm * (1 + HU / 1000)`` (water at 50 keV after NIST; 0 at or below -800 HU,
+i.e. air), the same conversion plastimatch's ``drr`` uses, so the two agree pixel for pixel up
+to their sampling. One fragment per detector pixel marches the ray from the source to the
+pixel centre through the volume's box at a fixed step (default one voxel) with trilinear
+samples and returns the line integral ``sum(mu * step_mm)`` (dimensionless). Instruments are
+radio-opaque steel cylinders added analytically: the ray's chord through each cylinder
+(mm, hollow tubes minus their lumen) times ``MU_STEEL_PER_MM`` (iron at 50 keV: 1.96 cm2/g
+x 7.9 g/cm3 after NIST, about 1.5 / mm).
+
+Geometry: :class:`vr_trainer.sim.carm.CArmGeometry` (patient RAS mm). Image row 0 is the top
+(``detector_v`` runs down the rows), column 0 the left (``detector_u``).
+
+Display (:func:`to_rgb`): as a clinical C-arm monitor shows fluoroscopy, the transmitted
+intensity: bone and metal **dark** on a **bright** background (air white), soft tissue grey,
+in the round field of an image intensifier.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Protocol, Sequence
+
+import moderngl
+import numpy as np
+
+from vr_trainer.sim.carm import CArmGeometry
+
+MU_WATER_PER_MM = 0.022
+MU_MIN_HU = -800.0
+MU_STEEL_PER_MM = 1.5
+MAX_SEGMENTS = 16
+
+#: one radio-opaque instrument part: (p0_ras_mm, p1_ras_mm, radius_mm) or with an inner radius
+#: (a tube: the cannula) as a fourth element
+Segment = tuple[Any, ...]
+
+
+class HuVolumeLike(Protocol):
+    """What the renderer reads of a volume: ``array[i, j, k]`` (HU) at ``affine @ [i, j, k, 1]`` (RAS mm)."""
+
+    array: np.ndarray
+    affine: np.ndarray
+
+
+def attenuation_per_mm(hu: np.ndarray) -> np.ndarray:
+    """HU -> linear attenuation (1/mm), float32: ``0.022 * (1 + HU/1000)``, 0 at or below -800 HU."""
+    h = np.asarray(hu, np.float32)
+    return np.where(h <= MU_MIN_HU, 0.0, MU_WATER_PER_MM * (1.0 + h / 1000.0)).astype(np.float32)
+
+
+def _program(ctx: moderngl.Context) -> moderngl.Program:
+    src = resources.files("vr_trainer.render").joinpath("shaders/drr.glsl").read_text()
+    return ctx.program(vertex_shader=src.replace("#version 330 core", "#version 330 core\n#define VERTEX_SHADER", 1),
+                       fragment_shader=src.replace("#version 330 core", "#version 330 core\n#define FRAGMENT_SHADER",
+                                                   1))
+
+
+class DrrRenderer:
+    """Ray-casts DRRs of one volume on ``ctx`` (owns its texture, program and targets).
+
+    ``step_voxels``: the march step in units of the smallest voxel side (1: one sample per
+    voxel crossed; 0.75 changes a 512x512 shot of the example CT by r = 0.99999, at 1.3x the cost)."""
+
+    def __init__(self, ctx: moderngl.Context, volume: HuVolumeLike, step_voxels: float = 1.0) -> None:
+        self.ctx = ctx
+        arr = np.asarray(volume.array)
+        if arr.ndim != 3:
+            raise ValueError(f"DRR: the volume must be 3D, not shape {arr.shape}")
+        self.shape: tuple[int, int, int] = (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
+        self.affine = np.asarray(volume.affine, float)
+        spacing = np.linalg.norm(self.affine[:3, :3], axis=0)
+        self.step_mm = float(step_voxels * spacing.min())
+        mu = attenuation_per_mm(arr)
+        # texture x runs along array axis 0: upload with axis 0 fastest
+        self.texture = ctx.texture3d(self.shape, 1, np.ascontiguousarray(mu.transpose(2, 1, 0)).tobytes(), dtype="f4")
+        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.texture.repeat_x = self.texture.repeat_y = self.texture.repeat_z = False
+        tex_from_ijk = np.eye(4)
+        tex_from_ijk[:3, :3] = np.diag(1.0 / np.asarray(self.shape, float))
+        tex_from_ijk[:3, 3] = 0.5 / np.asarray(self.shape, float)
+        self.tex_from_ras = tex_from_ijk @ np.linalg.inv(self.affine)
+        self.prog = _program(ctx)
+        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
+        self._vbo = ctx.buffer(quad.tobytes())
+        self._vao = ctx.vertex_array(self.prog, [(self._vbo, "2f", "in_pos")])
+        self._targets: dict[tuple[int, int], tuple[moderngl.Texture, moderngl.Framebuffer]] = {}
+
+    def _target(self, size: tuple[int, int]) -> tuple[moderngl.Texture, moderngl.Framebuffer]:
+        if size not in self._targets:
+            tex = self.ctx.texture(size, 1, dtype="f4")
+            self._targets[size] = (tex, self.ctx.framebuffer(color_attachments=[tex]))
+        return self._targets[size]
+
+    def render(self, geometry: CArmGeometry, instruments: Sequence[Segment] = ()) -> np.ndarray:
+        """(h, w) float32: the line integral of attenuation per detector pixel (row 0 the top).
+        ``instruments``: up to 16 steel segments ``(p0_ras_mm, p1_ras_mm, radius_mm[, inner_radius_mm])``."""
+        w, h = geometry.pixels
+        _tex, fbo = self._target((w, h))
+        p = self.prog
+
+        def put(name: str, value: Any) -> None:
+            if name in p:
+                p[name].value = value  # type: ignore[union-attr]
+
+        put("u_source_mm", tuple(map(float, geometry.source_ras_mm)))
+        put("u_det_centre_mm", tuple(map(float, geometry.detector_centre_ras_mm)))
+        put("u_det_u", tuple(map(float, geometry.detector_u)))
+        put("u_det_v", tuple(map(float, geometry.detector_v)))
+        put("u_spacing_mm", tuple(map(float, geometry.pixel_spacing_mm)))
+        put("u_pixels", (float(w), float(h)))
+        p["u_tex_from_ras"].write(self.tex_from_ras.T.astype("f4").tobytes())  # type: ignore[union-attr]
+        put("u_step_mm", self.step_mm)
+        put("u_mu_steel", MU_STEEL_PER_MM)
+        segs = list(instruments)[:MAX_SEGMENTS]
+        put("u_nseg", len(segs))
+        if segs:
+            p0 = np.zeros((MAX_SEGMENTS, 3), "f4")
+            p1 = np.zeros((MAX_SEGMENTS, 3), "f4")
+            r = np.zeros((MAX_SEGMENTS, 2), "f4")
+            for k, seg in enumerate(segs):
+                p0[k], p1[k] = np.asarray(seg[0], float), np.asarray(seg[1], float)
+                r[k] = (float(seg[2]), float(seg[3]) if len(seg) > 3 else 0.0)
+            p["u_seg_p0"].write(p0.tobytes())  # type: ignore[union-attr]
+            p["u_seg_p1"].write(p1.tobytes())  # type: ignore[union-attr]
+            p["u_seg_r"].write(r.tobytes())  # type: ignore[union-attr]
+        self.texture.use(0)
+        put("u_mu", 0)
+        fbo.use()
+        fbo.viewport = (0, 0, w, h)
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
+        self._vao.render(moderngl.TRIANGLE_STRIP)
+        out = np.frombuffer(fbo.read(components=1, dtype="f4"), np.float32).reshape(h, w)
+        return out.copy()
+
+    def release(self) -> None:
+        for tex, fbo in self._targets.values():
+            fbo.release()
+            tex.release()
+        self._targets.clear()
+        self._vao.release()
+        self._vbo.release()
+        self.prog.release()
+        self.texture.release()
+
+
+def to_rgb(integral: np.ndarray, window: tuple[float, float] | None = None, round_field: bool = True) -> np.ndarray:
+    """(h, w) line integral -> (h, w, 3) uint8 as a C-arm monitor shows it: the detector's
+    intensity, so bone and metal **dark** on a **bright** background (air white).
+
+    ``window`` = (integral shown white, integral shown black); default automatic exposure
+    (as a C-arm's automatic brightness control): white at 0, black at 1.15x the 99th
+    percentile of the pixels that saw anatomy, so metal (far above) saturates black.
+    ``round_field``: black outside the inscribed circle (an image intensifier's round field)."""
+    a = np.asarray(integral, np.float32)
+    if window is None:
+        seen = a[a > 1e-3]
+        hi = float(np.percentile(seen, 99.0)) * 1.15 if seen.size else 1.0
+        window = (0.0, max(hi, 1e-3))
+    lo, hi = window
+    t = np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    g = (255.0 * (1.0 - t) ** 1.4).astype(np.uint8)  # a little gamma: soft tissue stays readable
+    if round_field:
+        h, w = a.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        r2 = ((xx + 0.5 - w / 2.0) / (w / 2.0)) ** 2 + ((yy + 0.5 - h / 2.0) / (h / 2.0)) ** 2
+        g[r2 > 1.0] = 0
+    return np.repeat(g[:, :, None], 3, axis=2)

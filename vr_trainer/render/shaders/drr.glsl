@@ -1,0 +1,94 @@
+#version 330 core
+// Digitally reconstructed radiograph: one fragment per detector pixel. The ray from the
+// X-ray source to the pixel centre is clipped to the volume's box and marched at a fixed
+// step with trilinear samples of the attenuation texture (mu, 1/mm): the line integral
+// sum(mu * step_mm). Instruments are added analytically: the chord (mm) of the ray
+// through each steel cylinder (hollow when it has an inner radius) times mu_steel.
+#if defined(VERTEX_SHADER)
+in vec2 in_pos;
+void main() { gl_Position = vec4(in_pos, 0.0, 1.0); }
+#elif defined(FRAGMENT_SHADER)
+#define MAX_SEGMENTS 16
+uniform sampler3D u_mu;          // attenuation (1/mm), texel (i, j, k) at texcoord (ijk + 0.5) / shape
+uniform vec3 u_source_mm;        // patient RAS
+uniform vec3 u_det_centre_mm;
+uniform vec3 u_det_u;            // columns, unit
+uniform vec3 u_det_v;            // rows, unit
+uniform vec2 u_spacing_mm;       // pixel size along u, v
+uniform vec2 u_pixels;           // width, height
+uniform mat4 u_tex_from_ras;     // RAS mm -> texture coordinates
+uniform float u_step_mm;
+uniform int u_nseg;
+uniform vec3 u_seg_p0[MAX_SEGMENTS];
+uniform vec3 u_seg_p1[MAX_SEGMENTS];
+uniform vec2 u_seg_r[MAX_SEGMENTS];  // outer, inner radius (mm); inner 0 = solid
+uniform float u_mu_steel;
+out float f_integral;
+
+// length of the part of the ray o + t d (t in [0, tmax], |d| = 1) inside the cylinder of radius r
+// about the segment p0 -> p1 (flat ends)
+float chord(vec3 o, vec3 d, float tmax, vec3 p0, vec3 p1, float r) {
+    vec3 ax = p1 - p0;
+    float h = length(ax);
+    if (h < 1e-6 || r <= 0.0) return 0.0;
+    ax /= h;
+    vec3 w = o - p0;
+    float wa = dot(w, ax), da = dot(d, ax);
+    vec3 wp = w - wa * ax, dp = d - da * ax;
+    float a = dot(dp, dp), b = dot(wp, dp), c = dot(wp, wp) - r * r;
+    float t0 = 0.0, t1 = tmax;
+    if (a < 1e-12) {
+        if (c > 0.0) return 0.0;
+    } else {
+        float disc = b * b - a * c;
+        if (disc <= 0.0) return 0.0;
+        float s = sqrt(disc);
+        t0 = max(t0, (-b - s) / a);
+        t1 = min(t1, (-b + s) / a);
+    }
+    if (abs(da) < 1e-9) {
+        if (wa < 0.0 || wa > h) return 0.0;
+    } else {
+        float ta = (0.0 - wa) / da, tb = (h - wa) / da;
+        t0 = max(t0, min(ta, tb));
+        t1 = min(t1, max(ta, tb));
+    }
+    return max(0.0, t1 - t0);
+}
+
+void main() {
+    vec2 px = gl_FragCoord.xy - 0.5;  // framebuffer row 0 = image row 0 (the top)
+    vec3 p = u_det_centre_mm + (px.x + 0.5 - 0.5 * u_pixels.x) * u_spacing_mm.x * u_det_u
+                             + (px.y + 0.5 - 0.5 * u_pixels.y) * u_spacing_mm.y * u_det_v;
+    vec3 o = u_source_mm;
+    float len_mm = length(p - o);
+    vec3 d = (p - o) / len_mm;
+    // the ray in texture space: q(t) = qo + t * qd, t in mm along the ray
+    vec3 qo = (u_tex_from_ras * vec4(o, 1.0)).xyz;
+    vec3 qd = (u_tex_from_ras * vec4(d, 0.0)).xyz;
+    vec3 inv = 1.0 / qd;
+    vec3 ta = (vec3(0.0) - qo) * inv, tb = (vec3(1.0) - qo) * inv;
+    vec3 tlo = min(ta, tb), thi = max(ta, tb);
+    float t0 = max(max(max(tlo.x, tlo.y), tlo.z), 0.0);
+    float t1 = min(min(min(thi.x, thi.y), thi.z), len_mm);
+    float acc = 0.0;
+    if (t1 > t0) {
+        int n = int(ceil((t1 - t0) / u_step_mm));
+        float step_mm = (t1 - t0) / float(n);
+        vec3 q = qo + (t0 + 0.5 * step_mm) * qd;
+        vec3 dq = step_mm * qd;
+        for (int k = 0; k < n; ++k) {
+            acc += textureLod(u_mu, q, 0.0).r;
+            q += dq;
+        }
+        acc *= step_mm;
+    }
+    float metal = 0.0;
+    for (int s = 0; s < u_nseg; ++s) {
+        float outer = chord(o, d, len_mm, u_seg_p0[s], u_seg_p1[s], u_seg_r[s].x);
+        float inner = u_seg_r[s].y > 0.0 ? chord(o, d, len_mm, u_seg_p0[s], u_seg_p1[s], u_seg_r[s].y) : 0.0;
+        metal += max(0.0, outer - inner);
+    }
+    f_integral = acc + u_mu_steel * metal;
+}
+#endif
