@@ -23,13 +23,16 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import trimesh
 
 from .errors import AnatomyError
 from .tissues import check_tissue
+
+if TYPE_CHECKING:
+    from .volume import Volume
 
 FORMAT_NAME = "vr_trainer.anatomy.bundle"
 FORMAT_VERSION = 1
@@ -193,8 +196,13 @@ def write_bundle(
     deidentification: dict[str, Any],
     landmarks: dict[str, Any] | None = None,
     notes: dict[str, Any] | None = None,
+    hu_volume: "Volume | None" = None,
+    hu_source: str = "ct",
 ) -> Path:
     """Write a bundle folder atomically and return its path.
+
+    ``hu_volume``: a CT in Hounsfield units to keep, down-sampled, as ``volume/hu.npz`` for the
+    virtual C-arm (:mod:`vr_trainer.anatomy.hu_volume`; ``hu_source`` says where it came from).
 
     ``out`` may already hold a bundle (it is replaced); any other non-empty
     folder is refused so an import never clobbers unrelated files.
@@ -242,6 +250,10 @@ def write_bundle(
             manifest["landmarks"] = landmarks
         if notes:
             manifest["notes"] = notes
+        if hu_volume is not None:
+            from .hu_volume import write_hu_volume
+
+            manifest["hu_volume"] = write_hu_volume(tmp, hu_volume, hu_source)
         text = json.dumps(manifest, indent=1, sort_keys=False)
         (tmp / MANIFEST).write_text(text + "\n", encoding="utf-8")
         if out_path.exists():

@@ -141,8 +141,9 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
         from .spine import with_spine
 
         structures, landmarks, notes = with_spine(structures, notes)
+    hu = ct if (ct is not None and modality == "CT") else None  # kept down-sampled for the virtual C-arm
     return write_bundle(out, structures, source_units=src_units, provenance=provenance,
-                        deidentification=deid, notes=notes or None, landmarks=landmarks)
+                        deidentification=deid, notes=notes or None, landmarks=landmarks, hu_volume=hu)
 
 
 def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | None = None, units: str = "auto",

@@ -1,0 +1,174 @@
+"""The bundle's down-sampled Hounsfield volume, for the virtual C-arm's radiographs.
+
+A bundle made from a CT (``vr-trainer import ct``, the synthetic phantoms) keeps the CT
+block-averaged to voxels of at most :data:`MAX_SPACING_MM` (2 mm; a coarser CT is kept as
+it is) in ``volume/hu.npz``: ``hu`` int16 Hounsfield units, ``affine`` float64 4x4 voxel
+index -> patient RAS mm (``affine @ [i, j, k, 1]``), zip-compressed. The manifest records it
+as ``hu_volume`` (file, shape, spacing, source). A bundle without one (meshes only) gets a
+volume voxelised from its closed meshes with tissue densities: :func:`volume_from_meshes`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import AnatomyError
+from .volume import Volume
+
+if TYPE_CHECKING:
+    from .bundle import Bundle
+
+HU_FILE = "volume/hu.npz"
+MAX_SPACING_MM = 2.0
+HU_MIN, HU_MAX = -1024, 3071
+
+#: Hounsfield values painted per tissue by :func:`volume_from_meshes` (typical CT values:
+#: cancellous/mixed vertebral bone ~700, disc ~90, neural tissue ~35, muscle ~50, fat and
+#: skin-enclosed subcutaneous tissue -100, air -1000).
+TISSUE_HU: dict[str, float] = {
+    "skin": -100.0, "fat": -100.0, "muscle": 50.0, "organ": 40.0, "vessel": 40.0, "ligament": 60.0,
+    "dura": 20.0, "nerve": 35.0, "disc": 90.0, "pathology": 90.0, "cartilage": 100.0, "bone": 700.0,
+    "cortical_bone": 1200.0, "implant": 3000.0,
+}
+AIR_HU = -1000.0
+#: painting order: later tissues overwrite earlier ones where closed surfaces nest
+_PAINT_ORDER = ("skin", "fat", "muscle", "organ", "vessel", "ligament", "dura", "nerve", "disc", "pathology",
+                "cartilage", "bone", "cortical_bone", "implant")
+
+
+def downsample_hu(vol: Volume, max_spacing_mm: float = MAX_SPACING_MM) -> Volume:
+    """Block-average ``vol`` by whole factors per axis so each voxel is at most ``max_spacing_mm``
+    (axes already coarser stay as they are); int16 HU clipped to [-1024, 3071]."""
+    arr = np.asarray(vol.array, dtype=np.float32)
+    sp = vol.spacing_mm
+    f = [max(1, int(np.floor(max_spacing_mm / s + 1e-6))) for s in sp]
+    pad = [(0, (-n) % k) for n, k in zip(arr.shape, f)]
+    if any(p[1] for p in pad):
+        arr = np.pad(arr, pad, mode="edge")
+    n = [arr.shape[i] // f[i] for i in range(3)]
+    arr = arr.reshape(n[0], f[0], n[1], f[1], n[2], f[2]).mean(axis=(1, 3, 5))
+    scale = np.eye(4)
+    scale[:3, :3] = np.diag(f)
+    scale[:3, 3] = (np.asarray(f) - 1) / 2.0  # the block's centre in the old index space
+    hu = np.clip(np.round(arr), HU_MIN, HU_MAX).astype(np.int16)
+    return Volume(array=hu, affine=np.asarray(vol.affine, float) @ scale, source_units="mm", name=f"{vol.name}:hu",
+                  notes={"downsampled_by": f, "from_spacing_mm": [round(float(s), 4) for s in sp]})
+
+
+def write_hu_volume(bundle_dir: Path, vol: Volume, source: str) -> dict[str, Any]:
+    """Write ``vol`` (down-sampled first) as ``bundle_dir/volume/hu.npz``; returns the manifest's
+    ``hu_volume`` entry. ``source`` says where the HU came from (``ct``, ``synthetic phantom ct`` ...)."""
+    small = downsample_hu(vol)
+    path = Path(bundle_dir) / HU_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, hu=small.array, affine=small.affine)
+    path.write_bytes(buf.getvalue())
+    return {
+        "file": HU_FILE,
+        "dtype": "int16",
+        "units": "HU",
+        "shape": [int(x) for x in small.array.shape],
+        "spacing_mm": [round(float(s), 4) for s in small.spacing_mm],
+        "from_spacing_mm": small.notes["from_spacing_mm"],
+        "affine_note": "affine: voxel index -> patient RAS mm",
+        "source": source,
+        "bytes": len(buf.getvalue()),
+    }
+
+
+def load_hu_volume(bundle_dir: str | os.PathLike[str]) -> Volume | None:
+    """The bundle's HU volume, or None when it has none (older bundles, mesh imports)."""
+    p = Path(bundle_dir)
+    try:
+        manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    entry = manifest.get("hu_volume") if isinstance(manifest, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    fpath = (p / str(entry.get("file", HU_FILE))).resolve()
+    if p.resolve() not in fpath.parents:
+        raise AnatomyError(f"{p}/manifest.json: hu_volume.file points outside the bundle")
+    try:
+        with np.load(fpath) as z:
+            hu, affine = np.asarray(z["hu"]), np.asarray(z["affine"], float)
+    except (OSError, KeyError, ValueError) as exc:
+        raise AnatomyError(f"{fpath}: the bundle's HU volume is unreadable ({exc}); re-run the import") from exc
+    if hu.ndim != 3 or affine.shape != (4, 4):
+        raise AnatomyError(f"{fpath}: HU volume must be 3D with a 4x4 affine; re-run the import")
+    return Volume(array=hu, affine=affine, source_units="mm", name=f"{p.name}:hu",
+                  notes={"source": entry.get("source", "?")})
+
+
+def _inside_mask(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing_mm: float,
+                 shape: tuple[int, int, int]) -> np.ndarray:
+    """(shape) bool: voxel centres inside a closed mesh, by ray parity along +z per (x, y) column."""
+    tri = vertices[faces]  # (n, 3, 3)
+    xy = (tri[:, :, :2] - origin[:2]) / spacing_mm  # continuous column coordinates of the corners
+    lo = np.clip(np.ceil(xy.min(axis=1)).astype(int), 0, None)
+    hi = np.minimum(np.floor(xy.max(axis=1)).astype(int), np.array(shape[:2]) - 1)
+    ni, nj = np.maximum(hi - lo + 1, 0).T
+    count = ni * nj
+    keep = count > 0
+    if not keep.any():
+        return np.zeros(shape, bool)
+    t_idx = np.repeat(np.nonzero(keep)[0], count[keep])
+    start = np.cumsum(count[keep]) - count[keep]
+    local = np.arange(len(t_idx)) - np.repeat(start, count[keep])
+    nj_t = nj[t_idx]
+    ci = lo[t_idx, 0] + local // nj_t
+    cj = lo[t_idx, 1] + local % nj_t
+    a, b, c = xy[t_idx, 0], xy[t_idx, 1], xy[t_idx, 2]
+    p = np.stack([ci, cj], axis=1).astype(float)
+    v0, v1, v2 = b - a, c - a, p - a
+    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    ok = np.abs(den) > 1e-12
+    den = np.where(ok, den, 1.0)
+    w1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+    w2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+    hit = ok & (w1 >= 0) & (w2 >= 0) & (w1 + w2 <= 1)
+    z = tri[t_idx, 0, 2] + w1 * (tri[t_idx, 1, 2] - tri[t_idx, 0, 2]) + w2 * (tri[t_idx, 2, 2] - tri[t_idx, 0, 2])
+    ci, cj, z = ci[hit], cj[hit], z[hit]
+    k = np.clip(np.ceil((z - origin[2]) / spacing_mm), 0, shape[2]).astype(int)
+    counts = np.zeros((shape[0], shape[1], shape[2] + 1), np.int32)
+    np.add.at(counts, (ci, cj, k), 1)
+    return (np.cumsum(counts[:, :, :-1], axis=2) % 2) == 1
+
+
+def volume_from_meshes(bundle: "Bundle", spacing_mm: float = MAX_SPACING_MM, margin_mm: float = 20.0) -> Volume:
+    """A HU volume voxelised from the bundle's closed (watertight) meshes with :data:`TISSUE_HU`,
+    air (-1000 HU) elsewhere; open surfaces are left out. Grid: the meshes' bounds plus
+    ``margin_mm``, cubic voxels of ``spacing_mm``, axis-aligned in RAS."""
+    closed = [s for s in bundle.structures if s.watertight and s.tissue in TISSUE_HU]
+    if not closed:
+        raise AnatomyError(f"{bundle.path}: no closed surface to make a radiograph from; re-import with a CT")
+    lo = np.min([np.asarray(s.mesh.vertices).min(0) for s in closed], axis=0) - margin_mm
+    hi = np.max([np.asarray(s.mesh.vertices).max(0) for s in closed], axis=0) + margin_mm
+    shape = tuple(int(x) for x in np.ceil((hi - lo) / spacing_mm))
+    assert len(shape) == 3
+    # a small offset keeps voxel columns off mesh vertices and edges (a double count flips parity)
+    origin = lo + spacing_mm * np.array([0.5 + 1.3e-3, 0.5 + 2.9e-3, 0.5])
+    hu = np.full(shape, AIR_HU, np.float32)
+    rank = {t: i for i, t in enumerate(_PAINT_ORDER)}
+    for s in sorted(closed, key=lambda s: rank[s.tissue]):
+        inside = _inside_mask(np.asarray(s.mesh.vertices, float), np.asarray(s.mesh.faces), origin, spacing_mm,
+                              shape)  # type: ignore[arg-type]
+        hu[inside] = TISSUE_HU[s.tissue]
+    affine = np.eye(4)
+    affine[:3, :3] *= spacing_mm
+    affine[:3, 3] = origin
+    return Volume(array=hu.astype(np.int16), affine=affine, source_units="mm", name=f"{bundle.path.name}:meshes",
+                  notes={"source": "voxelised meshes (tissue HU)"})
+
+
+def bundle_hu_volume(bundle: "Bundle") -> Volume:
+    """The bundle's stored HU volume, else one voxelised from its meshes."""
+    vol = load_hu_volume(bundle.path)
+    return vol if vol is not None else volume_from_meshes(bundle)
