@@ -27,7 +27,7 @@ Condition = Annotated[str, Field(min_length=1, max_length=4000, description=(
     "combined with all(...), any(...), not(...). See `vr-trainer validate --help`."))]
 Severity = Literal["minor", "major", "critical"]
 InstrumentKind = Literal["spinal_needle", "guidewire", "dilator", "working_cannula", "endoscope",
-                         "trephine", "drill", "saw_blade"]
+                         "grasping_forceps", "trephine", "drill", "saw_blade"]
 
 
 class Strict(BaseModel):

@@ -32,7 +32,10 @@ CATALOGUE: dict[str, InstrumentSpec] = {
     "guidewire": InstrumentSpec("guidewire", 300.0, 0.8, "blunt", 0.0, 0.8, "Guidewire 0.8 mm"),
     "dilator": InstrumentSpec("dilator", 180.0, 6.3, "cone", 30.0, 12.0, "Dilator 6.3 mm"),
     "working_cannula": InstrumentSpec("working_cannula", 160.0, 7.5, "bevel", 20.0, 14.0, "Working cannula 7.5 mm"),
-    "endoscope": InstrumentSpec("endoscope", 205.0, 6.9, "blunt", 60.0, 18.0, "Endoscope 6.9 mm"),
+    "endoscope": InstrumentSpec("endoscope", 205.0, 6.9, "blunt", 60.0, 18.0, "Endoscope 6.9 mm, 30° lens"),
+    # through the endoscope's 3.7 mm working channel: a 2.5 mm rongeur reaching past the scope tip
+    "grasping_forceps": InstrumentSpec("grasping_forceps", 300.0, 2.5, "blunt", 40.0, 12.0,
+                                       "Grasping forceps 2.5 mm"),
     "trephine": InstrumentSpec("trephine", 200.0, 7.0, "saw", 40.0, 14.0, "Trephine 7 mm"),
     "drill": InstrumentSpec("drill", 120.0, 3.2, "cone", 80.0, 35.0, "Drill 3.2 mm"),
     "saw_blade": InstrumentSpec("saw_blade", 90.0, 1.27, "saw", 60.0, 30.0, "Oscillating saw"),

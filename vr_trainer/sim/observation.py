@@ -26,7 +26,9 @@ class Observation:
     ``target_distance_mm`` maps a scenario target id to the tip's distance from it (mm).
     ``angles_deg`` holds named trajectory angles (``axial``, ``craniocaudal`` and whatever a
     procedure adds). ``actions`` are the discrete actions the resident took in this step
-    (``carm_shot``, ``next_instrument`` ...).
+    (``carm_shot``, ``next_instrument`` ...). ``shot_view`` is the C-arm view of the shot taken in
+    this step (``ap``, ``lateral``, ``oblique``; None: no shot). ``values`` holds a procedure's
+    named measurements for its metrics (``skin_entry_lateral_mm`` ...; units in the names).
     """
 
     time_s: float
@@ -43,3 +45,5 @@ class Observation:
     fluoro_time_s: float = 0.0
     dose_mgy: float = 0.0
     actions: frozenset[str] = frozenset()
+    shot_view: str | None = None
+    values: Mapping[str, float] = field(default_factory=dict)

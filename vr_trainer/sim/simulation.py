@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,10 +19,15 @@ from vr_trainer.frame import InputState
 from vr_trainer.sim.annotations import AnnotationSet
 from vr_trainer.sim.instruments import InstrumentState
 from vr_trainer.sim.observation import Observation
+from vr_trainer.sim.procedure import ProcedureModel
 from vr_trainer.sim.proximity import ProximityField, shaft_points
 
 NEXT_INSTRUMENT = "next_instrument"  # the action the primary button takes
-CARM_SHOT = "carm_shot"  # a key of this name takes a fluoroscopy shot
+CARM_SHOT = "carm_shot"  # a key of this name takes a fluoroscopy shot in the current view
+# keys that take one C-arm shot each, and the view they take it in (None: the current view)
+CARM_VIEW_KEYS: dict[str, str | None] = {CARM_SHOT: None, "carm_ap": "ap", "carm_lateral": "lateral",
+                                         "carm_oblique": "oblique"}
+DEFAULT_CARM_VIEW = "ap"
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Target:
 
 @dataclass(frozen=True)
 class HapticRequest:
-    hand: int
+    hand: int  # 0 left, 1 right; -1 (from a procedure model): the hand holding the active instrument
     amplitude: float
     duration_s: float
 
@@ -59,6 +65,8 @@ class SimState:
     shots: int = 0
     fluoro_time_s: float = 0.0
     dose_mgy: float = 0.0
+    carm_view: str = DEFAULT_CARM_VIEW  # the C-arm's current view (the last shot's)
+    procedure_state: Any = None  # the procedure model's own immutable state (sim/procedure.py)
     observation: Observation | None = None  # what this step looked like to the rules
     mentor_notes: list[tuple[str, str]] = field(default_factory=list)  # (author, text), newest last
 
@@ -79,6 +87,10 @@ class Simulation:
     sample_spacing_mm: float = 2.0
     exposure_s: float = 0.5  # fluoroscopy time per shot
     dose_per_shot_mgy: float = 0.1
+    procedure: ProcedureModel | None = None  # the procedure's rules (PTED ...), run inside each step
+
+    def initial_procedure_state(self) -> Any:
+        return self.procedure.initial_state() if self.procedure is not None else None
 
     def step(self, s: SimState, inp: InputState, dt_s: float) -> SimState:
         instruments = list(s.instruments)
@@ -92,12 +104,23 @@ class Simulation:
         keys = frozenset(inp.keys) if inp.focused else frozenset()
         actions |= keys - s.keys_down  # a key counts once, when it goes down
         shots, fluoro_s, dose = s.shots, s.fluoro_time_s, s.dose_mgy
-        if CARM_SHOT in actions:
+        shot_view: str | None = None
+        for key in sorted(actions & CARM_VIEW_KEYS.keys()):  # at most one shot per step: the first key
+            shot_view = CARM_VIEW_KEYS[key] or s.carm_view
             shots, fluoro_s, dose = shots + 1, fluoro_s + self.exposure_s, dose + self.dose_per_shot_mgy
+            break
         if instruments and inp.focused and hand.pose_world_from_hand is not None:
             cur = instruments[active]
             instruments[active] = dataclasses.replace(cur, world_from_tool=np.array(hand.pose_world_from_hand),
                                                       held=True, visible=True)
+        haptics: tuple[HapticRequest, ...] = ()
+        proc_state = s.procedure_state
+        if self.procedure is not None and instruments:
+            moved = self.procedure.move(s, tuple(instruments), active, hand, dt_s, frozenset(actions))
+            instruments, proc_state = list(moved.instruments), moved.procedure_state
+            actions |= moved.actions
+            haptics = tuple(HapticRequest(inp.active_hand if h.hand < 0 else h.hand, h.amplitude, h.duration_s)
+                            for h in moved.haptics)
         time_s = s.time_s + dt_s
         axial = cc = tip_dist = None
         tip = None
@@ -122,12 +145,14 @@ class Simulation:
         obs = Observation(time_s=time_s, dt_s=dt_s, instrument_id=inst_id, tip_world_mm=tip,
                           trigger=float(hand.trigger) if inp.focused else 0.0, target_distance_mm=target_d,
                           structure_distance_mm=struct_d, tip_inside=inside, angles_deg=angles, shots=shots,
-                          fluoro_time_s=fluoro_s, dose_mgy=dose, actions=frozenset(actions))
+                          fluoro_time_s=fluoro_s, dose_mgy=dose, actions=frozenset(actions), shot_view=shot_view)
+        if self.procedure is not None and instruments:
+            obs, proc_state = self.procedure.observe(proc_state, obs, tuple(instruments), active)
         return dataclasses.replace(
             s, time_s=time_s, tick=s.tick + 1, instruments=tuple(instruments), active_instrument=active,
             active_hand=inp.active_hand, tip_to_target_mm=tip_dist, axial_angle_deg=axial, craniocaudal_deg=cc,
-            haptics=(), primary_was_pressed=pressed, keys_down=keys, shots=shots, fluoro_time_s=fluoro_s,
-            dose_mgy=dose, observation=obs)
+            haptics=haptics, primary_was_pressed=pressed, keys_down=keys, shots=shots, fluoro_time_s=fluoro_s,
+            dose_mgy=dose, carm_view=shot_view or s.carm_view, procedure_state=proc_state, observation=obs)
 
     def _structure_distances(self, inst: InstrumentState) -> tuple[dict[str, float], frozenset[str]]:
         """Signed distance (mm) from the instrument's surface to each measured structure, and
