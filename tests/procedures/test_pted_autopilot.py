@@ -173,3 +173,28 @@ def test_error_sizes_scale_with_skill_and_plans_repeat_per_seed(contexts):
     assert pa.shape != pc.shape or not np.allclose(pa, pc)
     with pytest.raises(ValueError, match="between 0 and 1"):
         autopilot_plan(ctx, "novice", skill=1.5)
+
+
+def test_the_line_moves_with_the_anatomy(contexts, move_bundle):
+    """The bundle rotated 30 degrees and shifted (meshes and landmarks): the planner finds the same
+    line in the moved coordinates (nothing is tuned to the shipped phantom's)."""
+    import trimesh
+
+    from vr_trainer.anatomy.bundle import load_bundle
+    from vr_trainer.procedures.reach import context_from_bundle
+    from vr_trainer.scenario.loader import resolve_bundle_path
+
+    ctx = contexts[SCENARIOS[0]]
+    m = trimesh.transformations.rotation_matrix(np.radians(30.0), [0.3, 1.0, 0.2])
+    m[:3, 3] = [45.0, -30.0, 70.0]
+    moved = move_bundle(load_bundle(resolve_bundle_path(ctx.scenario)), m)
+    world_from_patient = np.eye(4)
+    world_from_patient[:3, :3] = np.array([[0, 0, 1], [0, -1, 0], [1, 0, 0]], float) @ m[:3, :3].T  # same room up
+    mctx = context_from_bundle(ctx.scenario, moved, world_from_patient)
+    a, b = plan_trajectory(ctx), plan_trajectory(mctx)
+    r = m[:3, :3]
+    np.testing.assert_allclose(b.target_mm, r @ a.target_mm + m[:3, 3], atol=1e-6)
+    assert np.degrees(np.arccos(np.clip(b.direction @ (r @ a.direction), -1, 1))) < 3.0
+    assert abs(b.dock_s_mm - a.dock_s_mm) < 1.5 and abs(b.skin_s_mm - a.skin_s_mm) < 8.0
+    expert = autopilot_plan(mctx, "expert")
+    assert tip_risk_distance_mm(mctx, expert) > min(mctx.risk_margins().values())
