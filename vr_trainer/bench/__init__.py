@@ -6,9 +6,11 @@
 | ``anatomy_import`` | ``bench import`` | plain scikit-image + trimesh pipeline (CT -> bundle) |
 | ``openxr`` | ``bench openxr`` | the runtime's own display period (frames missed) |
 | ``stream`` | ``bench stream`` | rendering without streaming; headless Chromium as the receiver |
-| ``proximity`` | ``bench proximity`` | trimesh's exact signed distance (per-step instrument distance queries) |
+| ``proximity`` | ``bench proximity`` | trimesh's and libigl's exact signed distance (per-step instrument distance queries) |
 | ``record`` | ``bench record`` | JSON lines written on the render thread (session recording size and cost) |
 | ``cohort`` | ``bench cohort`` | reading every recording in full (cohort index and learning-curve report) |
+| ``fluoro`` | ``bench fluoro`` | plastimatch's ``drr`` (one 512x512 C-arm shot from the example CT: time, Pearson r) |
+| ``sim`` | ``bench sim`` | the same frames with trimesh's signed distance in place of ours (simulation + scoring per frame) |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
 """  # noqa: E501 (a table row)
@@ -18,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort")
+BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort", "fluoro", "sim")
 
 
 def register_all(bench_subparsers: Any) -> None:

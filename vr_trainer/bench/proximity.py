@@ -34,6 +34,7 @@ on points scattered from 4 mm inside to 20 mm outside every surface, within 20 m
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -132,17 +133,32 @@ def near_surface_points(vertices: np.ndarray, faces: np.ndarray, n: int, seed: i
     return pts + rng.uniform(-4.0, NEAR_MM, n)[:, None] * m.face_normals[fid] + rng.normal(0.0, 1.0, (n, 3))
 
 
+_TRACKS: dict[bytes, Any] = {}  # the expert's track per session (planning takes seconds; it is deterministic)
+
+
+def expert_track(scene: Any) -> Any:
+    """The pose track of the session's expert autopilot (seed 0), planned once per process."""
+    import hashlib
+
+    from vr_trainer.app.autopilot import autopilot_track
+
+    key = hashlib.sha256(scene.scenario.model_dump_json().encode() + str(scene.bundle_dir).encode()
+                         + np.asarray(scene.world_from_patient, float).tobytes()).digest()
+    if key not in _TRACKS:
+        _TRACKS[key] = autopilot_track(scene, "expert")[0]
+    return copy.deepcopy(_TRACKS[key])
+
+
 def expert_chains(scenario_path: str | None, points: int) -> tuple[Any, list[np.ndarray], str]:
     """The session of the scenario, and per fixed step of its expert autopilot run the chain of
     ``points`` points along the instrument (patient frame); with the track's name."""
-    from vr_trainer.app.autopilot import autopilot_track
     from vr_trainer.app.session import build_session
     from vr_trainer.scenario.loader import default_scenario_path, load_scenario
     from vr_trainer.sim.proximity import shaft_points
 
     scenario = load_scenario(scenario_path or default_scenario_path())
     scene, _ = build_session(scenario)
-    track, _ = autopilot_track(scene, "expert")
+    track = expert_track(scene)
     sim = scene.simulation
     spacing = sim.sample_spacing_mm
     chains = []

@@ -38,6 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
+MEMO_MAX_POINTS = 4096  # larger queries (a planner's batches) are not kept
 # closest-feature codes of :func:`closest_points_on_triangles`
 FACE, VERT_A, VERT_B, VERT_C, EDGE_AB, EDGE_BC, EDGE_CA = range(7)
 
@@ -253,7 +254,8 @@ class ProximityField:
         """``points_mm``: (n, 3) float. Returns, per structure, the (n,) signed distance in mm
         (negative inside a closed surface). ``memo``: use (and fill) the memo of recent queries."""
         p = np.ascontiguousarray(points_mm, float).reshape(-1, 3)
-        key = ("d", p.tobytes())
+        memo = memo and len(p) <= MEMO_MAX_POINTS
+        key = ("d", p.tobytes() if memo else b"")
         hit = self._recall(key) if memo else None
         if hit is None:
             hit = dict(zip(self.surfaces, self._evaluate_all(p)))
@@ -268,7 +270,8 @@ class ProximityField:
         p = np.ascontiguousarray(points_mm, float).reshape(-1, 3)
         if not len(p):
             return Clearance({}, {}, frozenset())
-        key = ("c", p.tobytes())
+        memo = memo and len(p) <= MEMO_MAX_POINTS
+        key = ("c", p.tobytes() if memo else b"")
         hit = self._recall(key) if memo else None
         if hit is None:
             d = dict(zip(self.surfaces, self._evaluate_all(p)))
