@@ -29,7 +29,10 @@ def chromium_available() -> bool:
 class Chromium:
     """One headless Chromium with its own empty profile; ``quit()`` removes the profile."""
 
-    def __init__(self, window_size: tuple[int, int] = (1280, 860), page_load_timeout_s: float = 20.0) -> None:
+    def __init__(self, window_size: tuple[int, int] = (1280, 860), page_load_timeout_s: float = 20.0,
+                 lang: str | None = None) -> None:
+        """``lang`` (e.g. ``zh-CN``): the browser's language (``navigator.language`` and
+        Accept-Language), as a surgeon's own browser would have it."""
         if not chromium_available():
             raise RemoteError("needs Debian's chromium and chromium-driver: "
                               "apt-get install -y chromium chromium-driver")
@@ -42,6 +45,9 @@ class Chromium:
             opts.add_argument(f)
         opts.add_argument(f"--window-size={window_size[0]},{window_size[1]}")
         opts.add_argument(f"--user-data-dir={self.profile}")
+        if lang:
+            opts.add_argument(f"--lang={lang}")
+            opts.add_experimental_option("prefs", {"intl.accept_languages": f"{lang},{lang.split('-')[0]}"})
         opts.binary_location = CHROMIUM
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         try:

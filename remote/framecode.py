@@ -1,12 +1,15 @@
-"""A frame id stamped into the video picture as a row of black/white cells.
+"""A frame id carried in a strip of cells above the video picture, out of the expert's sight.
 
-The browser reads it back from a canvas (``static/framecode.js`` is the twin of
-this module) so that each stroke names the exact frame it was drawn on, and so that
-glass-to-glass latency can be measured. Layout, top-left corner of the picture:
-``CELL_PX``-square cells, 2 sync cells (white, black) to set the threshold, 24 data
-bits (frame id mod 2**24, most significant first), 8 CRC-8 bits. Cells are aligned
-to the codec's 8-pixel blocks so VP8 at low bit rates keeps them readable; a frame
-whose CRC fails reads as ``None``.
+The publisher puts a ``STRIP_PX``-row strip on top of every picture it sends; the strip
+holds a row of black/white cells and is mid-grey elsewhere. The console reads the id
+from the strip (``static/framecode.js`` is the twin of this module) and shows only the
+picture below it (the strip is cropped away by the console's layout), so the expert
+never sees the code; every stroke names the exact frame it was drawn on, and
+glass-to-glass latency can still be measured. Cells are ``CELL_PX`` wide and the
+strip's height tall: 2 sync cells (white, black) to set the threshold, 24 data bits
+(frame id mod 2**24, most significant first), 8 CRC-8 bits. The strip is 16 rows so
+the picture below keeps the codec's 16-pixel macroblock rows; a frame whose CRC fails
+reads as ``None``.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from __future__ import annotations
 import numpy as np
 
 CELL_PX = 8
+STRIP_PX = 16  # rows above the picture; announced to viewers in ``hello`` (frame_code.strip_px)
 SYNC_CELLS = 2
 DATA_BITS = 24
 CHECK_BITS = 8
 N_CELLS = SYNC_CELLS + DATA_BITS + CHECK_BITS
 STAMP_WIDTH_PX = N_CELLS * CELL_PX
-STAMP_HEIGHT_PX = CELL_PX
+STAMP_HEIGHT_PX = STRIP_PX
 ID_MODULO = 1 << DATA_BITS
-Y_WHITE, Y_BLACK = 235, 16  # limited-range luma, as the encoder expects
+Y_WHITE, Y_BLACK, Y_GREY = 235, 16, 126  # limited-range luma, as the encoder expects
 
 
 def crc8(data: bytes) -> int:
@@ -55,40 +59,62 @@ def decode_bits(bits: np.ndarray | list[int]) -> int | None:
 
 
 def fits(width_px: int, height_px: int) -> bool:
-    return width_px >= STAMP_WIDTH_PX and height_px >= STAMP_HEIGHT_PX
+    """Whether a picture is wide enough to carry the code (its height does not matter)."""
+    return width_px >= STAMP_WIDTH_PX and height_px >= 2
 
 
-def stamp_i420(yuv: np.ndarray, width_px: int, height_px: int, frame_id: int) -> None:
-    """Stamp in place into an I420 buffer shaped (height*3/2, width) as PyAV's yuv420p ndarray."""
-    if not fits(width_px, height_px):
-        return
-    y = yuv[:height_px]
-    cells = np.where(code_bits(frame_id) > 0, Y_WHITE, Y_BLACK).astype(np.uint8)
-    y[:CELL_PX, :STAMP_WIDTH_PX] = np.repeat(cells, CELL_PX)[None, :]
-    # neutral chroma under the stamp (U then V planes, each (h/2, w/2) stored as h/4 rows of w)
-    half_w, half_h = width_px // 2, height_px // 2
-    u = yuv[height_px:height_px + half_h // 2].reshape(half_h, half_w)
-    v = yuv[height_px + half_h // 2:height_px + half_h].reshape(half_h, half_w)
-    u[:CELL_PX // 2, :STAMP_WIDTH_PX // 2] = 128
-    v[:CELL_PX // 2, :STAMP_WIDTH_PX // 2] = 128
+def strip_luma(width_px: int, frame_id: int, white: int = Y_WHITE, black: int = Y_BLACK,
+               grey: int = Y_GREY) -> np.ndarray:
+    """The strip's (STRIP_PX, width) luma: the cells, then grey."""
+    row = np.full(width_px, grey, dtype=np.uint8)
+    cells = np.where(code_bits(frame_id) > 0, white, black).astype(np.uint8)
+    row[:STAMP_WIDTH_PX] = np.repeat(cells, CELL_PX)
+    return np.repeat(row[None, :], STRIP_PX, axis=0)
 
 
-def stamp_rgb(rgb: np.ndarray, frame_id: int) -> None:
-    """Stamp in place into an HxWx3 uint8 image (tests, recordings)."""
+def add_strip_i420(yuv: np.ndarray, width_px: int, height_px: int, frame_id: int) -> tuple[np.ndarray, int]:
+    """A new I420 picture (PyAV's yuv420p ndarray, shaped (H*3/2, width)) of height
+    ``H = height_px + STRIP_PX``: the code strip on top, the picture below, unchanged."""
+    if not fits(width_px, height_px) or width_px % 2 or height_px % 2:
+        raise ValueError(f"a {width_px}x{height_px} picture cannot carry the frame code")
+    w, h, big_h = width_px, height_px, height_px + STRIP_PX
+    flat = yuv.reshape(-1)
+    n_y, n_c = w * h, (w // 2) * (h // 2)
+    out = np.empty(w * big_h + 2 * (w // 2) * (big_h // 2), dtype=np.uint8)
+    y_out = out[:w * big_h].reshape(big_h, w)
+    y_out[:STRIP_PX] = strip_luma(w, frame_id)
+    y_out[STRIP_PX:] = flat[:n_y].reshape(h, w)
+    c_rows = STRIP_PX // 2
+    for k in range(2):  # U then V
+        src = flat[n_y + k * n_c:n_y + (k + 1) * n_c].reshape(h // 2, w // 2)
+        start = w * big_h + k * (w // 2) * (big_h // 2)
+        dst = out[start:start + (w // 2) * (big_h // 2)].reshape(big_h // 2, w // 2)
+        dst[:c_rows] = 128
+        dst[c_rows:] = src
+    return out.reshape(-1, w), big_h
+
+
+def add_strip_rgb(rgb: np.ndarray, frame_id: int) -> np.ndarray:
+    """An HxWx3 uint8 image with the code strip on top (tests, recordings)."""
     h, w = rgb.shape[:2]
     if not fits(w, h):
-        return
-    cells = np.where(code_bits(frame_id) > 0, 255, 0).astype(np.uint8)
-    rgb[:CELL_PX, :STAMP_WIDTH_PX] = np.repeat(cells, CELL_PX)[None, :, None]
+        raise ValueError(f"a {w}x{h} picture cannot carry the frame code")
+    strip = strip_luma(w, frame_id, 255, 0, 128)
+    return np.concatenate([np.repeat(strip[:, :, None], 3, axis=2), rgb[..., :3]], axis=0)
+
+
+def picture(image: np.ndarray) -> np.ndarray:
+    """The picture the expert sees: the image without its code strip."""
+    return image[STRIP_PX:]
 
 
 def read_luma(luma: np.ndarray) -> int | None:
-    """Read a frame id from an HxW luma (or grey) image; None when unreadable."""
+    """Read a frame id from an HxW luma (or grey) image with its strip; None when unreadable."""
     h, w = luma.shape[:2]
-    if not fits(w, h):
+    if w < STAMP_WIDTH_PX or h < STRIP_PX:
         return None
     c = CELL_PX // 2
-    samples = luma[c, c:STAMP_WIDTH_PX:CELL_PX].astype(np.float32)[:N_CELLS]
+    samples = luma[STRIP_PX // 2, c:STAMP_WIDTH_PX:CELL_PX].astype(np.float32)[:N_CELLS]
     white, black = float(samples[0]), float(samples[1])
     if white - black < 40.0:
         return None

@@ -24,7 +24,8 @@ from remote import framecode
 from remote.annotate import Sender
 from remote.peer import add_browser_candidate, prefer_codec
 from remote.publisher import MirrorFrameSource, MirrorVideoTrack
-from remote.schema import ANNOTATION_TYPES, MessageGate, PeerInfo, encode
+from remote.schema import ANNOTATION_TYPES, MessageGate, PeerInfo, ViewShown, encode, make
+from remote.views import Rect
 
 log = logging.getLogger("remote.link")
 VIEWER_ROLES = ("expert", "observer")
@@ -101,11 +102,11 @@ class ViewerLink:
 
     async def start(self) -> None:
         pc = self.pc = RTCPeerConnection(self.rtc_config)
-        self.track = MirrorVideoTrack(self.source)
-        video = pc.addTransceiver(self.track, direction="sendonly")
+        track = self.track = MirrorVideoTrack(self.source, on_view=self._on_view)
+        video = pc.addTransceiver(track, direction="sendonly")
         prefer_codec(video, self.config.codec)
-        if self.source.encoded:  # one shared encoder: a picture-loss report asks it for a key frame
-            video.sender._send_keyframe = self.source.request_keyframe  # type: ignore[method-assign]
+        if self.source.encoded:  # one shared encoder a view: a picture-loss report asks it for a key frame
+            video.sender._send_keyframe = lambda: self.source.request_keyframe(track.view_id)  # type: ignore
         mic = self.microphone
         pc.addTransceiver(mic if mic is not None else "audio", direction="sendrecv" if mic is not None else "recvonly")
         self.dc = pc.createDataChannel("mentor", ordered=True)
@@ -154,9 +155,22 @@ class ViewerLink:
         self.last_rx_s = time.monotonic()
         self.send({"type": "hello", "peer_id": self.peer_id, "role": self.role, "name": self.sender.name,
                    "can_annotate": self.can_annotate, "session_id": self.session_id,
-                   "frame_code": {"cell_px": framecode.CELL_PX, "cells": framecode.N_CELLS},
-                   "fps": self.config.fps})
+                   "frame_code": {"cell_px": framecode.CELL_PX, "cells": framecode.N_CELLS,
+                                  "strip_px": self._strip_px},
+                   "fps": self.config.fps, "views": self.source.describe_views(),
+                   "view": self.track.view_id if self.track is not None else None})
+        if self.track is not None and self.track.shown is not None:
+            self._on_view(*self.track.shown)
         self.owner.sync(self)
+
+    @property
+    def _strip_px(self) -> int:
+        return framecode.STRIP_PX if self.source.config.stamp_frame_id else 0
+
+    def _on_view(self, view_id: str, rect: Rect | None) -> None:
+        """The video's next picture shows ``view_id`` (from the track, as it goes out)."""
+        self.send(make(ViewShown, view=view_id, rect=rect, can_annotate=self.can_annotate and rect is not None,
+                       strip_px=self._strip_px))
 
     def _on_message(self, raw: Any) -> None:
         try:
@@ -180,6 +194,9 @@ class ViewerLink:
             asyncio.ensure_future(self.owner.drop_link(self, "bye"))
         elif t == "sync":
             self.owner.sync(self)
+        elif t == "view":
+            if self.track is None or not self.source.set_view(self.track, msg.view):
+                self.send({"type": "ack", "ref": "view", "ok": False, "reason": f"no view {msg.view!r} here"})
         elif t in ANNOTATION_TYPES:
             if not self.can_annotate:
                 self.counters["refused_role"] += 1

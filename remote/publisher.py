@@ -1,11 +1,13 @@
-"""The mirror view as WebRTC video: encoded once, sent to every subscriber.
+"""The mirror view as WebRTC video: each view encoded once, sent to every subscriber.
 
 Render thread -> :meth:`MirrorFrameSource.publish` (a latest-frame slot write and a
 wake-up; never blocks). On the network thread one pump, paced to at most ``fps``,
-takes the newest mirror frame, and in a worker thread scales it, converts it to
-I420, stamps its frame id (:mod:`remote.framecode`) and - for VP8 - encodes it once
-with libvpx. Every subscriber's :class:`MirrorVideoTrack` gets the same encoded
-frames (``av.Packet``, which aiortc only packetises), so N viewers cost one encode:
+takes the newest mirror frame, and in a worker thread cuts each view in use out of it
+(:mod:`remote.views`: one eye, both eyes), scales it, converts it to I420, puts the
+frame-id strip above it (:mod:`remote.framecode`) and - for VP8 - encodes it once
+with libvpx. Every subscriber's :class:`MirrorVideoTrack` of a view gets the same
+encoded frames (``av.Packet``, which aiortc only packetises), so N viewers cost one
+encode per view in use:
 the shape an SFU expects from a publisher, and what lets a handful of viewers share
 a 2-core trainee PC. A new subscriber, or a browser's picture-loss report (PLI),
 asks the encoder for a key frame. The pump keeps its own 90 kHz clock; with nothing
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -28,6 +31,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from remote import framecode
+from remote.views import BUILTIN_VIEWS, DEFAULT_VIEW, Rect, StreamView
 from vr_trainer.app.bridge import LatestSlot
 from vr_trainer.frame import MirrorFrame
 
@@ -42,7 +46,8 @@ class StreamConfig:
     fps: float = 30.0
     codec: str = "VP8"
     idle_repeat_s: float = 0.5
-    stamp_frame_id: bool = True
+    stamp_frame_id: bool = True  # the frame-id strip above the picture (framecode.STRIP_PX rows)
+    default_view: str = DEFAULT_VIEW  # what a new viewer watches until it picks another
     bitrate_bps: int | None = None  # None: 0.1 bit per pixel per frame, within 0.3-8 Mbit/s
     keyframe_interval_s: float = 10.0
 
@@ -58,20 +63,24 @@ def stream_size(mirror_w: int, mirror_h: int, max_w: int, max_h: int) -> tuple[i
     return max(2, int(mirror_w * s) // 2 * 2), max(2, int(mirror_h * s) // 2 * 2)
 
 
-def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool) -> tuple[np.ndarray, int, int]:
-    """RGB mirror -> I420 at the stream size (PyAV's yuv420p ndarray), frame id stamped."""
-    if frame.rgb is None:
+def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool,
+                  rgb: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+    """RGB picture (``rgb``, else the whole mirror) -> I420 at the stream size (PyAV's
+    yuv420p ndarray), with the frame-id strip on top when ``stamp``: the returned height
+    includes the strip's ``framecode.STRIP_PX`` rows."""
+    pic = frame.rgb if rgb is None else rgb
+    if pic is None:
         raise ValueError("convert_frame: a mirror frame without pixels (a history record)")
-    h, w = frame.rgb.shape[:2]
+    h, w = pic.shape[:2]
     sw, sh = stream_size(w, h, *max_size)
-    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.rgb), format="rgb24")
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24")
     if (sw, sh) != (w, h):
         out = vf.reformat(width=sw, height=sh, format="yuv420p", interpolation="AREA")
     else:
         out = vf.reformat(format="yuv420p")
     yuv = out.to_ndarray()
-    if stamp:
-        framecode.stamp_i420(yuv, sw, sh, frame.frame_id)
+    if stamp and framecode.fits(sw, sh):
+        yuv, sh = framecode.add_strip_i420(yuv, sw, sh, frame.frame_id)
     return yuv, sw, sh
 
 
@@ -115,10 +124,12 @@ class StreamFrame:
     frame_id: int
     pts: int
     width: int
-    height: int
+    height: int  # with the frame-id strip
     yuv: np.ndarray
     packet: bytes | None  # VP8 bitstream (None: raw frames for aiortc's own encoder)
     keyframe: bool
+    view_id: str = DEFAULT_VIEW
+    rect: Rect | None = (0.0, 0.0, 1.0, 1.0)  # where the picture lies in the mirror (None: not part of it)
 
 
 class MirrorFrameSource:
@@ -137,8 +148,12 @@ class MirrorFrameSource:
         self._new_frame: asyncio.Event | None = None
         self._subscribers: list[MirrorVideoTrack] = []
         self._pump_task: asyncio.Task | None = None
-        self._encoder = Vp8Encoder(self.config)
-        self._want_keyframe = True
+        self.views: dict[str, StreamView] = {v.view_id: v for v in BUILTIN_VIEWS}
+        if self.config.default_view not in self.views:
+            raise ValueError(f"no view {self.config.default_view!r}; the views are {', '.join(self.views)}")
+        self._encoders: dict[str, Vp8Encoder] = {}
+        self._last_out: dict[str, StreamFrame] = {}  # worker thread: each view's latest picture
+        self._want_keyframe: set[str] = set(self.views)
         self.published = 0
         self.converted = 0
         self.keyframes = 0
@@ -168,9 +183,23 @@ class MirrorFrameSource:
         for t in list(self._subscribers):
             t.stop()
 
+    def add_view(self, view: StreamView) -> None:
+        """Offer another view (the C-arm monitor, the endoscope...) to viewers who join after."""
+        self.views[view.view_id] = view
+        self._want_keyframe.add(view.view_id)
+
+    @property
+    def encoded_frames(self) -> int:
+        """Pictures encoded so far, all views together (VP8)."""
+        return sum(e.frames for e in list(self._encoders.values()))
+
+    def describe_views(self) -> list[dict[str, Any]]:
+        """The view selector's options, as ``hello`` announces them."""
+        return [v.describe() for v in self.views.values()]
+
     def subscribe(self, track: "MirrorVideoTrack") -> None:
         self._subscribers.append(track)
-        self.request_keyframe()
+        self.request_keyframe(track.view_id)
         if self._new_frame is not None:
             self._new_frame.set()
 
@@ -178,15 +207,28 @@ class MirrorFrameSource:
         if track in self._subscribers:
             self._subscribers.remove(track)
 
-    def request_keyframe(self) -> None:
-        """A new subscriber or a picture-loss report: the next encoded frame is a key frame."""
-        self._want_keyframe = True
+    def set_view(self, track: "MirrorVideoTrack", view_id: str) -> bool:
+        """Switch one subscriber to another view (from its next key frame on); False: no such view."""
+        if view_id not in self.views:
+            return False
+        if view_id != track.view_id:
+            track.switch(view_id)
+            self.request_keyframe(view_id)
+            if self._new_frame is not None:
+                self._new_frame.set()
+        return True
+
+    def request_keyframe(self, view_id: str | None = None) -> None:
+        """A new subscriber or a picture-loss report: the next encoded frame (of this view,
+        or of every view) is a key frame."""
+        self._want_keyframe.update(self.views if view_id is None else (view_id,))
 
     async def _pump(self) -> None:
         assert self._new_frame is not None
         cfg = self.config
         loop = asyncio.get_running_loop()
-        seen_version, last, last_sent_s, t0_s, last_pts = 0, None, 0.0, None, -1
+        last: MirrorFrame | None = None
+        seen_version, last_sent_s, t0_s, last_pts = 0, 0.0, None, -1
         while True:
             self._new_frame.clear()
             version, frame = self._slot.get()
@@ -206,36 +248,65 @@ class MirrorFrameSource:
             now = time.perf_counter()
             t0_s = now if t0_s is None else t0_s
             pts = max(last_pts + 1, int((now - t0_s) * VIDEO_CLOCK_HZ))
-            keyframe, self._want_keyframe = self._want_keyframe, False
+            in_use = sorted({t.view_id for t in self._subscribers})
+            keyframes = {v for v in in_use if v in self._want_keyframe}
+            self._want_keyframe -= keyframes
             src = frame if version > seen_version else None
             try:
-                out = await loop.run_in_executor(None, self._produce, src, last, pts, keyframe)
+                out = await loop.run_in_executor(None, self._produce_views, src, last, pts, in_use, keyframes)
             except Exception:  # noqa: BLE001 - a bad frame is skipped, the stream goes on
-                self._want_keyframe = True
+                self._want_keyframe.update(in_use)
                 await asyncio.sleep(0.05)
                 continue
-            seen_version, last, last_sent_s, last_pts = version, out, now, pts
-            self.encoded_wall_s[out.frame_id] = time.time()
+            seen_version, last_sent_s, last_pts = version, now, pts
+            last = src if src is not None else last
+            if out:
+                self.encoded_wall_s[next(iter(out.values())).frame_id] = time.time()
             if len(self.encoded_wall_s) > 4000:
                 for k in list(self.encoded_wall_s)[:2000]:
                     del self.encoded_wall_s[k]
             for track in list(self._subscribers):
-                track.push(out)
+                sf = out.get(track.view_id)
+                if sf is not None:
+                    track.push(sf)
 
-    def _produce(self, frame: MirrorFrame | None, last: StreamFrame | None, pts: int, keyframe: bool) -> StreamFrame:
-        """Worker thread: convert a new mirror frame (or reuse the last picture) and encode it."""
+    def _produce_views(self, frame: MirrorFrame | None, last: MirrorFrame | None, pts: int, views: list[str],
+                       keyframes: set[str]) -> dict[str, StreamFrame]:
+        """Worker thread: each view in use, cut from a new mirror frame (or the last one again)."""
+        mirror = frame if frame is not None else last
+        assert mirror is not None
+        out: dict[str, StreamFrame] = {}
+        for view_id in views:
+            again = self._last_out.get(view_id) if frame is None else None
+            sf = self._produce(mirror, view_id, pts, view_id in keyframes, again)
+            if sf is not None:
+                out[view_id] = self._last_out[view_id] = sf
+        for view_id in [v for v in self._last_out if v not in views]:
+            del self._last_out[view_id]
         if frame is not None:
-            yuv, w, h = convert_frame(frame, self.config.max_size, self.config.stamp_frame_id)
-            fid = frame.frame_id
             self.converted += 1
+        return out
+
+    def _produce(self, frame: MirrorFrame, view_id: str, pts: int, keyframe: bool,
+                 again: StreamFrame | None = None) -> StreamFrame | None:
+        """Convert one view of a mirror frame (or take ``again``'s picture) and encode it
+        with that view's encoder."""
+        if again is not None:
+            yuv, w, h, rect = again.yuv, again.width, again.height, again.rect
         else:
-            assert last is not None
-            yuv, w, h, fid = last.yuv, last.width, last.height, last.frame_id
+            cut = self.views[view_id].cut(frame)
+            if cut is None:
+                return None
+            rgb, rect = cut
+            yuv, w, h = convert_frame(frame, self.config.max_size, self.config.stamp_frame_id, rgb)
         packet, is_key = None, False
         if self.encoded:
-            packet, is_key = self._encoder.encode(yuv, w, h, pts, keyframe)
+            enc = self._encoders.get(view_id)
+            if enc is None:
+                enc = self._encoders[view_id] = Vp8Encoder(self.config)
+            packet, is_key = enc.encode(yuv, w, h, pts, keyframe)
             self.keyframes += is_key
-        return StreamFrame(fid, pts, w, h, yuv, packet, is_key)
+        return StreamFrame(frame.frame_id, pts, w, h, yuv, packet, is_key, view_id, rect)
 
 
 class MirrorVideoTrack(MediaStreamTrack):
@@ -243,9 +314,13 @@ class MirrorVideoTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, source: MirrorFrameSource) -> None:
+    def __init__(self, source: MirrorFrameSource, view_id: str | None = None,
+                 on_view: Callable[[str, Rect | None], None] | None = None) -> None:
         super().__init__()
         self.source = source
+        self.view_id = view_id or source.config.default_view
+        self.on_view = on_view  # called (network thread) as the first picture of a view, or a new rect, goes out
+        self.shown: tuple[str, Rect | None] | None = None
         self._queue: deque[StreamFrame] = deque()
         self._ready = asyncio.Event()
         self._needs_keyframe = source.encoded
@@ -254,18 +329,26 @@ class MirrorVideoTrack(MediaStreamTrack):
         self.sent_ids: list[tuple[int, float]] = []  # (frame id, wall time) handed to the sender
         source.subscribe(self)
 
+    def switch(self, view_id: str) -> None:
+        """Watch another view: what is queued goes, the new view starts at a key frame."""
+        self.view_id = view_id
+        self._queue.clear()
+        self._needs_keyframe = self.source.encoded
+
     def push(self, frame: StreamFrame) -> None:
         """From the source's pump (network thread)."""
+        if frame.view_id != self.view_id:
+            return
         if not self.source.encoded:
             self._queue.clear()  # raw frames: only the newest matters
         elif self._needs_keyframe and not frame.keyframe:
-            self.source.request_keyframe()
+            self.source.request_keyframe(self.view_id)
             return
         elif len(self._queue) >= MAX_TRACK_QUEUE:  # fell behind: drop and restart from a key frame
             self._queue.clear()
             self._needs_keyframe = True
             self.resyncs += 1
-            self.source.request_keyframe()
+            self.source.request_keyframe(self.view_id)
             return
         if frame.keyframe:
             self._needs_keyframe = False
@@ -281,6 +364,10 @@ class MirrorVideoTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         f = self._queue.popleft()
+        if self.shown != (f.view_id, f.rect):
+            self.shown = (f.view_id, f.rect)
+            if self.on_view is not None:
+                self.on_view(f.view_id, f.rect)
         out: Any
         if f.packet is not None:
             out = av.Packet(f.packet)

@@ -7,12 +7,15 @@ and in range, strings are bounded. :class:`MessageGate` applies, in order: size 
 rate limit (token buckets), parse + validate; anything refused is dropped and counted
 in :attr:`MessageGate.counters` - it never raises.
 
-Video coordinates (``point``, ``points``) are normalised to the video picture:
-(0, 0) top-left, (1, 1) bottom-right; ``frame_id`` is the id stamped in the picture
-the mark was drawn on (:mod:`remote.framecode`).
+Video coordinates (``point``, ``points``) are normalised to the mirror picture (both
+eyes as the resident's mirror holds them): (0, 0) top-left, (1, 1) bottom-right. A
+viewer watching one eye maps its points through the view's ``rect`` (``view``
+message). ``frame_id`` is the id carried in the strip above the picture the mark was
+drawn on (:mod:`remote.framecode`). ``view`` (console -> trainee) picks what to watch.
 
 Trainee -> console (same envelope, produced only by the trainee): ``hello`` (peer id,
-role, can_annotate, frame-code layout), ``hb``/``hb_ack``, ``ack`` (``ref`` = the mark
+role, can_annotate, frame-code layout, the ``views`` on offer and the current
+``view``), ``view`` (:class:`ViewShown`), ``hb``/``hb_ack``, ``ack`` (``ref`` = the mark
 id or command, ``ok``, ``reason``), ``marks`` (the current marks: id, kind, author),
 ``notes``, ``bye``, and ``status`` (:class:`StatusMsg`, a pydantic model: the scenario's
 current step n/N with its prompt, the latest hint, the run's result once scored, and the
@@ -149,8 +152,18 @@ class SyncMsg(_Msg):
     type: Literal["sync"]
 
 
+ViewId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+class ViewMsg(_Msg):
+    """Watch another of the views the trainee offers (``hello.views``); any role may."""
+
+    type: Literal["view"]
+    view: ViewId
+
+
 ConsoleMessage = Annotated[Heartbeat | HeartbeatAck | Bye | Hold | Release | StrokeMsg | PinMsg | LaserMsg | UndoMsg
-                           | ClearMsg | NoteMsg | SyncMsg, Field(discriminator="type")]
+                           | ClearMsg | NoteMsg | SyncMsg | ViewMsg, Field(discriminator="type")]
 CONSOLE_ADAPTER: TypeAdapter = TypeAdapter(ConsoleMessage)
 ANNOTATION_TYPES = frozenset({"hold", "release", "stroke", "pin", "laser", "undo", "clear", "note"})
 
@@ -211,7 +224,21 @@ class StatusMsg(_Msg):
     dropped: Annotated[int, Field(strict=True, ge=0)] = 0
 
 
-TRAINEE_ADAPTER: TypeAdapter = TypeAdapter(StatusMsg)
+class ViewShown(_Msg):
+    """The view this viewer's video shows from now on. ``rect``: where its picture lies in
+    the mirror picture (x, y, width, height as fractions), which is what stroke, pin and
+    laser points are normalised to; None for a view that is not part of the mirror (not
+    drawn on). ``strip_px``: the frame-id rows above the picture (hidden by the console)."""
+
+    type: Literal["view"]
+    view: ViewId
+    rect: tuple[Unit, Unit, Unit, Unit] | None
+    can_annotate: bool
+    strip_px: Annotated[int, Field(strict=True, ge=0, le=64)]
+
+
+TraineeMessage = Annotated[StatusMsg | ViewShown, Field(discriminator="type")]
+TRAINEE_ADAPTER: TypeAdapter = TypeAdapter(TraineeMessage)
 
 # ---- signalling over the server's WebSocket ----------------------------------------
 PeerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
@@ -378,6 +405,7 @@ DEFAULT_CONSOLE_RATES: dict[str, tuple[float, float]] = {
     "undo": (10.0, 20.0),
     "clear": (5.0, 10.0),
     "sync": (2.0, 5.0),
+    "view": (2.0, 5.0),
     "hb": (5.0, 10.0),
     "hb_ack": (5.0, 10.0),
 }

@@ -59,6 +59,7 @@ from remote.schema import (
 )
 from remote.server import is_loopback_host
 from remote.status import NoticeRelay, StatusBoard
+from remote.views import BUILTIN_VIEWS, StreamView
 from vr_trainer.app.bridge import BridgeHost, LoopView, ThreadSafeInbox
 
 log = logging.getLogger("remote.trainee")
@@ -79,6 +80,7 @@ class BridgeConfig:
     console_rates: dict[str, tuple[float, float]] | None = None
     max_links: int = 8
     ca_file: str | None = None
+    extra_views: list[StreamView] = field(default_factory=list)  # offered beside one eye / both eyes
 
     def link_config(self) -> LinkConfig:
         return LinkConfig(self.stream.codec, self.stream.fps, self.heartbeat_interval_s, self.dead_after_s,
@@ -116,6 +118,10 @@ def config_from_options(opts: dict[str, str], base: BridgeConfig | None = None) 
         cfg.stream.codec = opts["codec"].upper()
     if "audio" in opts:
         cfg.audio = opts["audio"]
+    if "view" in opts:
+        if opts["view"] not in {v.view_id for v in BUILTIN_VIEWS}:
+            raise RemoteError(f"--mentor option view must be one of {', '.join(v.view_id for v in BUILTIN_VIEWS)}")
+        cfg.stream.default_view = opts["view"]
     if "loopback" in opts:
         cfg.ice = IceOptions(include_loopback=opts["loopback"] not in ("0", "false", "no"))
     return cfg
@@ -137,6 +143,8 @@ class TraineeBridge:
         host = urlsplit(self.base_url).hostname or ""
         configure_ice(self.config.ice or IceOptions(include_loopback=is_loopback_host(host)))
         self.source = MirrorFrameSource(self.config.stream)
+        for view in self.config.extra_views:  # e.g. the C-arm monitor, the endoscope (issue #10)
+            self.source.add_view(view)
         self.applier = AnnotationApplier(self._reply_threadsafe, self._broadcast_marks_threadsafe)
         self.inbox = ThreadSafeInbox(max_per_frame=MAX_INBOX_ITEMS_PER_FRAME, tick=self.applier.tick)
         self.notices = NoticeRelay(self._notices_waiting_threadsafe)  # scenario notices -> ``status``

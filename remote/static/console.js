@@ -1,9 +1,14 @@
 // The expert console: live view, strokes/pins/laser drawn with pointer events,
-// undo/clear, freeze-frame, notes, microphone, connection quality, and the scenario
-// strip (current step n/N and its prompt, the latest hint, event messages, the result).
+// undo/clear, freeze-frame, notes, microphone, connection quality, the view selector
+// (one eye full size, both eyes side by side, and whatever else the trainee offers),
+// and the scenario strip (current step n/N and its prompt, the latest hint, event
+// messages, the result); in English or Chinese (i18n.js) with a switch.
 // Talks to the server over a WebSocket for signalling (the trainee offers), and to
 // the trainee over the "mentor" data channel (schema: /schema.json, version 1).
-import { FrameCodeReader, STAMP_WIDTH_PX, CELL_PX } from './framecode.js';
+// The video carries a frame-id strip above the picture (framecode.js): it is read on
+// every frame and clipped out of sight by layout().
+import { FrameCodeReader, STRIP_PX } from './framecode.js';
+import { LANGS, applyStatic, keepLang, pickLang, t } from './i18n.js';
 
 const V = 1;
 const HB_INTERVAL_MS = 1000;
@@ -17,7 +22,8 @@ const state = {
   status: 'starting', error: null, role: null, canAnnotate: false, peerId: null, sessionId: null, name: null,
   currentFrameId: null, framesSeen: 0, framesWithId: 0, frameLog: [], acks: [], marks: [], notes: [],
   stats: {}, dcRttMs: null, joins: 0, frozen: false, frozenId: null, micOn: false, lastRxMs: 0,
-  scenario: null, lang: 'en',
+  scenario: null, lang: 'en', views: [], view: null, viewRect: null, viewCanAnnotate: true, stripPx: STRIP_PX,
+  statusKey: 'st_starting', statusArgs: [],
 };
 const ui = { tool: 'pen', color: [0.1, 1, 0.2, 1] };
 let ws = null, pc = null, dc = null, micTrack = null, hbSeq = 0, strokeSeq = 0, hbTimer = null, statsTimer = null;
@@ -36,48 +42,62 @@ function readToken() {
 const token = readToken();
 
 // ---- language ------------------------------------------------------------------------
-// The scenario strip follows the browser's language (zh* -> Chinese, else English);
-// `lang=zh` or `lang=en` in the link's fragment overrides it.
-function pickLang() {
-  const asked = new URLSearchParams(location.hash.slice(1)).get('lang');
-  const langs = asked ? [asked] : (navigator.languages && navigator.languages.length ? navigator.languages
-                                                                                     : [navigator.language || 'en']);
-  return String(langs[0] || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en';
-}
-const LANG = state.lang = pickLang();
-const WORDS = {
-  en: { step: 'Step', hint: 'Hint', finished: 'All steps ended', completed: 'completed', failed: 'failed',
-        critical: 'Critical error', score: 'Score', passed: 'passed', notPassed: 'not passed', passMark: 'pass mark' },
-  zh: { step: '步骤', hint: '提示', finished: '所有步骤已结束', completed: '已完成', failed: '失败',
-        critical: '严重错误', score: '得分', passed: '通过', notPassed: '未通过', passMark: '及格线' },
-};
-const tr = (k) => WORDS[LANG][k];
+// English or Chinese (i18n.js: the link's `lang=`, else the switch's last choice, else
+// the browser's language); the switch in the header changes every label at once.
+let LANG = state.lang = pickLang();
+const tr = (k, ...args) => t(LANG, k, ...args);
 const pick = (en, zh) => (LANG === 'zh' && zh ? zh : en) || '';
+let bannerMsg = null, toastMsg = null; // [key, ...args], re-rendered on a language switch
+
+function setLang(lang) {
+  if (!(lang in LANGS)) return;
+  LANG = state.lang = lang;
+  $('lang-select').value = lang;
+  applyStatic(lang);
+  renderStatus();
+  applyRole();
+  renderBanner();
+  renderToast();
+  renderViews();
+  renderMarks();
+  $('mic').textContent = tr(micTrack ? 'mic_on' : 'mic_off');
+  if (state.scenario) renderScenario();
+}
 
 // ---- status / UI -----------------------------------------------------------------
-function setStatus(s, ok) {
-  state.status = s;
+// ``state.status`` stays in English (tests and tools read it); the page shows LANG's words.
+function setStatus(key, ok, ...args) {
+  Object.assign(state, { statusKey: key, statusArgs: args, statusOk: ok });
+  state.status = t('en', key, ...args.map((a) => t('en', a)));
+  renderStatus();
+}
+function renderStatus() {
   const el = $('status');
-  el.textContent = s;
-  el.className = 'status ' + (ok === true ? 'ok' : ok === false ? 'bad' : '');
+  el.textContent = tr(state.statusKey, ...state.statusArgs.map((a) => tr(a)));
+  el.className = 'status ' + (state.statusOk === true ? 'ok' : state.statusOk === false ? 'bad' : '');
 }
-function banner(text) {
+function banner(key, ...args) { bannerMsg = key ? [key, ...args] : null; renderBanner(); }
+function renderBanner() {
   const b = $('banner');
-  b.hidden = !text;
-  b.textContent = text || '';
+  b.hidden = !bannerMsg;
+  b.textContent = bannerMsg ? tr(bannerMsg[0], ...bannerMsg.slice(1).map((a) => (Array.isArray(a) ? tr(...a) : a))) : '';
 }
-function toast(text) { $('toast').textContent = text; }
+function toast(key, ...args) { toastMsg = [key, ...args]; renderToast(); }
+function renderToast() { $('toast').textContent = toastMsg ? tr(...toastMsg) : ''; }
 function uid() { return `${Date.now().toString(36)}-${(strokeSeq++).toString(36)}`; }
 
 function applyRole() {
-  $('role').textContent = state.role || '';
-  $('session').textContent = state.sessionId ? `session ${state.sessionId}` : '';
-  const can = state.canAnnotate;
-  $('draw-tools').disabled = !can;
-  $('mic').disabled = !can;
+  $('role').textContent = state.role ? tr(`role_${state.role}`) : '';
+  $('session').textContent = state.sessionId ? tr('session', state.sessionId) : '';
+  const can = canDraw();
+  $('draw-tools').disabled = !state.canAnnotate;
+  $('mic').disabled = !state.canAnnotate;
   overlay.classList.toggle('disabled', !can);
-  if (!can) banner(state.role === 'observer' ? 'Observer: you can watch and listen; only experts annotate.' : '');
+  if (!state.canAnnotate && state.role === 'observer') banner('observer_banner');
 }
+// Drawing needs an expert and a view that is part of the mirror (the one the trainee
+// unprojects strokes on); a view such as a C-arm monitor cannot be drawn on.
+function canDraw() { return state.canAnnotate && state.viewCanAnnotate !== false && state.viewRect !== null; }
 
 function renderList(el, items, fmt) {
   el.replaceChildren(...items.map((it) => { const li = document.createElement('li'); li.textContent = fmt(it); return li; }));
@@ -93,12 +113,12 @@ function wsSend(msg) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.
 
 function connect() {
   if (!token) {
-    setStatus('refused', false);
+    setStatus('st_refused', false);
     state.error = 'no_token';
-    banner('No token in this link. Open the expert link printed by `vr-trainer mentor token`.');
+    banner('no_token');
     return;
   }
-  setStatus('connecting…');
+  setStatus('st_connecting');
   // relative to the console's own address, so a reverse proxy may serve it under a prefix
   const url = new URL('ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -109,8 +129,8 @@ function connect() {
   sock.onclose = (ev) => {
     if (sock !== ws) return;
     if (state.status === 'refused') return;
-    if (ev.code === 4401 || ev.code === 4403 || ev.code === 4409) { setStatus('refused', false); return; }
-    scheduleRejoin('server connection lost');
+    if (ev.code === 4401 || ev.code === 4403 || ev.code === 4409) { setStatus('st_refused', false); return; }
+    scheduleRejoin('why_server_lost');
   };
 }
 
@@ -122,17 +142,21 @@ function onServer(msg) {
                              icePolicy: msg.ice_transport_policy, error: null });
       state.joins += 1;
       applyRole();
-      setStatus(msg.peers.length ? 'negotiating…' : 'waiting for the resident…');
+      setStatus(msg.peers.length ? 'st_negotiating' : 'st_waiting');
       break;
-    case 'peer-joined': setStatus('negotiating…'); break;
-    case 'peer-left': if (pc) { closePeer(); setStatus('resident left; waiting…'); } break;
+    case 'peer-joined': setStatus('st_negotiating'); break;
+    case 'peer-left': if (pc) { closePeer(); setStatus('st_resident_left_waiting'); } break;
     case 'signal': onSignal(msg.from, msg.data); break;
     case 'error':
       state.error = msg.code;
+      state.errorMessage = msg.message || '';
       if (['unauthorized', 'full', 'join_timeout', 'bad_request'].includes(msg.code)) {
-        setStatus('refused', false);
-        banner(`Refused by the server: ${msg.message}`);
-      } else toast(msg.message || msg.code);
+        setStatus('st_refused', false);
+        // the server's own words stay in English; the page says what they mean in LANG
+        const why = /older vr-trainer/.test(msg.message || '') ? 'err_old_token' : `err_${msg.code}`;
+        banner('refused', [why]);
+        if (LANG !== 'en') $('banner').title = msg.message || '';
+      } else toast('server_note', msg.message || msg.code);
       break;
   }
 }
@@ -156,8 +180,8 @@ async function onSignal(from, data) {
   };
   conn.onconnectionstatechange = () => {
     if (conn !== pc) return;
-    if (conn.connectionState === 'connected') setStatus('live', true);
-    if (conn.connectionState === 'failed') scheduleRejoin('connection failed');
+    if (conn.connectionState === 'connected') setStatus('st_live', true);
+    if (conn.connectionState === 'failed') scheduleRejoin('why_failed');
   };
   await conn.setRemoteDescription({ type: 'offer', sdp: data.sdp });
   for (const t of conn.getTransceivers()) {
@@ -184,15 +208,74 @@ function setupChannel(channel) {
 
 function onTrainee(m) {
   switch (m.type) {
-    case 'hello': state.canAnnotate = !!m.can_annotate; applyRole(); setStatus('live', true); break;
+    case 'hello': onHello(m); break;
+    case 'view': onView(m); break;
     case 'hb': send({ type: 'hb_ack', seq: m.seq, t_ms: m.t_ms }); break;
     case 'hb_ack': state.dcRttMs = Math.max(0, nowMs() - m.t_ms); break;
     case 'ack': onAck(m); break;
-    case 'marks': state.marks = m.marks || []; renderList($('marks'), state.marks, (k) => `${k.kind} by ${k.author}${k.label ? ': ' + k.label : ''}`); break;
+    case 'marks': state.marks = m.marks || []; renderMarks(); break;
     case 'notes': state.notes = m.notes || []; renderList($('notes'), state.notes, (n) => `${n.author}: ${n.text}`); break;
     case 'status': onStatus(m); break;
-    case 'bye': scheduleRejoin('resident left'); break;
+    case 'bye': scheduleRejoin('why_left'); break;
   }
+}
+function renderMarks() {
+  renderList($('marks'), state.marks, (k) => `${tr('mark_by', tr(`kind_${k.kind}`), k.author)}${k.label ? ': ' + k.label : ''}`);
+}
+
+// ---- views -------------------------------------------------------------------------
+// The trainee offers views in ``hello`` (one eye, both eyes; later the C-arm monitor and
+// the endoscope) and says in ``view`` which one the video shows from now on and where its
+// picture lies in the mirror (``rect``): points drawn on the picture are sent in mirror
+// coordinates. The choice is kept in this browser; `view=` in the link's fragment wins.
+const VIEW_KEY = 'vr-trainer.console.view';
+function wantedView() {
+  const asked = new URLSearchParams(location.hash.slice(1)).get('view');
+  if (asked) return asked;
+  try { return localStorage.getItem(VIEW_KEY); } catch { return null; }
+}
+function onHello(m) {
+  state.canAnnotate = !!m.can_annotate;
+  state.views = Array.isArray(m.views) ? m.views : [];
+  if (m.frame_code && Number.isInteger(m.frame_code.strip_px)) state.stripPx = m.frame_code.strip_px;
+  if (m.view && !state.view) state.view = m.view;
+  renderViews();
+  applyRole();
+  setStatus('st_live', true);
+  const want = wantedView();
+  if (want && want !== m.view && state.views.some((v) => v.id === want)) chooseView(want, false);
+}
+function onView(m) {
+  const changed = m.view !== state.view || JSON.stringify(m.rect) !== JSON.stringify(state.viewRect);
+  Object.assign(state, { view: m.view, viewRect: m.rect ?? null, viewCanAnnotate: !!m.can_annotate });
+  if (Number.isInteger(m.strip_px)) state.stripPx = m.strip_px;
+  if (changed) {
+    if (state.frozen) setFrozen(false);
+    pending.clear();
+  }
+  renderViews();
+  applyRole();
+  layout();
+}
+function renderViews() {
+  const sel = $('view-select');
+  $('view-choice').hidden = state.views.length < 2;
+  sel.replaceChildren(...state.views.map((v) => {
+    const o = document.createElement('option');
+    o.value = v.id;
+    o.textContent = pick(v.label_en, v.label_zh) || v.id;
+    return o;
+  }));
+  if (state.view) sel.value = state.view;
+}
+function chooseView(id, keep = true) {
+  if (keep) { try { localStorage.setItem(VIEW_KEY, id); } catch {} }
+  send({ type: 'view', view: id });
+}
+// picture coordinates (0..1 over what the expert sees) -> mirror coordinates
+function toMirror(p) {
+  const r = state.viewRect || [0, 0, 1, 1];
+  return [r[0] + p[0] * r[2], r[1] + p[1] * r[3]];
 }
 
 // ---- scenario strip ----------------------------------------------------------------
@@ -262,7 +345,7 @@ function onAck(m) {
     drawOverlay();
     setTimeout(() => { pending.delete(m.ref); drawOverlay(); }, m.ok ? 400 : 1500);
   }
-  if (!m.ok) toast(`Not placed: ${m.reason}`);
+  if (!m.ok) toast(m.ref === 'view' ? 'view_refused' : 'not_placed', m.reason);
 }
 
 function closePeer() {
@@ -273,7 +356,7 @@ function closePeer() {
 
 function scheduleRejoin(why) {
   if (reconnectTimer || state.status === 'refused') return;
-  setStatus(`${why}; rejoining…`, false);
+  setStatus('st_rejoining', false, why);
   closePeer();
   const old = ws; ws = null;
   if (old) { try { old.close(); } catch {} }
@@ -283,7 +366,7 @@ function scheduleRejoin(why) {
 function heartbeat() {
   if (!dc || dc.readyState !== 'open') return;
   send({ type: 'hb', seq: ++hbSeq, t_ms: nowMs() });
-  if (nowMs() - state.lastRxMs > DEAD_AFTER_MS) scheduleRejoin('resident silent');
+  if (nowMs() - state.lastRxMs > DEAD_AFTER_MS) scheduleRejoin('why_silent');
 }
 
 // ---- connection quality ------------------------------------------------------------
@@ -310,12 +393,14 @@ async function pollStats() {
   s.dcRttMs = state.dcRttMs;
   state.stats = s;
   const f = (x, d = 0) => (x === undefined || x === null ? '–' : Number(x).toFixed(d));
-  $('quality').textContent = `RTT ${f(s.rttMs)} ms (channel ${f(s.dcRttMs)} ms) · ${f(s.fps)} fps · ${f(s.kbps)} kbit/s · lost ${f(s.lost)} · ${s.w || '–'}×${s.h || '–'}`;
+  const strip = s.h && s.h > state.stripPx ? state.stripPx : 0;
+  $('quality').textContent = tr('quality', f(s.rttMs), f(s.dcRttMs), f(s.fps), f(s.kbps), f(s.lost), s.w || '–',
+                                s.h ? s.h - strip : '–');
 }
 
 // ---- video frames and their ids ------------------------------------------------------
 function onVideoFrame(now, meta) {
-  const id = codeReader.read(video);
+  const id = codeReader.read(video, state.stripPx);
   state.framesSeen += 1;
   if (id !== null) {
     state.currentFrameId = id;
@@ -332,12 +417,19 @@ window.addEventListener('resize', layout);
 if (window.ResizeObserver) new ResizeObserver(() => layout()).observe($('stage')); // e.g. the scenario strip appears
 video.addEventListener('loadedmetadata', () => { $('hint').hidden = true; layout(); });
 
+// The picture fills #frame; the strip above it (stripRows) is pushed out of #frame's top
+// edge, which clips it: the expert never sees the code.
+function stripRows() { return video.videoHeight > state.stripPx ? state.stripPx : 0; }
 function layout() {
   const stage = $('stage').getBoundingClientRect();
-  const vw = video.videoWidth || 16, vh = video.videoHeight || 9;
+  const strip = stripRows();
+  const vw = video.videoWidth || 16, full = video.videoHeight || 9, vh = Math.max(1, full - strip);
   const s = Math.min(stage.width / vw, (stage.height - 4) / vh);
   frame.style.width = `${Math.floor(vw * s)}px`;
   frame.style.height = `${Math.floor(vh * s)}px`;
+  video.style.width = `${vw * s}px`;
+  video.style.height = `${full * s}px`;
+  video.style.top = `${-strip * s}px`;
   const dpr = window.devicePixelRatio || 1;
   overlay.width = Math.floor(vw * s * dpr);
   overlay.height = Math.floor(vh * s * dpr);
@@ -356,8 +448,9 @@ function frameForDrawing() { return state.frozen ? state.frozenId : state.curren
 
 overlay.addEventListener('pointerdown', (ev) => {
   if (!state.canAnnotate || ev.button !== 0) return;
+  if (!canDraw()) { toast('view_no_draw'); return; }
   const fid = frameForDrawing();
-  if (fid === null) { toast('No picture yet'); return; }
+  if (fid === null) { toast('no_picture'); return; }
   try { overlay.setPointerCapture(ev.pointerId); } catch {}
   ev.preventDefault();
   const p = uv(ev);
@@ -368,7 +461,7 @@ overlay.addEventListener('pointerdown', (ev) => {
     const id = uid();
     const label = $('note').value.trim().slice(0, 200);
     pending.set(id, { kind: 'pin', points: [p], color: ui.color });
-    send({ type: 'pin', id, frame_id: fid, point: p, color: ui.color, label, t_ms: nowMs() });
+    send({ type: 'pin', id, frame_id: fid, point: toMirror(p), color: ui.color, label, t_ms: nowMs() });
     drawOverlay();
   } else if (ui.tool === 'laser') {
     laserPos = p;
@@ -394,7 +487,8 @@ function endPointer(ev) {
     if (d.points.length < 2) d.points.push([d.points[0][0] + 0.001, d.points[0][1]]);
     const pts = decimate(d.points, MAX_POINTS);
     pending.set(d.id, { kind: 'stroke', points: pts, color: d.color, frozen: state.frozen });
-    send({ type: 'stroke', id: d.id, frame_id: d.frameId, points: pts, color: d.color, width_px: 4, t_ms: nowMs() });
+    send({ type: 'stroke', id: d.id, frame_id: d.frameId, points: pts.map(toMirror), color: d.color, width_px: 4,
+           t_ms: nowMs() });
     if (!state.frozen) send({ type: 'release', frame_id: d.frameId });
     drawOverlay();
   }
@@ -423,17 +517,12 @@ function sendLaser(force) {
   if (!force && t - laserSentAt < LASER_INTERVAL_MS) return;
   laserSentAt = t;
   const fid = frameForDrawing();
-  if (fid !== null && laserPos) send({ type: 'laser', frame_id: fid, point: laserPos });
+  if (fid !== null && laserPos) send({ type: 'laser', frame_id: fid, point: toMirror(laserPos) });
 }
 
 function drawOverlay() {
   const w = overlay.width, h = overlay.height;
   octx.clearRect(0, 0, w, h);
-  // cover the frame-id code strip
-  if (video.videoWidth) {
-    octx.fillStyle = '#000';
-    octx.fillRect(0, 0, Math.ceil((STAMP_WIDTH_PX / video.videoWidth) * w), Math.ceil((CELL_PX / video.videoHeight) * h));
-  }
   const css = (c, a = 1) => `rgba(${Math.round(c[0] * 255)},${Math.round(c[1] * 255)},${Math.round(c[2] * 255)},${a})`;
   const strokes = [...pending.values()];
   if (drawing) strokes.push({ kind: 'stroke', points: drawing.points, color: drawing.color });
@@ -467,10 +556,11 @@ function setFrozen(on) {
   if (on === state.frozen) return;
   if (on) {
     const fid = state.currentFrameId;
-    if (fid === null || !video.videoWidth) { toast('No picture to freeze yet'); return; }
-    freezeCanvas.width = video.videoWidth;
-    freezeCanvas.height = video.videoHeight;
-    freezeCanvas.getContext('2d').drawImage(video, 0, 0);
+    if (fid === null || !video.videoWidth) { toast('no_freeze'); return; }
+    const strip = stripRows(), vw = video.videoWidth, vh = video.videoHeight - strip;
+    freezeCanvas.width = vw;
+    freezeCanvas.height = vh;
+    freezeCanvas.getContext('2d').drawImage(video, 0, strip, vw, vh, 0, 0, vw, vh); // the picture, not the strip
     state.frozen = true;
     state.frozenId = fid;
     send({ type: 'hold', frame_id: fid });
@@ -491,13 +581,13 @@ async function setMic(on) {
     try {
       const stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
       micTrack = stream.getAudioTracks()[0];
-    } catch (e) { toast(`Microphone unavailable: ${e.message}`); return; }
+    } catch (e) { toast('mic_unavailable', e.message); return; }
   } else if (!on && micTrack) { micTrack.stop(); micTrack = null; }
   state.micOn = !!micTrack;
   if (pc) for (const t of pc.getTransceivers()) {
     if (t.receiver.track && t.receiver.track.kind === 'audio' && t.direction === 'sendrecv') await t.sender.replaceTrack(micTrack);
   }
-  $('mic').textContent = micTrack ? '🎤 Microphone on' : '🎤 Microphone off';
+  $('mic').textContent = tr(micTrack ? 'mic_on' : 'mic_off');
   $('mic').classList.toggle('active', !!micTrack);
 }
 
@@ -513,7 +603,9 @@ document.querySelectorAll('[data-color]').forEach((b) => b.addEventListener('cli
   document.querySelectorAll('[data-color]').forEach((x) => x.classList.toggle('active', x === b));
 }));
 $('undo').addEventListener('click', () => send({ type: 'undo' }));
-$('clear').addEventListener('click', () => { if (confirm('Remove every mark from the headset?')) send({ type: 'clear' }); });
+$('clear').addEventListener('click', () => { if (confirm(tr('confirm_clear'))) send({ type: 'clear' }); });
+$('view-select').addEventListener('change', (ev) => chooseView(ev.target.value));
+$('lang-select').addEventListener('change', (ev) => { keepLang(ev.target.value); setLang(ev.target.value); });
 $('freeze-btn').addEventListener('click', () => setFrozen(!state.frozen));
 $('mic').addEventListener('click', () => setMic(!micTrack));
 $('listen').addEventListener('click', () => { const a = $('remote-audio'); a.muted = false; a.play().catch(() => {}); });
@@ -532,10 +624,11 @@ window.addEventListener('keydown', (ev) => {
 
 // For tests and the benchmark: read-only state plus the raw channel.
 window.vrConsole = {
-  state, send, setFrozen, setMic, setTool,
+  state, send, setFrozen, setMic, setTool, setLang, chooseView, toMirror,
   rawSend: (text) => { if (dc && dc.readyState === 'open') { dc.send(text); return true; } return false; },
 };
 
+setLang(LANG);
 hbTimer = setInterval(heartbeat, HB_INTERVAL_MS);
 statsTimer = setInterval(() => { pollStats().catch(() => {}); }, 1000);
 connect();

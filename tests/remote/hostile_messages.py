@@ -44,6 +44,8 @@ def hostile_messages(n: int, seed: int = 5, frame_id: int = 0, big_fraction: flo
         lambda: json.dumps({"v": 1, "type": "stroke", "id": "ok", "frame_id": rng.randint(0, 5000),
                             "points": [[rng.random(), rng.random()] for _ in range(rng.randint(2, 50))]}),
         lambda: json.dumps({"v": 1, "type": "sync"}),
+        lambda: json.dumps({"v": 1, "type": "view", "view": rng.choice(["", "EYE", "../x", "a" * 40, 5, None, "carm",
+                                                                        "eye"])}),  # eye: the current one
     ]
     for _ in range(n):
         yield rng.choice(big if rng.random() < big_fraction else makers)()

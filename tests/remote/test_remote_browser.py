@@ -3,6 +3,7 @@ against a real trainee bridge and frame loop."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 from remote_helpers import green_mask, need
+
+from remote import framecode
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 SESSION = "web-1"
@@ -71,7 +74,11 @@ def test_page_receives_advancing_video(browser, web_bridge, server, signer):
     assert st["currentFrameId"] - first >= 15, "frame ids advance at about 30 fps"
     assert st["framesWithId"] >= 0.9 * st["framesSeen"], "the frame code reads on nearly every frame"
     dims = browser.js("const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight];")
-    assert dims == [640, 240]
+    assert dims == [320, 240 + framecode.STRIP_PX], "one eye full size (the default), the code strip above it"
+    assert st["view"] == "eye" and st["viewRect"] == [0, 0, 0.5, 1]
+    shown = browser.js("const r = document.getElementById('frame').getBoundingClientRect();"
+                       "return [r.width, r.height];")
+    assert abs(shown[0] / shown[1] - 320 / 240) < 0.02, "the expert sees the picture, not the strip"
     wait(lambda: (browser.console_state()["stats"].get("fps") or 0) > 5, 5, "connection quality from getStats")
     assert "fps" in browser.js("return document.getElementById('quality').textContent")
 
@@ -85,7 +92,7 @@ def test_stroke_drawn_with_pointer_events_lands_in_the_trainee_frame(browser, we
     live(browser)
     overlay = browser.driver.find_element(By.ID, "overlay")
     w, h = overlay.size["width"], overlay.size["height"]
-    u0, u1, v = 0.2, 0.4, 0.5
+    u0, u1, v = 0.4, 0.8, 0.5  # on the picture the expert sees: the left eye, which is half the mirror
 
     def at(u: float) -> tuple[int, int]:  # selenium offsets are from the element's centre
         return int(round((u - 0.5) * w)), int(round((v - 0.5) * h))
@@ -104,8 +111,8 @@ def test_stroke_drawn_with_pointer_events_lands_in_the_trainee_frame(browser, we
     row = g[int(v * H) - 3:int(v * H) + 4]
     xs = np.flatnonzero(row.any(axis=0))
     assert len(xs) > 0, "no stroke in the trainee's frame"
-    # where it was drawn: from u0 to u1 of the picture, on the row the pointer moved along
-    assert abs(xs.min() / W - u0) < 0.02 and abs(xs[xs < W // 2].max() / W - u1) < 0.02, (xs.min(), xs.max(), W)
+    # where it was drawn: from u0 to u1 of the left eye, on the row the pointer moved along
+    assert abs(xs.min() / W - u0 / 2) < 0.02 and abs(xs[xs < W // 2].max() / W - u1 / 2) < 0.02, (xs.min(), xs.max(), W)
     assert g[:int(0.4 * H), :W // 2].sum() == 0 and g[int(0.6 * H):, :W // 2].sum() == 0
     marks = wait(lambda: browser.console_state()["marks"], 5, "marks list in the page")
     assert marks[0]["author"] == "Dr Li" and marks[0]["kind"] == "stroke"
@@ -152,6 +159,66 @@ def test_observer_watches_but_cannot_annotate(browser, web_bridge, board_loop, s
     acks = wait(lambda: len(browser.console_state()["acks"]) >= 2 and browser.console_state()["acks"], 5, "refusals")
     assert all(not a["ok"] and "observers" in a["reason"] for a in acks)
     assert marks_count(board_loop) == n
+
+
+def frame_screenshot(browser) -> np.ndarray:
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    png = browser.driver.find_element(By.ID, "frame").screenshot_as_png
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_the_frame_code_is_read_but_never_visible(browser, web_bridge, board_loop, server, signer):
+    """A screenshot of what the expert sees matches the resident's eye, strip rows included,
+    while the page reads a frame id from every picture."""
+    from PIL import Image
+
+    open_console(browser, server, signer.issue(SESSION, "observer", "student"))
+    live(browser, 15)
+    time.sleep(0.5)
+    st = browser.console_state()
+    assert st["framesWithId"] >= 0.9 * st["framesSeen"] > 0, "the code is in the video and reads"
+    shot = frame_screenshot(browser)
+    mirror = board_loop.call(lambda loop: loop.mirror.read_now())
+    eye = mirror[:, :mirror.shape[1] // 2]
+    ref = np.asarray(Image.fromarray(eye).resize((shot.shape[1], shot.shape[0]), Image.BILINEAR)).astype(int)
+    band = int(np.ceil(framecode.STRIP_PX * shot.shape[0] / eye.shape[0])) + 2  # where a visible strip would be
+    top = np.abs(shot[:band, :].astype(int) - ref[:band]).mean()
+    whole = np.abs(shot.astype(int) - ref).mean()
+    assert whole < 20 and top < 20, (whole, top)
+    # the cells would be black and white; the shown rows are the eye's own (near) flat background
+    cells = shot[:band, :int(framecode.STAMP_WIDTH_PX * shot.shape[1] / eye.shape[1])].astype(int)
+    assert cells.std() < 30, cells.std()
+    small = np.asarray(Image.fromarray(shot).resize((eye.shape[1], eye.shape[0] + framecode.STRIP_PX)))
+    assert framecode.read_rgb(small) is None and framecode.read_rgb(shot) is None
+
+
+def test_expert_chooses_both_eyes_and_the_choice_is_kept(browser, web_bridge, board_loop, server, signer):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_console(browser, server, signer.issue(SESSION, "expert", "Dr Li"))
+    live(browser)
+    options = [o.text for o in Select(browser.driver.find_element(By.ID, "view-select")).options]
+    assert options == ["One eye", "Both eyes side by side"]
+    dims = "const v = document.getElementById('video'); return [v.videoWidth, v.videoHeight];"
+    try:
+        Select(browser.driver.find_element(By.ID, "view-select")).select_by_value("both")
+        wait(lambda: browser.js(dims) == [640, 240 + framecode.STRIP_PX], 10, "both eyes in the video")
+        st = wait(lambda: browser.console_state()["viewRect"] == [0, 0, 1, 1] and browser.console_state(), 5, "rect")
+        assert st["view"] == "both" and st["framesWithId"] > 0
+        shown = browser.js("const r = document.getElementById('frame').getBoundingClientRect();"
+                           "return [r.width, r.height];")
+        assert abs(shown[0] / shown[1] - 640 / 240) < 0.02
+        # a point on the right half of the picture is in the right eye of the mirror: sent as is
+        assert browser.js("return vrConsole.toMirror([0.75, 0.5])") == [0.75, 0.5]
+        browser.driver.refresh()
+        wait(lambda: browser.js(dims) == [640, 240 + framecode.STRIP_PX], 15, "the choice kept across a reload")
+    finally:
+        browser.js("vrConsole.chooseView('eye')")
+        wait(lambda: browser.js(dims) == [320, 240 + framecode.STRIP_PX], 10, "one eye again")
+    assert browser.js("return vrConsole.toMirror([0.5, 0.5])") == [0.25, 0.5]
 
 
 def test_scenario_strip_shows_the_step_hint_critical_error_and_score(browser, web_bridge, board_loop, server,
@@ -205,6 +272,52 @@ def test_expert_microphone_reaches_the_trainee(browser, web_bridge, server, sign
     browser.js("return vrConsole.setMic(true)")
     wait(lambda: browser.console_state().get("micOn"), 5, "microphone on")
     wait(lambda: web_bridge.audio_frames_in > before + 25, 10, "audio frames at the trainee")
+
+
+def labels(b) -> dict[str, Any]:
+    return b.js("const $ = (id) => document.getElementById(id); return {"
+                "lang: navigator.language, annotate: document.querySelector('#draw-tools legend').textContent,"
+                "pen: document.querySelector('[data-tool=pen]').textContent, status: $('status').textContent,"
+                "views: [...$('view-select').options].map((o) => o.textContent), role: $('role').textContent,"
+                "mic: $('mic').textContent, banner: $('banner').textContent, htmlLang: document.documentElement.lang,"
+                "title: $('undo').title, placeholder: $('note').placeholder, quality: $('quality').textContent};")
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en-US"])
+def test_console_speaks_the_browsers_language_with_a_switch(web_bridge, server, signer, locale):
+    from remote.browser import Chromium
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    zh = {"annotate": "标注", "pen": "✎ 画笔", "status": "直播中", "views": ["单眼", "双眼并排"], "role": "专家",
+          "mic": "🎤 麦克风已关", "htmlLang": "zh-CN", "title": "撤销我的上一个标记 (Ctrl+Z)",
+          "placeholder": "给学员输入一条备注"}
+    en = {"annotate": "Annotate", "pen": "✎ Pen", "status": "live", "views": ["One eye", "Both eyes side by side"],
+          "role": "expert", "mic": "🎤 Microphone off", "htmlLang": "en", "title": "Undo my last mark (Ctrl+Z)",
+          "placeholder": "Type a note for the resident"}
+    first, other = (zh, en) if locale == "zh-CN" else (en, zh)
+    b = Chromium(window_size=(1100, 700), lang=locale)
+    try:
+        open_console(b, server, None)  # an error first: no token
+        wait(lambda: b.console_state().get("status") == "refused", 10, "refusal")
+        got = labels(b)
+        assert got["lang"] == locale
+        assert ("没有令牌" in got["banner"]) if first is zh else ("No token" in got["banner"]), got["banner"]
+        open_console(b, server, signer.issue(SESSION, "expert", "Dr Li"))
+        live(b)
+        wait(lambda: labels(b)["views"] and labels(b)["quality"], 5, "the view selector and connection quality")
+        got = labels(b)
+        assert {k: got[k] for k in first} == first
+        assert ("帧/秒" in got["quality"]) if first is zh else ("fps" in got["quality"]), got["quality"]
+        Select(b.driver.find_element(By.ID, "lang-select")).select_by_value("en" if first is zh else "zh")
+        got = labels(b)
+        assert {k: got[k] for k in other} == other, "the switch changes every label"
+        assert b.console_state()["status"] == "live", "the state the tools read stays in English"
+        b.driver.refresh()
+        live(b)
+        assert labels(b)["annotate"] == other["annotate"], "the switch's choice is kept"
+    finally:
+        b.quit()
 
 
 def test_console_follows_the_resident_leaving_and_coming_back(browser, web_bridge, board_loop, server, signer):

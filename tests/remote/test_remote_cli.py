@@ -128,3 +128,13 @@ def test_run_with_mentor_publishes_and_a_refused_token_is_a_user_error(tmp_path)
                      "--token", "vrt1.forged.token")
         assert forged.returncode == 2 and "refused this session" in forged.stderr
         assert "made by an older vr-trainer" in forged.stderr, forged.stderr[-2000:]
+
+
+def test_mentor_url_option_view_sets_what_viewers_watch_first():
+    from remote.errors import RemoteError
+    from remote.trainee import config_from_options
+
+    assert config_from_options({}).stream.default_view == "eye"
+    assert config_from_options({"view": "both"}).stream.default_view == "both"
+    with pytest.raises(RemoteError, match="view must be one of eye, both"):
+        config_from_options({"view": "carm"})

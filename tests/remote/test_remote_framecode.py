@@ -1,4 +1,5 @@
-"""The frame id stamped in the picture survives VP8 at low bit rates and reads back."""
+"""The frame id rides in a strip above the picture: it survives VP8 at low bit rates,
+reads back, and leaves the picture itself untouched."""
 
 from __future__ import annotations
 
@@ -22,21 +23,36 @@ def test_bits_roundtrip_and_crc_catches_errors():
             assert fc.decode_bits(flipped) != fid % fc.ID_MODULO
 
 
-def test_stamp_rgb_and_too_small_picture():
-    img = np.full((240, 640, 3), 128, np.uint8)
-    fc.stamp_rgb(img, 777)
-    assert fc.read_rgb(img) == 777
+def test_strip_rgb_reads_back_and_the_picture_is_untouched():
+    img = np.random.default_rng(1).integers(0, 255, (240, 640, 3)).astype(np.uint8)
+    out = fc.add_strip_rgb(img, 777)
+    assert out.shape == (240 + fc.STRIP_PX, 640, 3)
+    assert fc.read_rgb(out) == 777
+    assert np.array_equal(fc.picture(out), img)
     assert fc.read_rgb(np.zeros((240, 640, 3), np.uint8)) is None
-    small = np.zeros((8, 100, 3), np.uint8)
-    fc.stamp_rgb(small, 5)
-    assert not small.any() and fc.read_rgb(small) is None
+    with pytest.raises(ValueError):
+        fc.add_strip_rgb(np.zeros((8, 100, 3), np.uint8), 5)
+
+
+@pytest.mark.parametrize("w,h", [(640, 240), (320, 362), (1280, 720)])
+def test_strip_i420_keeps_every_plane_of_the_picture(w, h):
+    rgb = np.random.default_rng(2).integers(0, 255, (h, w, 3)).astype(np.uint8)
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+    out, big_h = fc.add_strip_i420(yuv, w, h, 4242)
+    assert big_h == h + fc.STRIP_PX and out.shape == (big_h * 3 // 2, w)
+    frame = av.VideoFrame.from_ndarray(out, format="yuv420p")
+    assert (frame.width, frame.height) == (w, big_h)
+    back = frame.to_ndarray(format="rgb24")
+    assert fc.read_rgb(back) == 4242
+    ref = av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="rgb24")
+    assert np.array_equal(fc.picture(back), ref), "the picture below the strip is what it was"
 
 
 @pytest.mark.parametrize("bitrate", [150_000, 500_000])
 def test_code_survives_vp8(bitrate):
     w, h = 384, 216
     enc = av.CodecContext.create("libvpx", "w")
-    enc.width, enc.height, enc.pix_fmt, enc.bit_rate = w, h, "yuv420p", bitrate
+    enc.width, enc.height, enc.pix_fmt, enc.bit_rate = w, h + fc.STRIP_PX, "yuv420p", bitrate
     enc.time_base = Fraction(1, 30)
     enc.options = {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
     dec = av.CodecContext.create("libvpx", "r")
@@ -45,12 +61,12 @@ def test_code_survives_vp8(bitrate):
     for i, fid in enumerate(ids):
         rgb = (rng.integers(0, 255, (h, w, 3))).astype(np.uint8)  # noise: the worst case for the encoder
         yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-        fc.stamp_i420(yuv, w, h, fid)
+        yuv, big_h = fc.add_strip_i420(yuv, w, h, fid)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = i
         for pkt in enc.encode(frame):
             for out in dec.decode(pkt):
-                read.append(fc.read_luma(out.to_ndarray(format="yuv420p")[:h]))
+                read.append(fc.read_luma(out.to_ndarray(format="yuv420p")[:big_h]))
     assert len(read) >= 36
     good = [r for r in read if r is not None]
     assert all(r in ids for r in good), "a corrupted code must read as None, never as another id"
@@ -60,3 +76,4 @@ def test_code_survives_vp8(bitrate):
 def test_javascript_twin_uses_the_same_layout():
     js = (Path(fc.__file__).parent / "static" / "framecode.js").read_text()
     assert f"CELL_PX = {fc.CELL_PX};" in js and f"N_CELLS = {fc.N_CELLS};" in js and "0x07" in js
+    assert f"STRIP_PX = {fc.STRIP_PX};" in js

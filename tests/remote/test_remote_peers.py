@@ -53,12 +53,45 @@ def test_video_advances_and_carries_frame_ids(board_loop, make_bridge, server, s
             ids = [i for i in v.frame_ids if i is not None]
             assert len(ids) >= 0.9 * len(v.frame_ids)
             assert ids == sorted(ids) and ids[-1] - ids[0] >= 15
-            assert v.last_luma.shape == (240, 640)
+            assert v.last_luma.shape == (240, 320), "one eye full size by default"
             hello = v.of_type("hello")[0]
             assert hello["role"] == "expert" and hello["can_annotate"] and hello["frame_code"]["cells"] == 34
+            assert hello["frame_code"]["strip_px"] == 16
+            assert [x["id"] for x in hello["views"]] == ["eye", "both"] and hello["view"] == "eye"
 
     run(go(), 40)
     assert bridge.stats()["published"] > 20
+
+
+def test_viewer_switches_between_one_eye_and_both_eyes(board_loop, make_bridge, server, signer):
+    """Each viewer picks its view; the other viewer's picture does not change; ids go on."""
+    bridge = make_bridge(board_loop, "views-1")
+
+    async def go():
+        async with FakeViewer(server.url, signer.issue("views-1", "expert", "dr")) as a, \
+                FakeViewer(server.url, signer.issue("views-1", "observer", "class")) as b:
+            await a.wait_frames(5)
+            await b.wait_frames(5)
+            shown = await a.wait_for(lambda: a.of_type("view"), 5, "the view message")
+            assert shown[-1] == {"v": 1, "type": "view", "view": "eye", "rect": [0.0, 0.0, 0.5, 1.0],
+                                 "can_annotate": True, "strip_px": 16}
+            before = a.latest_id()
+            a.send({"type": "view", "view": "both"})
+            await a.wait_for(lambda: a.last_luma is not None and a.last_luma.shape == (240, 640), 10, "both eyes")
+            assert a.of_type("view")[-1]["view"] == "both" and a.of_type("view")[-1]["rect"] == [0.0, 0.0, 1.0, 1.0]
+            await a.wait_frames(5)
+            assert a.latest_id() > before, "frame ids go on across the switch"
+            await b.wait_frames(5)
+            assert b.last_luma.shape == (240, 320), "the other viewer still watches one eye"
+            assert b.of_type("view")[-1]["can_annotate"] is False, "an observer never draws"
+            a.send({"type": "view", "view": "carm"})  # not offered (yet)
+            ack = await a.wait_for(lambda: [m for m in a.of_type("ack") if m.get("ref") == "view"], 5, "refusal")
+            assert ack[0]["ok"] is False and "carm" in ack[0]["reason"]
+            a.send({"type": "view", "view": "eye"})
+            await a.wait_for(lambda: a.last_luma.shape == (240, 320), 10, "one eye again")
+
+    run(go(), 60)
+    assert bridge.source.keyframes >= 3
 
 
 def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(board_loop, make_bridge, server,
@@ -77,10 +110,13 @@ def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(bo
             assert marks[-1]["marks"][0] == {"id": "dr/s1", "kind": "stroke", "author": "dr", "points": 24}
             v.keep_rgb = True
             await v.wait_frames(6)
-            # the expert's video shows the mark where it was drawn
+            # the expert's video (one eye: the view's rect maps mirror points onto it) shows the mark where it was drawn
             img = v.last_rgb
             h, w = img.shape[:2]
-            assert green_along(img, STROKE_U * w, np.full(len(STROKE_U), STROKE_V * h)) > 0.8
+            x0, y0, rw, rh = v.of_type("view")[-1]["rect"]
+            assert (x0, y0, rw, rh) == (0.0, 0.0, 0.5, 1.0)
+            xs, ys = (STROKE_U - x0) / rw * w, np.full(len(STROKE_U), (STROKE_V - y0) / rh * h)
+            assert green_along(img, xs, ys) > 0.8
 
     run(go(), 40)
     img, views, strokes = board_loop.call(
@@ -328,9 +364,9 @@ def test_two_viewers_share_one_encode_and_a_newcomer_gets_a_key_frame(board_loop
             async with FakeViewer(server.url, signer.issue("share-1", "observer", "student")) as b:
                 await b.wait_frames(10)
                 assert bridge.source.keyframes > keys, "the newcomer starts from a key frame"
-                enc0, a0, b0 = bridge.source._encoder.frames, len(a.frame_ids), len(b.frame_ids)
+                enc0, a0, b0 = bridge.source.encoded_frames, len(a.frame_ids), len(b.frame_ids)
                 await a.wait_frames(30)
-                encoded = bridge.source._encoder.frames - enc0
+                encoded = bridge.source.encoded_frames - enc0
                 got_a, got_b = len(a.frame_ids) - a0, len(b.frame_ids) - b0
                 assert got_a >= 25 and got_b >= 25
                 assert encoded <= max(got_a, got_b) + 3, "one encode serves both viewers"
