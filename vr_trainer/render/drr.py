@@ -90,13 +90,20 @@ class DrrRenderer:
 
     def _target(self, size: tuple[int, int]) -> tuple[moderngl.Texture, moderngl.Framebuffer]:
         if size not in self._targets:
-            tex = self.ctx.texture(size, 1, dtype="f4")
+            tex = self.ctx.texture(size, 2, dtype="f4")
             self._targets[size] = (tex, self.ctx.framebuffer(color_attachments=[tex]))
         return self._targets[size]
 
     def render(self, geometry: CArmGeometry, instruments: Sequence[Segment] = ()) -> np.ndarray:
         """(h, w) float32: the line integral of attenuation per detector pixel (row 0 the top).
         ``instruments``: up to 16 steel segments ``(p0_ras_mm, p1_ras_mm, radius_mm[, inner_radius_mm])``."""
+        anatomy, metal = self.render_layers(geometry, instruments)
+        return anatomy + metal
+
+    def render_layers(self, geometry: CArmGeometry,
+                      instruments: Sequence[Segment] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """The anatomy's and the instruments' line integrals apart, (h, w) float32 each, in one pass
+        (the display's exposure follows the anatomy; metal saturates)."""
         w, h = geometry.pixels
         _tex, fbo = self._target((w, h))
         p = self.prog
@@ -119,10 +126,10 @@ class DrrRenderer:
         if segs:
             p0 = np.zeros((MAX_SEGMENTS, 3), "f4")
             p1 = np.zeros((MAX_SEGMENTS, 3), "f4")
-            r = np.zeros((MAX_SEGMENTS, 2), "f4")
+            r = np.zeros((MAX_SEGMENTS, 3), "f4")
             for k, seg in enumerate(segs):
                 p0[k], p1[k] = np.asarray(seg[0], float), np.asarray(seg[1], float)
-                r[k] = (float(seg[2]), float(seg[3]) if len(seg) > 3 else 0.0)
+                r[k] = _radii(geometry, p0[k], p1[k], float(seg[2]), float(seg[3]) if len(seg) > 3 else 0.0)
             p["u_seg_p0"].write(p0.tobytes())  # type: ignore[union-attr]
             p["u_seg_p1"].write(p1.tobytes())  # type: ignore[union-attr]
             p["u_seg_r"].write(r.tobytes())  # type: ignore[union-attr]
@@ -132,8 +139,8 @@ class DrrRenderer:
         fbo.viewport = (0, 0, w, h)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
         self._vao.render(moderngl.TRIANGLE_STRIP)
-        out = np.frombuffer(fbo.read(components=1, dtype="f4"), np.float32).reshape(h, w)
-        return out.copy()
+        out = np.frombuffer(fbo.read(components=2, dtype="f4"), np.float32).reshape(h, w, 2)
+        return out[:, :, 0].copy(), out[:, :, 1].copy()
 
     def release(self) -> None:
         for tex, fbo in self._targets.values():
@@ -146,25 +153,49 @@ class DrrRenderer:
         self.texture.release()
 
 
-def to_rgb(integral: np.ndarray, window: tuple[float, float] | None = None, round_field: bool = True) -> np.ndarray:
-    """(h, w) line integral -> (h, w, 3) uint8 as a C-arm monitor shows it: the detector's
-    intensity, so bone and metal **dark** on a **bright** background (air white).
+def _radii(geometry: CArmGeometry, p0: np.ndarray, p1: np.ndarray, radius_mm: float,
+           inner_mm: float) -> tuple[float, float, float]:
+    """(outer, inner, mu scale) for one instrument segment. A solid wire thinner than a detector
+    pixel's footprint at its depth would fall between pixel centres: it is widened to 0.6 pixel
+    with its attenuation scaled by (r / r_wide)^2, so each pixel still sees the steel it covers
+    (the area integral is kept, as a detector pixel integrates over its area)."""
+    if inner_mm > 0.0:
+        return radius_mm, inner_mm, 1.0
+    mid = 0.5 * (np.asarray(p0, float) + np.asarray(p1, float))
+    depth = float((mid - geometry.source_ras_mm) @ geometry.beam_direction)
+    footprint = min(geometry.pixel_spacing_mm) * max(depth, 1.0) / geometry.sid_mm
+    wide = max(radius_mm, 0.6 * footprint)
+    return wide, 0.0, (radius_mm / wide) ** 2 if wide > 0 else 0.0
 
-    ``window`` = (integral shown white, integral shown black); default automatic exposure
-    (as a C-arm's automatic brightness control): white at 0, black at 1.15x the 99th
-    percentile of the pixels that saw anatomy, so metal (far above) saturates black.
+
+def to_rgb(integral: np.ndarray, window: tuple[float, float] | None = None, round_field: bool = True,
+           anatomy: np.ndarray | None = None) -> np.ndarray:
+    """(h, w) line integral -> (h, w, 3) uint8 as a C-arm monitor shows fluoroscopy: the
+    transmitted intensity (log), so bone and metal **dark** on a **bright** background (air white).
+
+    ``window`` = (integral shown light, integral shown dark); default automatic exposure (as a
+    C-arm's automatic brightness control, which meters the centre of the field) from the 1st and
+    99.5th percentiles of ``anatomy`` (the anatomy-only integral; default ``integral``) over the
+    pixels within half the field's radius that saw anything: the anatomy there spans grey levels
+    250 -> 35 and metal, beyond the window, goes on to black.
     ``round_field``: black outside the inscribed circle (an image intensifier's round field)."""
     a = np.asarray(integral, np.float32)
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = ((xx + 0.5 - w / 2.0) / (w / 2.0)) ** 2 + ((yy + 0.5 - h / 2.0) / (h / 2.0)) ** 2
     if window is None:
-        seen = a[a > 1e-3]
-        hi = float(np.percentile(seen, 99.0)) * 1.15 if seen.size else 1.0
-        window = (0.0, max(hi, 1e-3))
+        ref = np.asarray(anatomy if anatomy is not None else a, np.float32)
+        seen = ref[(ref > 1e-3) & (r2 <= 0.25)]
+        if seen.size < 16:
+            seen = ref[ref > 1e-3]
+        if seen.size:
+            lo, hi = float(np.percentile(seen, 1.0)), float(np.percentile(seen, 99.5))
+            window = (max(0.0, lo - 0.05 * (hi - lo)), hi)
+        else:
+            window = (0.0, 1.0)
     lo, hi = window
-    t = np.clip((a - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    g = (255.0 * (1.0 - t) ** 1.4).astype(np.uint8)  # a little gamma: soft tissue stays readable
+    t = np.maximum((a - lo) / max(hi - lo, 1e-6), 0.0)
+    g = np.clip(250.0 - 215.0 * t, 0.0, 255.0).astype(np.uint8)
     if round_field:
-        h, w = a.shape
-        yy, xx = np.mgrid[0:h, 0:w]
-        r2 = ((xx + 0.5 - w / 2.0) / (w / 2.0)) ** 2 + ((yy + 0.5 - h / 2.0) / (h / 2.0)) ** 2
         g[r2 > 1.0] = 0
     return np.repeat(g[:, :, None], 3, axis=2)

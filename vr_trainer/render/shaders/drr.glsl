@@ -21,9 +21,9 @@ uniform float u_step_mm;
 uniform int u_nseg;
 uniform vec3 u_seg_p0[MAX_SEGMENTS];
 uniform vec3 u_seg_p1[MAX_SEGMENTS];
-uniform vec2 u_seg_r[MAX_SEGMENTS];  // outer, inner radius (mm); inner 0 = solid
+uniform vec3 u_seg_r[MAX_SEGMENTS];  // outer, inner radius (mm; inner 0 = solid), mu scale
 uniform float u_mu_steel;
-out float f_integral;
+out vec2 f_integral;  // (anatomy, instruments) line integrals
 
 // length of the part of the ray o + t d (t in [0, tmax], |d| = 1) inside the cylinder of radius r
 // about the segment p0 -> p1 (flat ends)
@@ -87,8 +87,8 @@ void main() {
     for (int s = 0; s < u_nseg; ++s) {
         float outer = chord(o, d, len_mm, u_seg_p0[s], u_seg_p1[s], u_seg_r[s].x);
         float inner = u_seg_r[s].y > 0.0 ? chord(o, d, len_mm, u_seg_p0[s], u_seg_p1[s], u_seg_r[s].y) : 0.0;
-        metal += max(0.0, outer - inner);
+        metal += max(0.0, outer - inner) * u_seg_r[s].z;
     }
-    f_integral = acc + u_mu_steel * metal;
+    f_integral = vec2(acc, u_mu_steel * metal);
 }
 #endif
