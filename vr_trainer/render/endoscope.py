@@ -27,6 +27,8 @@ NEAR_MM = 0.5
 FAR_MM = 60.0
 LIGHT_REACH_MM = 14.0  # distance at which the tip light falls to half
 LIGHT_GAIN = 1.6
+LOD_FACES_PER_PX = 0.05  # levels of detail: triangles per covered pixel (0.05: the picture of the default
+# scene does not change visibly against full detail, and the pass costs less; see the H4 note)
 
 
 def world_from_lens(cam: EndoscopeCamera) -> np.ndarray:
@@ -61,25 +63,40 @@ class EndoscopeView:
         self.color.filter = (moderngl.LINEAR, moderngl.LINEAR)
         self._depth = ctx.depth_renderbuffer(size)
         self.fbo = ctx.framebuffer(color_attachments=[self.color], depth_attachment=self._depth)
-        self._vaos: dict[str, tuple[GpuMesh, moderngl.VertexArray]] = {}
+        self._vaos: dict[tuple[str, int], tuple[GpuMesh, moderngl.VertexArray]] = {}
+        self.lod_faces_per_px = LOD_FACES_PER_PX  # <= 0: always full detail
         self._m4 = np.zeros((4, 4), dtype="f4")
         self.version = 0  # increments with each picture rendered
         self.key: object = None  # what the current picture was rendered from
         self._rgb: np.ndarray | None = None
         self.draw_calls = 0
 
-    def _vao(self, mesh_id: str, gm: GpuMesh) -> moderngl.VertexArray:
-        """A full-detail binding of an uploaded mesh to the endoscope program (made once)."""
-        got = self._vaos.get(mesh_id)
+    def _vao(self, mesh_id: str, gm: GpuMesh, level: int) -> moderngl.VertexArray:
+        """A binding of an uploaded mesh's level of detail to the endoscope program (made once)."""
+        got = self._vaos.get((mesh_id, level))
         if got is not None and got[0] is gm:
             return got[1]
         if got is not None:
             got[1].release()
-        vbo, ibo = gm.buffers[0], gm.buffers[1]
+        vbo, ibo = gm.buffers[2 * level], gm.buffers[2 * level + 1]
         vao = self.ctx.vertex_array(self.prog, [(vbo, "3f 3f", "in_position", "in_normal")],
                                     index_buffer=ibo, index_element_size=4)
-        self._vaos[mesh_id] = (gm, vao)
+        self._vaos[(mesh_id, level)] = (gm, vao)
         return vao
+
+    def _level(self, gm: GpuMesh, dist_mm: float, focal_px: float) -> int:
+        """The coarsest level with enough triangles for the pixels the mesh covers (at most the
+        whole picture: a vertebra filling the view needs no more than the picture has pixels)."""
+        if len(gm.levels) == 1 or self.lod_faces_per_px <= 0:
+            return 0
+        r_px = focal_px * gm.radius_mm / max(dist_mm, self.near_mm)
+        want = min(np.pi * r_px * r_px, float(self.size[0] * self.size[1])) * self.lod_faces_per_px
+        best = 0
+        for k, (_, faces) in enumerate(gm.levels[1:], start=1):
+            if faces < want:
+                break
+            best = k
+        return best
 
     def _write(self, name: str, m: np.ndarray) -> None:
         self._m4[...] = m.T
@@ -105,6 +122,8 @@ class EndoscopeView:
         p["u_light"].value = (LIGHT_REACH_MM, float(np.cos(half * 0.6)),  # type: ignore[union-attr]
                               float(np.cos(min(half * 1.25, np.pi / 2))), LIGHT_GAIN)
         p["u_viewport"].value = (0.0, 0.0, float(w), float(h))  # type: ignore[union-attr]
+        cone_rad = half * np.sqrt(2.0)  # the square picture's corner
+        focal_px = 0.5 * h / np.tan(half)
         opaque: list[tuple[float, DrawItem, GpuMesh]] = []
         clear: list[tuple[float, DrawItem, GpuMesh]] = []
         for it in snap.items:
@@ -115,8 +134,13 @@ class EndoscopeView:
             dist = float(np.linalg.norm(c - eye))
             if dist - gm.radius_mm > self.far_mm or float((c - eye) @ fwd) + gm.radius_mm < self.near_mm:
                 continue  # out of the scope's reach or behind the lens
-            (clear if gm.material.translucent else opaque).append((dist - gm.radius_mm, it, gm))
-        clear.sort(key=lambda e: -e[0])
+            if dist > gm.radius_mm:  # outside the bounding sphere: is the sphere inside the view cone?
+                off = np.arccos(np.clip(float((c - eye) @ fwd) / dist, -1.0, 1.0))
+                if off - np.arcsin(gm.radius_mm / dist) > cone_rad:
+                    continue
+            (clear if gm.material.translucent else opaque).append((dist, it, gm))
+        opaque.sort(key=lambda e: e[0])  # front to back: hidden surfaces are not shaded
+        clear.sort(key=lambda e: -(e[0] - e[2].radius_mm))  # back to front
         n = 0
         ctx.disable(moderngl.BLEND)
         for group in (opaque, clear):
@@ -124,7 +148,7 @@ class EndoscopeView:
                 ctx.enable(moderngl.BLEND)
                 ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
                 ctx.depth_mask = False  # type: ignore[attr-defined]
-            for _, it, gm in group:
+            for dist, it, gm in group:
                 mat = gm.material
                 self._write("u_model", it.world_from_model)
                 rgb = tuple(mat.color_rgb)
@@ -137,7 +161,7 @@ class EndoscopeView:
                     ctx.disable(moderngl.CULL_FACE)
                 else:
                     ctx.enable(moderngl.CULL_FACE)
-                self._vao(it.mesh_id, gm).render(moderngl.TRIANGLES)
+                self._vao(it.mesh_id, gm, self._level(gm, dist - gm.radius_mm, focal_px)).render(moderngl.TRIANGLES)
                 n += 1
         ctx.depth_mask = True  # type: ignore[attr-defined]
         ctx.disable(moderngl.BLEND)
