@@ -102,3 +102,29 @@ def test_carm_pose_matches_the_shot_geometry():
             beam_world = wfp[:3, :3] @ (beam_ras / np.linalg.norm(beam_ras))
             np.testing.assert_allclose(room.beam_direction_world(g.angle_deg), beam_world, atol=1e-9)
             assert room.view_angle_from_beam(beam_world) == pytest.approx(g.angle_deg)
+
+
+@pytest.mark.gl
+def test_spine_stays_visible_through_skin_and_muscle(gl_ctx):
+    """Skin around muscle around a bone: the bone still shows through both (translucent tissue,
+    sorted back to front so the skin, the outermost, blends last)."""
+    from vr_trainer.render.renderer import SceneRenderer
+
+    r = SceneRenderer(gl_ctx, samples=0)
+    skin, muscle = trimesh.creation.box([320.0, 220.0, 400.0]), trimesh.creation.box([200.0, 120.0, 300.0])
+    bone = trimesh.creation.cylinder(radius=25.0, height=300.0)
+    for name, m, tissue in (("skin", skin, "skin"), ("muscle", muscle, "muscle"), ("bone", bone, "bone")):
+        r.add_mesh(name, m.vertices, m.faces, tissue)
+    w, h = 96, 96
+    fb = gl_ctx.framebuffer(color_attachments=[gl_ctx.texture((w, h), 4)],
+                            depth_attachment=gl_ctx.depth_renderbuffer((w, h)))
+    view = View(0, look_at_pose(np.array([0.0, 600.0, 0.0]), np.zeros(3), np.array([0.0, 0.0, -1.0])),
+                Fov.symmetric(50.0, 1.0), w, h)
+    def shot(names: tuple[str, ...]) -> np.ndarray:
+        r.render(view, SceneSnapshot(0.0, 0, tuple(DrawItem(n, np.eye(4)) for n in names)), fb)
+        return np.frombuffer(fb.read(components=3, alignment=1), np.uint8).reshape(h, w, 3)[::-1].astype(int)
+    with_bone, without = shot(("skin", "muscle", "bone")), shot(("skin", "muscle"))
+    centre = (slice(h // 2 - 3, h // 2 + 4), slice(w // 2 - 3, w // 2 + 4))
+    seen = with_bone[centre].mean((0, 1))
+    assert (seen - without[centre].mean((0, 1))).sum() > 150, "the bone is plainly visible through skin and muscle"
+    assert seen.min() > 110, f"pale bone, not hidden under red muscle: {seen}"
