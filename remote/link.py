@@ -167,10 +167,16 @@ class ViewerLink:
     def _strip_px(self) -> int:
         return framecode.STRIP_PX if self.source.config.stamp_frame_id else 0
 
-    def _on_view(self, view_id: str, rect: Rect | None) -> None:
+    def _on_view(self, view_id: str, rect: Rect | None, strip_px: int) -> None:
         """The video's next picture shows ``view_id`` (from the track, as it goes out)."""
-        self.send(make(ViewShown, view=view_id, rect=rect, can_annotate=self.can_annotate and rect is not None,
-                       strip_px=self._strip_px))
+        box = None if rect is None else tuple(min(1.0, max(0.0, float(x))) for x in rect)
+        try:
+            msg = make(ViewShown, view=view_id, rect=box, can_annotate=self.can_annotate and box is not None,
+                       strip_px=strip_px)
+        except ValueError:  # a view from the app with a bad id or rect: say nothing rather than break the video
+            self.counters["bad_view"] += 1
+            return
+        self.send(msg)
 
     def _on_message(self, raw: Any) -> None:
         try:

@@ -64,10 +64,10 @@ def stream_size(mirror_w: int, mirror_h: int, max_w: int, max_h: int) -> tuple[i
 
 
 def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool,
-                  rgb: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
-    """RGB picture (``rgb``, else the whole mirror) -> I420 at the stream size (PyAV's
-    yuv420p ndarray), with the frame-id strip on top when ``stamp``: the returned height
-    includes the strip's ``framecode.STRIP_PX`` rows."""
+                  rgb: np.ndarray | None = None) -> tuple[np.ndarray, int, int, int]:
+    """RGB picture (``rgb``, else the whole mirror) -> (I420 at the stream size (PyAV's
+    yuv420p ndarray), width, height, strip rows): with the frame-id strip on top when
+    ``stamp`` and the picture is wide enough for the code; the height includes the strip."""
     pic = frame.rgb if rgb is None else rgb
     if pic is None:
         raise ValueError("convert_frame: a mirror frame without pixels (a history record)")
@@ -81,7 +81,8 @@ def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool,
     yuv = out.to_ndarray()
     if stamp and framecode.fits(sw, sh):
         yuv, sh = framecode.add_strip_i420(yuv, sw, sh, frame.frame_id)
-    return yuv, sw, sh
+        return yuv, sw, sh, framecode.STRIP_PX
+    return yuv, sw, sh, 0
 
 
 class Vp8Encoder:
@@ -130,6 +131,7 @@ class StreamFrame:
     keyframe: bool
     view_id: str = DEFAULT_VIEW
     rect: Rect | None = (0.0, 0.0, 1.0, 1.0)  # where the picture lies in the mirror (None: not part of it)
+    strip_px: int = 0  # frame-id rows on top (0: none, e.g. a picture narrower than the code)
 
 
 class MirrorFrameSource:
@@ -292,13 +294,13 @@ class MirrorFrameSource:
         """Convert one view of a mirror frame (or take ``again``'s picture) and encode it
         with that view's encoder."""
         if again is not None:
-            yuv, w, h, rect = again.yuv, again.width, again.height, again.rect
+            yuv, w, h, rect, strip = again.yuv, again.width, again.height, again.rect, again.strip_px
         else:
             cut = self.views[view_id].cut(frame)
             if cut is None:
                 return None
             rgb, rect = cut
-            yuv, w, h = convert_frame(frame, self.config.max_size, self.config.stamp_frame_id, rgb)
+            yuv, w, h, strip = convert_frame(frame, self.config.max_size, self.config.stamp_frame_id, rgb)
         packet, is_key = None, False
         if self.encoded:
             enc = self._encoders.get(view_id)
@@ -306,7 +308,7 @@ class MirrorFrameSource:
                 enc = self._encoders[view_id] = Vp8Encoder(self.config)
             packet, is_key = enc.encode(yuv, w, h, pts, keyframe)
             self.keyframes += is_key
-        return StreamFrame(frame.frame_id, pts, w, h, yuv, packet, is_key, view_id, rect)
+        return StreamFrame(frame.frame_id, pts, w, h, yuv, packet, is_key, view_id, rect, strip)
 
 
 class MirrorVideoTrack(MediaStreamTrack):
@@ -315,12 +317,12 @@ class MirrorVideoTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, source: MirrorFrameSource, view_id: str | None = None,
-                 on_view: Callable[[str, Rect | None], None] | None = None) -> None:
+                 on_view: Callable[[str, Rect | None, int], None] | None = None) -> None:
         super().__init__()
         self.source = source
         self.view_id = view_id or source.config.default_view
         self.on_view = on_view  # called (network thread) as the first picture of a view, or a new rect, goes out
-        self.shown: tuple[str, Rect | None] | None = None
+        self.shown: tuple[str, Rect | None, int] | None = None
         self._queue: deque[StreamFrame] = deque()
         self._ready = asyncio.Event()
         self._needs_keyframe = source.encoded
@@ -364,10 +366,10 @@ class MirrorVideoTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         f = self._queue.popleft()
-        if self.shown != (f.view_id, f.rect):
-            self.shown = (f.view_id, f.rect)
+        if self.shown != (f.view_id, f.rect, f.strip_px):
+            self.shown = (f.view_id, f.rect, f.strip_px)
             if self.on_view is not None:
-                self.on_view(f.view_id, f.rect)
+                self.on_view(f.view_id, f.rect, f.strip_px)
         out: Any
         if f.packet is not None:
             out = av.Packet(f.packet)

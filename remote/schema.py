@@ -232,7 +232,7 @@ class ViewShown(_Msg):
 
     type: Literal["view"]
     view: ViewId
-    rect: tuple[Unit, Unit, Unit, Unit] | None
+    rect: tuple[Unit, Unit, Unit, Unit] | None = None  # absent: not part of the mirror
     can_annotate: bool
     strip_px: Annotated[int, Field(strict=True, ge=0, le=64)]
 

@@ -151,9 +151,11 @@ class FakeViewer:
                 frame = await track.recv()
                 yuv = frame.to_ndarray(format="yuv420p")
                 luma = yuv[: frame.height]
-                self.last_luma = framecode.picture(luma)  # what the console shows: no code strip
+                shown = self.of_type("view")
+                strip = shown[-1]["strip_px"] if shown else framecode.STRIP_PX
+                self.last_luma = luma[strip:]  # what the console shows: no code strip
                 if self.keep_rgb:
-                    self.last_rgb = framecode.picture(frame.to_ndarray(format="rgb24"))
+                    self.last_rgb = frame.to_ndarray(format="rgb24")[strip:]
                 self.frame_ids.append(framecode.read_luma(luma))
                 self.frame_times.append(time.monotonic())
         except (MediaStreamError, asyncio.CancelledError):

@@ -77,3 +77,15 @@ def test_javascript_twin_uses_the_same_layout():
     js = (Path(fc.__file__).parent / "static" / "framecode.js").read_text()
     assert f"CELL_PX = {fc.CELL_PX};" in js and f"N_CELLS = {fc.N_CELLS};" in js and "0x07" in js
     assert f"STRIP_PX = {fc.STRIP_PX};" in js
+
+
+def test_publisher_puts_the_strip_on_pictures_wide_enough_for_it():
+    from remote.publisher import convert_frame
+    from vr_trainer.frame import MirrorFrame
+
+    wide = MirrorFrame(31, 0.0, np.full((240, 320, 3), 90, np.uint8), None, [])
+    yuv, w, h, strip = convert_frame(wide, (1280, 720), True)
+    assert (w, h, strip) == (320, 240 + fc.STRIP_PX, fc.STRIP_PX) and fc.read_luma(yuv[:h]) == 31
+    narrow = MirrorFrame(32, 0.0, np.full((200, 200, 3), 90, np.uint8), None, [])
+    yuv, w, h, strip = convert_frame(narrow, (1280, 720), True)
+    assert (w, h, strip) == (200, 200, 0), "too narrow for the code: no strip, and the viewer is told so"

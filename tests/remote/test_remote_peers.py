@@ -94,6 +94,35 @@ def test_viewer_switches_between_one_eye_and_both_eyes(board_loop, make_bridge, 
     assert bridge.source.keyframes >= 3
 
 
+def test_a_view_from_the_app_joins_the_selector_and_is_not_drawn_on(board_loop, make_bridge, server, signer):
+    """The hook for the C-arm monitor / endoscope (issue #10): a picture that is not part of
+    the mirror, offered with its labels; a viewer may watch it but strokes have no rect."""
+    from remote.schema import TRAINEE_ADAPTER
+    from remote.views import StreamView
+
+    monitor = np.zeros((300, 400, 3), np.uint8)
+    monitor[100:200, 150:250] = 200
+    carm = StreamView("carm", "C-arm monitor", "C臂监视器", lambda frame: (monitor, None))
+    make_bridge(board_loop, "views-2", extra_views=[carm])
+
+    async def go():
+        async with FakeViewer(server.url, signer.issue("views-2", "expert", "dr")) as v:
+            await v.wait_frames(3)
+            hello = v.of_type("hello")[0]
+            assert hello["views"][-1] == {"id": "carm", "label_en": "C-arm monitor", "label_zh": "C臂监视器"}
+            v.send({"type": "view", "view": "carm"})
+            await v.wait_for(lambda: v.last_luma is not None and v.last_luma.shape == (300, 400), 10, "the monitor")
+            shown = v.of_type("view")[-1]
+            assert shown["view"] == "carm" and shown.get("rect") is None and shown["can_annotate"] is False
+            TRAINEE_ADAPTER.validate_python(shown)  # what is sent is what the schema says
+            assert shown["strip_px"] == 16
+            assert abs(float(v.last_luma[150, 200]) - float(v.last_luma[10, 10])) > 100, "the monitor's picture"
+            await v.wait_frames(3)
+            assert v.latest_id() is not None, "frame ids are read from this view too"
+
+    run(go(), 40)
+
+
 def test_stroke_is_placed_on_the_anatomy_and_seen_by_both_eyes_and_the_expert(board_loop, make_bridge, server,
                                                                               signer):
     from vr_trainer.sim.unproject import project_points
