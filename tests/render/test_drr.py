@@ -46,13 +46,14 @@ def test_hu_to_attenuation_is_plastimatchs():
     np.testing.assert_allclose(mu, [0, 0, 0.022 * 0.201, 0.022, 0.044], rtol=1e-5)
 
 
-def test_line_integral_of_a_water_box_matches_the_analytic_chord(gl_ctx):
+@pytest.mark.parametrize("method", ["slices", "march"])
+def test_line_integral_of_a_water_box_matches_the_analytic_chord(gl_ctx, method):
     v = grid()
     c = centres(v)
     lo, hi = np.array([-20.0, -16.0, -30.0]), np.array([22.0, 18.0, 26.0])
     inside = np.all((c >= lo) & (c <= hi), axis=-1)
     v.array[inside] = 0.0  # water
-    drr = DrrRenderer(gl_ctx, v, step_voxels=0.5)
+    drr = DrrRenderer(gl_ctx, v, method=method)
     for view in ("ap", "lateral", "oblique"):
         g = carm_geometry(view, np.zeros(3), "left", sad_mm=300, sid_mm=500, detector_mm=160, pixels=64)
         img = drr.render(g)

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
           f"SAD 1000 mm, SID 1500 mm, 400 mm detector; GL: {r['gl_renderer']}")
     o, p = r["ours_ms"], r["plastimatch_ms"]
     print(f"  ours        : median {o['median']:.1f} ms per shot ({r['shots_per_s']:.1f} shots/s; "
-          f"trilinear ray march, {r['repeat']} shots)")
+          f"Joseph slice sampling on the GL device, {r['repeat']} shots)")
     print(f"  plastimatch : median {p['median']:.1f} ms per shot (its 'Total time', exact algorithm; "
           f"whole command {p['wall_median']:.0f} ms)")
     print(f"  ratio plastimatch/ours: {r['ratio_plastimatch_over_ours']:.2f}x  "

@@ -1,11 +1,13 @@
 """Digitally reconstructed radiographs (DRR) on the GPU: the virtual C-arm's image.
 
-The CT (Hounsfield units) becomes a 3D texture of linear attenuation
+The CT (Hounsfield units) becomes a texture of linear attenuation
 ``mu = 0.022 / mm * (1 + HU / 1000)`` (water at 50 keV after NIST; 0 at or below -800 HU,
 i.e. air), the same conversion plastimatch's ``drr`` uses, so the two agree pixel for pixel up
 to their sampling. One fragment per detector pixel marches the ray from the source to the
-pixel centre through the volume's box at a fixed step (default one voxel) with trilinear
-samples and returns the line integral ``sum(mu * step_mm)`` (dimensionless). Instruments are
+pixel centre through the volume's box, sampling one slice at a time along the volume axis
+nearest the beam (Joseph's method: bilinear in each slice, i.e. trilinear at the slice centres;
+or, ``method="march"``, at a fixed step with trilinear samples of a 3D texture), and returns
+the line integral ``sum(mu * length_mm)`` (dimensionless). Instruments are
 radio-opaque steel cylinders added analytically: the ray's chord through each cylinder
 (mm, hollow tubes minus their lumen) times ``MU_STEEL_PER_MM`` (iron at 50 keV: 1.96 cm2/g
 x 7.9 g/cm3 after NIST, about 1.5 / mm).
@@ -51,21 +53,30 @@ def attenuation_per_mm(hu: np.ndarray) -> np.ndarray:
     return np.where(h <= MU_MIN_HU, 0.0, MU_WATER_PER_MM * (1.0 + h / 1000.0)).astype(np.float32)
 
 
-def _program(ctx: moderngl.Context) -> moderngl.Program:
+def _program(ctx: moderngl.Context, define: str | None) -> moderngl.Program:
     src = resources.files("vr_trainer.render").joinpath("shaders/drr.glsl").read_text()
-    return ctx.program(vertex_shader=src.replace("#version 330 core", "#version 330 core\n#define VERTEX_SHADER", 1),
-                       fragment_shader=src.replace("#version 330 core", "#version 330 core\n#define FRAGMENT_SHADER",
-                                                   1))
+    extra = f"\n#define {define}" if define else ""
+
+    def stage(name: str) -> str:
+        return src.replace("#version 330 core", f"#version 330 core{extra}\n#define {name}", 1)
+
+    return ctx.program(vertex_shader=stage("VERTEX_SHADER"), fragment_shader=stage("FRAGMENT_SHADER"))
 
 
 class DrrRenderer:
-    """Ray-casts DRRs of one volume on ``ctx`` (owns its texture, program and targets).
+    """Ray-casts DRRs of one volume on ``ctx`` (owns its textures, programs and targets).
 
-    ``step_voxels``: the march step in units of the smallest voxel side (1: one sample per
-    voxel crossed; 0.75 changes a 512x512 shot of the example CT by r = 0.99999, at 1.3x the cost)."""
+    ``method``: ``slices`` (default; Joseph's method: one bilinear sample per slice along the
+    volume axis nearest the beam, i.e. trilinear at the slice centres; about 1.5x faster on
+    llvmpipe than the march and equal to it at r = 0.99997 on the example CT) or ``march``
+    (trilinear samples of a 3D texture every ``step_voxels`` of the smallest voxel side)."""
 
-    def __init__(self, ctx: moderngl.Context, volume: HuVolumeLike, step_voxels: float = 1.0) -> None:
+    def __init__(self, ctx: moderngl.Context, volume: HuVolumeLike, method: str = "slices",
+                 step_voxels: float = 1.0) -> None:
+        if method not in ("slices", "march"):
+            raise ValueError(f"DRR: method must be 'slices' or 'march', not {method!r}")
         self.ctx = ctx
+        self.method = method
         arr = np.asarray(volume.array)
         if arr.ndim != 3:
             raise ValueError(f"DRR: the volume must be 3D, not shape {arr.shape}")
@@ -73,20 +84,43 @@ class DrrRenderer:
         self.affine = np.asarray(volume.affine, float)
         spacing = np.linalg.norm(self.affine[:3, :3], axis=0)
         self.step_mm = float(step_voxels * spacing.min())
-        mu = attenuation_per_mm(arr)
-        # texture x runs along array axis 0: upload with axis 0 fastest
-        self.texture = ctx.texture3d(self.shape, 1, np.ascontiguousarray(mu.transpose(2, 1, 0)).tobytes(), dtype="f4")
-        self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        self.texture.repeat_x = self.texture.repeat_y = self.texture.repeat_z = False
+        self.ijk_from_ras = np.linalg.inv(self.affine)
+        self._mu = attenuation_per_mm(arr)
+        self._slices: dict[int, moderngl.TextureArray] = {}
+        self.texture: moderngl.Texture3D | None = None
+        if method == "march":
+            # texture x runs along array axis 0: upload with axis 0 fastest
+            self.texture = ctx.texture3d(self.shape, 1, np.ascontiguousarray(self._mu.transpose(2, 1, 0)).tobytes(),
+                                         dtype="f4")
+            self.texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            self.texture.repeat_x = self.texture.repeat_y = self.texture.repeat_z = False
         tex_from_ijk = np.eye(4)
         tex_from_ijk[:3, :3] = np.diag(1.0 / np.asarray(self.shape, float))
         tex_from_ijk[:3, 3] = 0.5 / np.asarray(self.shape, float)
-        self.tex_from_ras = tex_from_ijk @ np.linalg.inv(self.affine)
-        self.prog = _program(ctx)
+        self.tex_from_ras = tex_from_ijk @ self.ijk_from_ras
+        self.prog = _program(ctx, "SLICES" if method == "slices" else None)
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
         self._vbo = ctx.buffer(quad.tobytes())
         self._vao = ctx.vertex_array(self.prog, [(self._vbo, "2f", "in_pos")])
         self._targets: dict[tuple[int, int], tuple[moderngl.Texture, moderngl.Framebuffer]] = {}
+
+    def _slice_axes(self, geometry: CArmGeometry) -> tuple[int, int, int]:
+        """(b1, b2, a): ``a`` the array axis the central ray crosses most slices of per mm."""
+        along = np.abs(self.ijk_from_ras[:3, :3] @ geometry.beam_direction)
+        a = int(np.argmax(along))
+        b1, b2 = (i for i in range(3) if i != a)
+        return b1, b2, a
+
+    def _slice_texture(self, axes: tuple[int, int, int]) -> moderngl.TextureArray:
+        b1, b2, a = axes
+        if a not in self._slices:
+            data = np.ascontiguousarray(self._mu.transpose(a, b2, b1))  # layers, rows (b2), columns (b1)
+            tex = self.ctx.texture_array((self.shape[b1], self.shape[b2], self.shape[a]), 1, data.tobytes(),
+                                         dtype="f4")
+            tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            tex.repeat_x = tex.repeat_y = False
+            self._slices[a] = tex
+        return self._slices[a]
 
     def _target(self, size: tuple[int, int]) -> tuple[moderngl.Texture, moderngl.Framebuffer]:
         if size not in self._targets:
@@ -118,8 +152,22 @@ class DrrRenderer:
         put("u_det_v", tuple(map(float, geometry.detector_v)))
         put("u_spacing_mm", tuple(map(float, geometry.pixel_spacing_mm)))
         put("u_pixels", (float(w), float(h)))
-        p["u_tex_from_ras"].write(self.tex_from_ras.T.astype("f4").tobytes())  # type: ignore[union-attr]
-        put("u_step_mm", self.step_mm)
+        if self.method == "slices":
+            axes = self._slice_axes(geometry)
+            perm = np.zeros((4, 4))
+            perm[3, 3] = 1.0
+            for row, col in enumerate(axes):
+                perm[row, col] = 1.0
+            p["u_idx_from_ras"].write((perm @ self.ijk_from_ras).T.astype("f4").tobytes())  # type: ignore[union-attr]
+            put("u_dims", tuple(float(self.shape[i]) for i in axes))
+            self._slice_texture(axes).use(0)
+            put("u_slices", 0)
+        else:
+            assert self.texture is not None
+            p["u_tex_from_ras"].write(self.tex_from_ras.T.astype("f4").tobytes())  # type: ignore[union-attr]
+            put("u_step_mm", self.step_mm)
+            self.texture.use(0)
+            put("u_mu", 0)
         put("u_mu_steel", MU_STEEL_PER_MM)
         segs = list(instruments)[:MAX_SEGMENTS]
         put("u_nseg", len(segs))
@@ -133,8 +181,6 @@ class DrrRenderer:
             p["u_seg_p0"].write(p0.tobytes())  # type: ignore[union-attr]
             p["u_seg_p1"].write(p1.tobytes())  # type: ignore[union-attr]
             p["u_seg_r"].write(r.tobytes())  # type: ignore[union-attr]
-        self.texture.use(0)
-        put("u_mu", 0)
         fbo.use()
         fbo.viewport = (0, 0, w, h)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
@@ -150,7 +196,11 @@ class DrrRenderer:
         self._vao.release()
         self._vbo.release()
         self.prog.release()
-        self.texture.release()
+        for t in self._slices.values():
+            t.release()
+        self._slices.clear()
+        if self.texture is not None:
+            self.texture.release()
 
 
 def _radii(geometry: CArmGeometry, p0: np.ndarray, p1: np.ndarray, radius_mm: float,
