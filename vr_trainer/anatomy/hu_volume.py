@@ -107,11 +107,10 @@ def load_hu_volume(bundle_dir: str | os.PathLike[str]) -> Volume | None:
                   notes={"source": entry.get("source", "?")})
 
 
-def _inside_mask(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing_mm: float,
-                 shape: tuple[int, int, int]) -> np.ndarray:
-    """(shape) bool: voxel centres inside a closed mesh, by ray parity along +z per (x, y) column."""
-    tri = vertices[faces]  # (n, 3, 3)
-    xy = (tri[:, :, :2] - origin[:2]) / spacing_mm  # continuous column coordinates of the corners
+def _parity_mask(tri: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(shape) bool: grid points (integer coordinates, in the triangles' own units) inside a
+    closed surface by ray parity along +axis 2, one ray per (axis 0, axis 1) column."""
+    xy = tri[:, :, :2]
     lo = np.clip(np.ceil(xy.min(axis=1)).astype(int), 0, None)
     hi = np.minimum(np.floor(xy.max(axis=1)).astype(int), np.array(shape[:2]) - 1)
     ni, nj = np.maximum(hi - lo + 1, 0).T
@@ -126,20 +125,43 @@ def _inside_mask(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, sp
     ci = lo[t_idx, 0] + local // nj_t
     cj = lo[t_idx, 1] + local % nj_t
     a, b, c = xy[t_idx, 0], xy[t_idx, 1], xy[t_idx, 2]
-    p = np.stack([ci, cj], axis=1).astype(float)
-    v0, v1, v2 = b - a, c - a, p - a
+    v0, v1 = b - a, c - a
+    v2 = np.stack([ci, cj], axis=1) - a
     den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
     ok = np.abs(den) > 1e-12
     den = np.where(ok, den, 1.0)
     w1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
     w2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
     hit = ok & (w1 >= 0) & (w2 >= 0) & (w1 + w2 <= 1)
-    z = tri[t_idx, 0, 2] + w1 * (tri[t_idx, 1, 2] - tri[t_idx, 0, 2]) + w2 * (tri[t_idx, 2, 2] - tri[t_idx, 0, 2])
+    z0 = tri[t_idx, 0, 2]
+    z = z0 + w1 * (tri[t_idx, 1, 2] - z0) + w2 * (tri[t_idx, 2, 2] - z0)
     ci, cj, z = ci[hit], cj[hit], z[hit]
-    k = np.clip(np.ceil((z - origin[2]) / spacing_mm), 0, shape[2]).astype(int)
-    counts = np.zeros((shape[0], shape[1], shape[2] + 1), np.int32)
-    np.add.at(counts, (ci, cj, k), 1)
-    return (np.cumsum(counts[:, :, :-1], axis=2) % 2) == 1
+    k = np.clip(np.ceil(z), 0, shape[2]).astype(np.int64)
+    flat = (ci.astype(np.int64) * shape[1] + cj) * (shape[2] + 1) + k
+    counts = np.bincount(flat, minlength=shape[0] * shape[1] * (shape[2] + 1)).reshape(
+        shape[0], shape[1], shape[2] + 1)
+    return (np.cumsum(counts[:, :, :-1], axis=2, dtype=np.int32) % 2) == 1
+
+
+def _inside_mask(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray, spacing_mm: float,
+                 shape: tuple[int, int, int]) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """Voxel centres inside a closed mesh, within the mesh's bounding block: (the block's slices,
+    its bool mask). Ray parity along each of the three axes, a voxel inside where at least two
+    agree (a ray grazing an edge or a small defect flips one axis' parity, not two)."""
+    g = (np.asarray(vertices, float) - origin) / spacing_mm  # grid coordinates: voxel centres at integers
+    lo = np.clip(np.floor(g.min(0)).astype(int) - 1, 0, None)
+    hi = np.minimum(np.ceil(g.max(0)).astype(int) + 2, np.asarray(shape))
+    block = tuple(int(x) for x in np.maximum(hi - lo, 0))
+    sl = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+    if min(block) <= 0:
+        return sl, np.zeros(block, bool)
+    tri = (g - lo)[faces]
+    votes = np.zeros(block, np.uint8)
+    for axes in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+        sub = (block[axes[0]], block[axes[1]], block[axes[2]])
+        m = _parity_mask(tri[:, :, list(axes)], sub)
+        votes += np.transpose(m, np.argsort(axes)).astype(np.uint8)
+    return sl, votes >= 2
 
 
 def volume_from_meshes(bundle: "Bundle", spacing_mm: float = MAX_SPACING_MM, margin_mm: float = 20.0) -> Volume:
@@ -151,16 +173,16 @@ def volume_from_meshes(bundle: "Bundle", spacing_mm: float = MAX_SPACING_MM, mar
         raise AnatomyError(f"{bundle.path}: no closed surface to make a radiograph from; re-import with a CT")
     lo = np.min([np.asarray(s.mesh.vertices).min(0) for s in closed], axis=0) - margin_mm
     hi = np.max([np.asarray(s.mesh.vertices).max(0) for s in closed], axis=0) + margin_mm
-    shape = tuple(int(x) for x in np.ceil((hi - lo) / spacing_mm))
-    assert len(shape) == 3
-    # a small offset keeps voxel columns off mesh vertices and edges (a double count flips parity)
-    origin = lo + spacing_mm * np.array([0.5 + 1.3e-3, 0.5 + 2.9e-3, 0.5])
+    n = np.ceil((hi - lo) / spacing_mm).astype(int)
+    shape = (int(n[0]), int(n[1]), int(n[2]))
+    # a small offset keeps voxel centres off mesh vertices and edges (a double count flips parity)
+    origin = lo + spacing_mm * np.array([0.5 + 1.3e-3, 0.5 + 2.9e-3, 0.5 + 0.7e-3])
     hu = np.full(shape, AIR_HU, np.float32)
     rank = {t: i for i, t in enumerate(_PAINT_ORDER)}
     for s in sorted(closed, key=lambda s: rank[s.tissue]):
-        inside = _inside_mask(np.asarray(s.mesh.vertices, float), np.asarray(s.mesh.faces), origin, spacing_mm,
-                              shape)  # type: ignore[arg-type]
-        hu[inside] = TISSUE_HU[s.tissue]
+        sl, inside = _inside_mask(np.asarray(s.mesh.vertices, float), np.asarray(s.mesh.faces), origin, spacing_mm,
+                                  shape)
+        hu[sl][inside] = TISSUE_HU[s.tissue]
     affine = np.eye(4)
     affine[:3, :3] *= spacing_mm
     affine[:3, 3] = origin
