@@ -137,14 +137,18 @@ def test_missing_or_wrong_token_is_refused(browser, server, signer, web_bridge):
     open_console(browser, server, None)
     st = wait(lambda: browser.console_state().get("status") == "refused" and browser.console_state(), 10, "refusal")
     assert st["error"] == "no_token" and st["joins"] == 0
+    old = ("vrt1.eyJzaWQiOiJ3ZWItMSIsInJvbGUiOiJleHBlcnQiLCJzdWIiOiJleHBlcnQiLCJpYXQiOjE3OTYyMTgxNDQsImV4cCI6MTc5"
+           "NjIzMjU0NCwianRpIjoiYzM5M2M0YjNmZGRlY2NiYSJ9.BjU-Dbc01_kE7xco1ngO05BRIWQE76a-KNJptYoLpfE")
     for bad in ("garbage", signer.issue(SESSION, "expert")[:-4] + "AAAA", signer.issue(SESSION, "expert", ttl_s=1,
-                                                                                        now_s=1000)):
+                                                                                        now_s=1000), old):
         before = server.server.counters["refused_unauthorized"]
         open_console(browser, server, bad)
         st = wait(lambda: browser.console_state().get("status") == "refused" and browser.console_state(), 10, "refusal")
         assert st["error"] == "unauthorized" and st["joins"] == 0 and st["framesSeen"] == 0
         assert server.server.counters["refused_unauthorized"] == before + 1
         assert not browser.js("return document.getElementById('banner').hidden")
+        if bad is old:
+            assert "older vr-trainer" in browser.js("return document.getElementById('banner').textContent")
 
 
 def test_observer_watches_but_cannot_annotate(browser, web_bridge, board_loop, server, signer):
@@ -192,6 +196,13 @@ def test_the_frame_code_is_read_but_never_visible(browser, web_bridge, board_loo
     assert cells.std() < 30, cells.std()
     small = np.asarray(Image.fromarray(shot).resize((eye.shape[1], eye.shape[0] + framecode.STRIP_PX)))
     assert framecode.read_rgb(small) is None and framecode.read_rgb(shot) is None
+    # a frozen picture is the picture too, without the strip
+    browser.js("vrConsole.setFrozen(true)")
+    assert browser.js("const c = document.getElementById('freeze'); return [c.hidden, c.width, c.height];") == \
+        [False, eye.shape[1], eye.shape[0]]
+    frozen = frame_screenshot(browser)
+    browser.js("vrConsole.setFrozen(false)")
+    assert np.abs(frozen[:band].astype(int) - ref[:band]).mean() < 20 and frozen[:band].std() < 30
 
 
 def test_expert_chooses_both_eyes_and_the_choice_is_kept(browser, web_bridge, board_loop, server, signer):
