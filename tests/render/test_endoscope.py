@@ -8,7 +8,7 @@ import pytest
 import trimesh
 
 from vr_trainer.frame import Fov, View
-from vr_trainer.render.endoscope import lens_matrices, world_from_lens
+from vr_trainer.render.endoscope import LENS_OFFSET_MM, lens_matrices, world_from_lens
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.sim.instruments import CATALOGUE, instrument_mesh
 from vr_trainer.sim.scene import DrawItem, EndoscopeCamera, SceneSnapshot
@@ -24,9 +24,10 @@ def test_lens_looks_down_the_shaft_tilted_towards_tool_y():
         fwd = -lens[:3, 2]
         want = -np.cos(np.radians(angle)) * tool[:3, 2] + np.sin(np.radians(angle)) * tool[:3, 1]
         np.testing.assert_allclose(fwd, want, atol=1e-9)
-        np.testing.assert_allclose(lens[:3, 3], tool[:3, 3])
+        np.testing.assert_allclose(lens[:3, 3], tool[:3, 3] - LENS_OFFSET_MM * tool[:3, 1])  # beside the channel
     view_m, proj = lens_matrices(EndoscopeCamera(tool, fov_deg=85.0))
-    p = proj @ view_m @ np.append(tool[:3, 3] + 0.3 * fwd, 1.0)
+    lens = world_from_lens(EndoscopeCamera(tool, fov_deg=85.0))
+    p = proj @ view_m @ np.append(lens[:3, 3] + 0.3 * fwd, 1.0)
     assert p[2] / p[3] < -1.0, "0.3 mm from the lens is nearer than the near plane (0.5 mm)"
 
 
@@ -129,3 +130,31 @@ def test_endoscope_monitor_panel_shows_the_live_picture_upright(gl_ctx):
     assert pic is not None
     ys2, _ = np.nonzero((pic[..., 0] > 150) & (pic[..., 2] < 90))
     assert ys2.mean() < 128, "the picture for the mentor is upright too"
+
+
+@pytest.mark.gl
+def test_forceps_through_the_working_channel_show_in_the_picture(gl_ctx):
+    """Forceps coming out along the scope's axis (as the procedure model places them) reach into
+    the picture from below, towards its centre as they extend."""
+    r = SceneRenderer(gl_ctx, samples=0)
+    spec = CATALOGUE.get("grasping_forceps", CATALOGUE["spinal_needle"])
+    forceps = instrument_mesh(spec)
+    r.add_mesh("forceps", forceps.vertices, forceps.faces, "instrument")
+    tool = pose_from_axis(np.array([0.0, 900.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    cam = EndoscopeCamera(tool)
+    fb = gl_ctx.framebuffer(color_attachments=[gl_ctx.texture((W, H), 4)])
+    view = View(0, look_at_pose(np.array([0.0, 1300.0, -400.0]), np.array([0.0, 900.0, 0.0])),
+                Fov.symmetric(60.0, W / H), W, H)
+    rows = []
+    for k, extend_mm in enumerate((4.0, 12.0)):
+        tip = tool.copy()
+        tip[:3, 3] = tool[:3, 3] - extend_mm * tool[:3, 2]  # out of the scope along its axis
+        r.render(view, SceneSnapshot(0.0, k, (DrawItem("forceps", tip),), endoscope=cam), fb)
+        pic = r.endoscope_image()
+        assert pic is not None
+        steel = pic.astype(int).min(-1) > 60  # lit grey metal on the black background
+        assert steel.sum() > 200, f"the forceps are in the picture ({extend_mm} mm out)"
+        ys, _ = np.nonzero(steel)
+        rows.append(ys.min())
+        assert ys.max() > 200, "they come in from the bottom (the channel at 6 o'clock)"
+    assert rows[0] < 128 and rows[1] < rows[0] - 20, "their tip reaches past the centre, higher as they extend"

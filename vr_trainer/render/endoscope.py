@@ -6,7 +6,12 @@ endoscope monitor and the mentor (:meth:`EndoscopeView.read_rgb`).
 
 Camera: the tool frame has the tip at the origin and the shaft along +z to the handle, so
 the scope looks along -z, tilted by ``lens_angle_deg`` towards the tool's +y (a 30-degree
-scope looks 30 degrees off its axis, the way its lens bevel faces).
+scope looks 30 degrees off its axis, the way its lens bevel faces). As in a real working-channel
+endoscope the optic sits beside the channel: the lens is ``LENS_OFFSET_MM`` off the axis towards
+the tool's -y (on the axis itself the camera would sit inside the forceps' shaft). The picture is
+shown with the working channel at 6 o'clock, as the camera head is usually held (its roll is
+free on a real scope): the forceps, which come out along the axis, enter from below and reach up
+past the centre as they extend (a 30-degree lens sees the axis 30 degrees above the centre).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
 ENDOSCOPE_SIZE_PX = (256, 256)
 NEAR_MM = 0.5
 FAR_MM = 60.0
+LENS_OFFSET_MM = 2.5  # optic beside the working channel (6.9 mm scope, 3.7 mm channel)
 LIGHT_REACH_MM = 14.0  # distance at which the tip light falls to half
 LIGHT_GAIN = 1.6
 LOD_FACES_PER_PX = 0.05  # levels of detail: triangles per covered pixel (0.05: the picture of the default
@@ -37,7 +43,9 @@ def world_from_lens(cam: EndoscopeCamera) -> np.ndarray:
     tilt = np.eye(4)
     c, s = np.cos(a), np.sin(a)
     tilt[1:3, 1:3] = [[c, -s], [s, c]]  # rotates the view direction -z towards +y
-    return np.asarray(cam.world_from_tool, float) @ tilt
+    tilt[1, 3] = -LENS_OFFSET_MM
+    roll = np.diag([-1.0, -1.0, 1.0, 1.0])  # the channel at 6 o'clock in the picture
+    return np.asarray(cam.world_from_tool, float) @ tilt @ roll
 
 
 def lens_matrices(cam: EndoscopeCamera, near_mm: float = NEAR_MM,
