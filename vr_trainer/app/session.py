@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,7 +25,9 @@ from vr_trainer.scenario.schema import Scenario
 from vr_trainer.sim.annotations import AnnotationSet
 from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_mesh
 from vr_trainer.sim.proximity import ProximityField
-from vr_trainer.sim.scene import DrawItem, PanelItem, SceneSnapshot
+from vr_trainer.sim.carm import view_angle_deg
+from vr_trainer.sim.room import Room, anatomy_bbox_world, build_room
+from vr_trainer.sim.scene import DrawItem, EndoscopeCamera, ImagePanelItem, PanelItem, SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation, Target
 from vr_trainer.sim.transforms import pose_from_axis, rigid_inverse, translation
 from vr_trainer.xr.base import DisplayBackend
@@ -56,6 +58,7 @@ class AnatomyPart:
     name: str
     tissue: str
     centroid_ras_mm: np.ndarray
+    piece: int | None = None  # a piece of a structure the procedure removes piece by piece (the fragment)
 
 
 @dataclass
@@ -70,6 +73,10 @@ class SessionScene:
     track: PoseTrack
     bundle_dir: Path
     rules: ScenarioRules | None = None  # the scenario engine; the frame loop runs it after each step
+    bundle: Any = None  # the loaded anatomy bundle (anatomy.bundle.Bundle)
+    room: Room | None = None  # table, C-arm, monitors (drawn; not simulated)
+    procedure: Any = None  # the procedure model (PTED): what it removed, where the endoscope looks
+    fluoro: Any = None  # the C-arm shot service (app.fluoro.FluoroService) when shots become pictures
 
     def upload(self, renderer: SceneRenderer, meshes: dict[str, MeshData]) -> None:
         for mesh_id, m in meshes.items():
@@ -89,10 +96,23 @@ class SessionScene:
         if tints:
             items = [dataclasses.replace(it, tint_rgba=tints[name]) if name in tints else it
                      for it, name in zip(items, (p.name for p in self.parts))]
+        proc = self.procedure
+        removed = proc.removed_pieces(state) if proc is not None else frozenset()
+        if removed:  # pieces the forceps took out are gone
+            items = [it for it, p in zip(items, self.parts) if p.piece is None or p.piece not in removed]
         for k, inst in enumerate(state.instruments):
             if inst.visible and (inst.held or k == state.active_instrument):
                 items.append(DrawItem(f"instrument:{inst.spec.kind}", inst.world_from_tool))
-        return SceneSnapshot(state.time_s, frame.index, tuple(items), tuple(self.panels(state)), state.annotations)
+        images: list[ImagePanelItem] = []
+        if self.room is not None:
+            items += self.room.draw_items(view_angle_deg(state.carm_view))
+            images.append(self.room.endoscope_monitor_panel())
+            latest = self.fluoro.latest() if self.fluoro is not None else None
+            if latest is not None:
+                images.append(self.room.image_panel("carm_monitor", latest[0], latest[1]))
+        scope = proc.endoscope_pose(state) if proc is not None else None
+        return SceneSnapshot(state.time_s, frame.index, tuple(items), tuple(self.panels(state)), state.annotations,
+                             tuple(images), EndoscopeCamera(scope) if scope is not None else None)
 
     @cached_property
     def panel_poses(self) -> tuple[np.ndarray, np.ndarray]:
@@ -183,14 +203,30 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
             continue
         v = np.asarray(st.mesh.vertices, float)
         lo, hi = np.minimum(lo, v.min(0)), np.maximum(hi, v.max(0))
-        mesh_id = f"anatomy:{st.name}"
-        f = np.asarray(st.mesh.faces)
-        meshes[mesh_id] = MeshData(v, f, st.tissue, not st.watertight, make_lods(v, f))
-        parts.append(AnatomyPart(mesh_id, st.name, st.tissue, v.mean(0)))
-    centre = (lo + hi) / 2.0 if parts else np.zeros(3)
+    centre = (lo + hi) / 2.0 if np.all(np.isfinite(lo)) else np.zeros(3)
     rot = np.eye(4)
     rot[:3, :3] = ORIENTATIONS[scenario.anatomy.patient_orientation]
     world_from_patient = translation(np.asarray(scenario.anatomy.position_mm, float)) @ rot @ translation(-centre)
+    procedure = None
+    if scenario.procedure == "pted":
+        from vr_trainer.procedures.pted import pted_model
+
+        procedure = pted_model(scenario, bundle, world_from_patient)
+    pieces = {p.index: p for p in procedure.pieces} if procedure is not None else {}
+    for st in bundle.structures:
+        if st.name in hidden:
+            continue
+        v = np.asarray(st.mesh.vertices, float)
+        f = np.asarray(st.mesh.faces)
+        if pieces and procedure is not None and st.name == procedure.fragment_structure:
+            for k, piece in pieces.items():  # drawn piece by piece: a grasp takes one away
+                mesh_id = f"anatomy:{st.name}#{k}"
+                meshes[mesh_id] = MeshData(piece.vertices_mm, piece.faces, st.tissue, not piece.closed)
+                parts.append(AnatomyPart(mesh_id, st.name, st.tissue, v.mean(0), piece=k))
+            continue
+        mesh_id = f"anatomy:{st.name}"
+        meshes[mesh_id] = MeshData(v, f, st.tissue, not st.watertight, make_lods(v, f))
+        parts.append(AnatomyPart(mesh_id, st.name, st.tissue, v.mean(0)))
 
     instruments = []
     for ref in scenario.instruments:
@@ -231,15 +267,28 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
     proximity = ProximityField.from_meshes({st.name: (np.asarray(st.mesh.vertices), np.asarray(st.mesh.faces))
                                             for st in bundle.structures if st.name in measured})
     sim = Simulation(rigid_inverse(world_from_patient), targets, proximity,
-                     exposure_s=scenario.carm.exposure_s, dose_per_shot_mgy=scenario.carm.dose_per_shot_mgy)
-    state = SimState(instruments=tuple(instruments), annotations=AnnotationSet(), focus_target=engine.focus_target)
+                     exposure_s=scenario.carm.exposure_s, dose_per_shot_mgy=scenario.carm.dose_per_shot_mgy,
+                     procedure=procedure)
+    state = SimState(instruments=tuple(instruments), annotations=AnnotationSet(), focus_target=engine.focus_target,
+                     procedure_state=sim.initial_procedure_state())
     d = scenario.demo
     tool_keys = []
     origin = target_ras[d.tool_relative_to] if d.tool_relative_to else np.zeros(3)
-    for k in d.tool:
-        tip_w = (world_from_patient @ np.append(origin + k.tip_mm, 1.0))[:3]
-        tow_w = (world_from_patient @ np.append(origin + k.toward_mm, 1.0))[:3]
-        tool_keys.append({"t_s": k.t_s, "tip_mm": tip_w, "toward_mm": tow_w, "trigger": k.trigger})
+    for key in d.tool:
+        tip_w = (world_from_patient @ np.append(origin + key.tip_mm, 1.0))[:3]
+        tow_w = (world_from_patient @ np.append(origin + key.toward_mm, 1.0))[:3]
+        tool_keys.append({"t_s": key.t_s, "tip_mm": tip_w, "toward_mm": tow_w, "trigger": key.trigger})
     track = PoseTrack.from_keys([h.model_dump() for h in d.head], tool_keys, d.fps)
     rules = ScenarioRules(scenario, engine, overlay_names)
-    return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir, rules), meshes
+    room = None
+    if scenario.procedure in ("pted", "tka", "tha"):  # the operating room around the patient
+        bbox = anatomy_bbox_world(world_from_patient, [meshes[p.mesh_id].vertices_mm for p in parts])
+        iso_ras = next(iter(target_ras.values()), None)  # the C-arm's isocentre: the first target (as the shots)
+        iso_w = None if iso_ras is None else (world_from_patient @ np.append(iso_ras, 1.0))[:3]
+        room = build_room(world_from_patient, bbox, track.head_pose(0.0)[:3, 3], iso_w,
+                          approach_side=scenario.anatomy.side, sad_mm=scenario.carm.source_to_isocentre_mm,
+                          sid_mm=scenario.carm.source_to_detector_mm)
+        for mid, rm in room.meshes.items():
+            meshes[mid] = MeshData(rm.vertices_mm, rm.faces, rm.material, rm.double_sided)
+    return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir, rules, bundle, room,
+                        procedure), meshes

@@ -10,3 +10,5 @@
 Procedure modules (``pted``, ``tka``, ``tha``) add their rules, metrics and planners here.
 No GL, device or network code: this package imports only scenario, sim, anatomy and frame.
 """
+
+from vr_trainer.procedures import pted_metrics as _pted_metrics  # noqa: E402,F401 - registers PTED's metrics

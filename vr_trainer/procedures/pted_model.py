@@ -1,0 +1,410 @@
+"""PTED's rules inside the fixed step (a :class:`~vr_trainer.sim.procedure.ProcedureModel`).
+
+The instruments are staged as in the operation (Kambin & Sampson 1986; the TESSYS/YESS workflow):
+
+* **18G needle** (``spinal_needle``): follows the hand through soft tissue; bone stops it. When
+  its tip would enter bone (a vertebra, the sacrum, the ilium: any structure of tissue ``bone``)
+  the tip stays on the bone's surface, on the segment from where it was to where the hand put it
+  (bisection on the signed distance), the hand feels a pulse and the step has the action
+  ``bone_contact`` (once per touch). Every other instrument is stopped by bone the same way,
+  except the cutting ones (trephine, drill, saw).
+* **Exchange over the guidewire**: when the needle is exchanged for the next instrument (the
+  primary button), its line becomes the working channel's trajectory ``L`` (the needle's tip and
+  direction at that moment) and the needle is withdrawn. The guidewire, the dilators, the working
+  cannula and the endoscope then slide along ``L`` only: the tip is the hand's tip projected on
+  ``L`` (so the trajectory is kept), the roll about ``L`` follows the hand (the cannula's bevel).
+  The guidewire reaches at most ``GUIDEWIRE_BEYOND_MM`` past the needle's tip; the endoscope at
+  most ``SCOPE_BEYOND_MM`` past the cannula's tip. Dilators are withdrawn when the cannula comes
+  in, the guidewire when the endoscope does; the cannula stays where it was docked.
+* **Grasping forceps** through the endoscope's working channel: its tip is the scope's tip plus
+  the hand's offset, at most ``FORCEPS_MAX_ANGLE_DEG`` off ``L`` and ``FORCEPS_MAX_EXTENSION_MM``
+  long. A trigger press (rising past 0.5) grasps: the nearest remaining fragment piece whose
+  surface is within ``GRASP_REACH_MM`` of the forceps tip comes out (action ``fragment_removed``;
+  a grasp that takes nothing is ``grasp_missed``). ``Observation.removed_pct`` of the fragment
+  structure is the removed pieces' share of its volume.
+* **Measured for the metrics** (``Observation.values``): needle passes (each entry through the
+  skin), redirections (a withdrawal of at least ``REDIRECT_BACK_MM`` then a re-advance of at least
+  ``REDIRECT_FORWARD_MM`` without leaving the skin; Feng et al. 2024 count punctures), bone
+  contacts, the skin entry's distance from the midline (mm), where the needle crossed the plane of
+  Kambin's triangle (inside or not, distance from its incentre, the needle's angles there), the
+  fragment removed (%); a shot taken while a dilator or the cannula is in hand is also
+  ``sheath_shot`` (Feng et al.: shots for positioning the working sheath).
+
+World frame (y up) for instrument poses, patient frame (RAS) for anatomy; millimetres, seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vr_trainer.procedures.pted_fragment import FragmentPiece, removed_pct
+from vr_trainer.sim.procedure import MoveResult
+from vr_trainer.sim.proximity import ProximityField
+from vr_trainer.sim.simulation import NEXT_INSTRUMENT, HapticRequest
+
+if TYPE_CHECKING:
+    from vr_trainer.frame import HandInput
+    from vr_trainer.sim.instruments import InstrumentState
+    from vr_trainer.sim.observation import Observation
+    from vr_trainer.sim.simulation import SimState
+
+SLIDING = ("guidewire", "dilator", "working_cannula", "endoscope")
+CUTTING = ("trephine", "drill", "saw_blade")
+FORCEPS = "grasping_forceps"
+NEEDLE = "spinal_needle"
+SHEATH = ("dilator", "working_cannula")
+GUIDEWIRE_BEYOND_MM = 30.0
+SCOPE_BEYOND_MM = 5.0
+FORCEPS_MAX_ANGLE_DEG = 25.0
+FORCEPS_MAX_EXTENSION_MM = 30.0
+GRASP_REACH_MM = 3.0
+REDIRECT_BACK_MM = 5.0
+REDIRECT_FORWARD_MM = 2.0
+BONE_PULSE = (0.6, 0.06)  # amplitude 0..1, seconds
+BISECTIONS = 12  # bone-stop search along the step's motion: 2^-12 of the step
+NAN = float("nan")
+
+
+def approach_angles_deg(approach: np.ndarray) -> tuple[float, float]:
+    """The axial angle (from the coronal plane) and cranio-caudal tilt (+ towards the head) of a
+    needle advancing against ``approach`` (a unit vector out towards the skin), as the simulation
+    measures the instrument's (``angles_deg``)."""
+    adv = -np.asarray(approach, float)
+    return (float(np.degrees(np.arctan2(abs(adv[1]), abs(adv[0]) + 1e-12))),
+            float(np.degrees(np.arcsin(np.clip(adv[2], -1.0, 1.0)))))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return np.asarray(v, float) / n if n > 1e-12 else np.asarray(v, float)
+
+
+@dataclass(frozen=True)
+class KambinTriangle:
+    vertices_mm: np.ndarray  # (3, 3) patient
+    incenter_mm: np.ndarray
+    approach_direction: np.ndarray  # unit, from the incentre out towards the skin
+
+    @property
+    def normal(self) -> np.ndarray:
+        v = self.vertices_mm
+        n = _unit(np.cross(v[1] - v[0], v[2] - v[0]))
+        return n if float(n @ self.approach_direction) >= 0 else -n  # pointing to the approach side
+
+    def side_mm(self, p: np.ndarray) -> float:
+        return float((np.asarray(p) - self.vertices_mm[0]) @ self.normal)
+
+    def contains(self, q: np.ndarray) -> bool:
+        a, b, c = self.vertices_mm
+        v0, v1, v2 = b - a, c - a, np.asarray(q) - a
+        d00, d01, d11, d20, d21 = v0 @ v0, v0 @ v1, v1 @ v1, v2 @ v0, v2 @ v1
+        den = d00 * d11 - d01 * d01
+        if abs(den) < 1e-12:
+            return False
+        v = (d11 * d20 - d01 * d21) / den
+        w = (d00 * d21 - d01 * d20) / den
+        return bool(v >= 0 and w >= 0 and v + w <= 1)
+
+
+@dataclass(frozen=True)
+class PtedState:
+    """The procedure's own state (immutable; in ``SimState.procedure_state``)."""
+
+    line_origin_w: np.ndarray | None = None  # the trajectory L (world): the needle's tip at the exchange
+    line_dir_w: np.ndarray | None = None  # unit, the direction of advance
+    cannula_s_mm: float | None = None  # where the cannula's tip sits along L (mm from the origin, + deeper)
+    scope_s_mm: float | None = None
+    bone_touch: bool = False
+    bone_contacts: int = 0
+    inserted: bool = False  # the needle's tip is under the skin
+    passes: int = 0
+    entry_p: np.ndarray | None = None  # patient: where the current pass went through the skin
+    entry_axis_p: np.ndarray | None = None
+    max_depth_mm: float = 0.0
+    min_depth_mm: float = 0.0
+    withdrawn: bool = False
+    redirections: int = 0
+    last_needle_tip_p: np.ndarray | None = None
+    kambin_error_mm: float = NAN
+    kambin_inside: float = NAN  # 1 inside, 0 outside, NaN not crossed
+    kambin_axial_deg: float = NAN
+    kambin_craniocaudal_deg: float = NAN
+    entry_lateral_mm: float = NAN
+    axial_error_deg: float = NAN  # against the Kambin landmark's approach direction
+    craniocaudal_error_deg: float = NAN
+    removed: frozenset[int] = frozenset()
+    trigger_down: bool = False
+    grasps: int = 0
+    first_entry_p: np.ndarray | None = None
+    body_path_mm: float = 0.0  # the needle tip's path under the skin, every pass
+    economy_pct: float = NAN
+
+
+@dataclass
+class PtedModel:
+    """PTED's rules (see the module docstring). Built by :func:`~vr_trainer.procedures.pted.pted_model`."""
+
+    patient_from_world: np.ndarray
+    bone: ProximityField | None
+    skin: ProximityField | None = None
+    kambin: KambinTriangle | None = None
+    midline_x_mm: float = 0.0
+    fragment_structure: str | None = None
+    pieces: list[FragmentPiece] = field(default_factory=list)
+    piece_field: ProximityField | None = None
+
+    # ---- the protocol ----------------------------------------------------------------------
+    def initial_state(self) -> PtedState:
+        return PtedState()
+
+    def move(self, prev: SimState, instruments: tuple[InstrumentState, ...], active: int, hand: HandInput,
+             dt_s: float, actions: frozenset[str]) -> MoveResult:
+        ps: PtedState = prev.procedure_state if isinstance(prev.procedure_state, PtedState) else PtedState()
+        insts = list(instruments)
+        cur = insts[active]
+        kind = cur.spec.kind
+        if NEXT_INSTRUMENT in actions:
+            ps, insts = self._exchange(ps, insts, prev.active_instrument, active)
+            cur = insts[active]
+        pose = np.array(cur.world_from_tool, float)
+        if ps.line_dir_w is not None and ps.line_origin_w is not None:
+            if kind in SLIDING:
+                pose = self._slide(ps, kind, pose)
+            elif kind == FORCEPS:
+                pose = self._forceps(ps, pose)
+        out_actions: set[str] = set()
+        haptics: list[HapticRequest] = []
+        was = prev.instruments[active] if active < len(prev.instruments) else None
+        touching = False
+        if kind not in CUTTING and self.bone is not None and was is not None and was.held \
+                and prev.active_instrument == active and NEXT_INSTRUMENT not in actions:
+            pose, touching = self._bone_stop(np.array(was.world_from_tool, float), pose)
+        if touching and not ps.bone_touch:
+            out_actions.add("bone_contact")
+            haptics.append(HapticRequest(-1, *BONE_PULSE))
+        ps = dataclasses.replace(ps, bone_touch=touching, bone_contacts=ps.bone_contacts + int(touching and
+                                                                                             not ps.bone_touch))
+        s_mm = self._s(ps, pose[:3, 3])
+        if kind == "working_cannula" and s_mm is not None:
+            ps = dataclasses.replace(ps, cannula_s_mm=s_mm)
+        elif kind == "endoscope" and s_mm is not None:
+            ps = dataclasses.replace(ps, scope_s_mm=s_mm)
+        insts[active] = dataclasses.replace(cur, world_from_tool=pose, held=True, visible=True)
+        return MoveResult(tuple(insts), ps, frozenset(out_actions), tuple(haptics))
+
+    def observe(self, procedure_state: Any, obs: Observation, instruments: tuple[InstrumentState, ...],
+                active: int) -> tuple[Observation, PtedState]:
+        ps: PtedState = procedure_state if isinstance(procedure_state, PtedState) else PtedState()
+        inst = instruments[active]
+        kind = inst.spec.kind
+        pfw = self.patient_from_world
+        tip_p = pfw[:3, :3] @ inst.tip_mm + pfw[:3, 3]
+        axis_p = _unit(pfw[:3, :3] @ inst.axis)
+        actions = set(obs.actions)
+        if kind == NEEDLE:
+            ps = self._track_needle(ps, tip_p, axis_p, obs)
+        if obs.shot_view is not None and kind in SHEATH:
+            actions.add("sheath_shot")
+        trig = obs.trigger > 0.5
+        if kind == FORCEPS and trig and not ps.trigger_down:
+            took = self._grasp(ps, tip_p)
+            if took is None:
+                actions.add("grasp_missed")
+                ps = dataclasses.replace(ps, grasps=ps.grasps + 1)
+            else:
+                actions.add("fragment_removed")
+                ps = dataclasses.replace(ps, removed=ps.removed | {took}, grasps=ps.grasps + 1)
+        ps = dataclasses.replace(ps, trigger_down=trig)
+        removed = dict(obs.removed_pct)
+        if self.fragment_structure is not None and self.pieces:
+            removed[self.fragment_structure] = removed_pct(self.pieces, ps.removed)
+        values = dict(obs.values)
+        values.update({
+            "needle_passes": float(ps.passes), "needle_redirections": float(ps.redirections),
+            "bone_contacts": float(ps.bone_contacts), "skin_entry_lateral_mm": ps.entry_lateral_mm,
+            "kambin_entry_error_mm": ps.kambin_error_mm, "kambin_entry_inside": ps.kambin_inside,
+            "kambin_axial_deg": ps.kambin_axial_deg, "kambin_craniocaudal_deg": ps.kambin_craniocaudal_deg,
+            "axial_error_deg": ps.axial_error_deg, "craniocaudal_error_deg": ps.craniocaudal_error_deg,
+            "grasps": float(ps.grasps), "needle_economy_pct": ps.economy_pct,
+            "fragment_removed_pct": removed.get(self.fragment_structure or "", NAN) if self.pieces else NAN,
+        })
+        obs = dataclasses.replace(obs, actions=frozenset(actions), removed_pct=removed, values=values)
+        return obs, ps
+
+    # ---- what the scene shows --------------------------------------------------------------
+    def endoscope_pose(self, state: SimState) -> np.ndarray | None:
+        """The endoscope's ``world_from_tool`` while it is in the working cannula (its view is
+        shown), else None."""
+        ps = state.procedure_state
+        if not isinstance(ps, PtedState) or ps.line_dir_w is None or ps.scope_s_mm is None:
+            return None
+        if not state.instruments:
+            return None
+        kind = state.instruments[state.active_instrument].spec.kind
+        if kind not in ("endoscope", FORCEPS):
+            return None
+        for inst in state.instruments:
+            if inst.spec.kind == "endoscope" and inst.visible:
+                return np.array(inst.world_from_tool, float)
+        return None
+
+    def removed_pieces(self, state: SimState) -> frozenset[int]:
+        ps = state.procedure_state
+        return ps.removed if isinstance(ps, PtedState) else frozenset()
+
+    # ---- pieces ------------------------------------------------------------------------------
+    def _exchange(self, ps: PtedState, insts: list[InstrumentState], was: int,
+                  now: int) -> tuple[PtedState, list[InstrumentState]]:
+        old, new = insts[was].spec.kind, insts[now].spec.kind
+        if old == NEEDLE and new != NEEDLE:  # the needle's line becomes the working channel
+            needle = insts[was]
+            ps = dataclasses.replace(ps, line_origin_w=needle.tip_mm, line_dir_w=_unit(needle.axis),
+                                     cannula_s_mm=None, scope_s_mm=None)
+            insts[was] = dataclasses.replace(needle, visible=False, held=False)
+        elif new == NEEDLE:  # a new puncture: the channel is given up
+            ps = dataclasses.replace(ps, line_origin_w=None, line_dir_w=None, cannula_s_mm=None, scope_s_mm=None)
+            for k, inst in enumerate(insts):
+                if k != now and inst.spec.kind in SLIDING + (FORCEPS,):
+                    insts[k] = dataclasses.replace(inst, visible=False, held=False)
+        withdraw = {"working_cannula": ("dilator",), "endoscope": ("dilator", "guidewire")}.get(new, ())
+        for k, inst in enumerate(insts):
+            if k != now and inst.spec.kind in withdraw:
+                insts[k] = dataclasses.replace(inst, visible=False, held=False)
+        return ps, insts
+
+    def _s(self, ps: PtedState, tip_w: np.ndarray) -> float | None:
+        if ps.line_origin_w is None or ps.line_dir_w is None:
+            return None
+        return float((np.asarray(tip_w) - ps.line_origin_w) @ ps.line_dir_w)
+
+    def _on_line(self, ps: PtedState, s_mm: float, hand_pose: np.ndarray) -> np.ndarray:
+        assert ps.line_origin_w is not None and ps.line_dir_w is not None
+        d = ps.line_dir_w
+        z = -d  # the tool's +z points to the handle
+        x = hand_pose[:3, 0] - (hand_pose[:3, 0] @ z) * z  # the hand's roll about L
+        if float(np.linalg.norm(x)) < 1e-6:
+            x = np.cross([0.0, 1.0, 0.0], z) if abs(z[1]) < 0.99 else np.cross([1.0, 0.0, 0.0], z)
+        x = _unit(x)
+        m = np.eye(4)
+        m[:3, 0], m[:3, 1], m[:3, 2] = x, np.cross(z, x), z
+        m[:3, 3] = ps.line_origin_w + s_mm * d
+        return m
+
+    def _slide(self, ps: PtedState, kind: str, hand_pose: np.ndarray) -> np.ndarray:
+        s = self._s(ps, hand_pose[:3, 3])
+        assert s is not None
+        hi = GUIDEWIRE_BEYOND_MM
+        if kind == "endoscope" and ps.cannula_s_mm is not None:
+            hi = ps.cannula_s_mm + SCOPE_BEYOND_MM
+        return self._on_line(ps, min(s, hi), hand_pose)
+
+    def _forceps(self, ps: PtedState, hand_pose: np.ndarray) -> np.ndarray:
+        assert ps.line_dir_w is not None and ps.line_origin_w is not None
+        base_s = ps.scope_s_mm if ps.scope_s_mm is not None else ps.cannula_s_mm
+        if base_s is None:
+            return hand_pose
+        d = ps.line_dir_w
+        base = ps.line_origin_w + base_s * d
+        v = hand_pose[:3, 3] - base
+        along = float(v @ d)
+        if along <= 1e-6:
+            return self._on_line(ps, base_s, hand_pose)  # retracted into the scope
+        perp = v - along * d
+        max_perp = along * math.tan(math.radians(FORCEPS_MAX_ANGLE_DEG))
+        pn = float(np.linalg.norm(perp))
+        if pn > max_perp:
+            perp *= max_perp / pn
+        v = along * d + perp
+        n = float(np.linalg.norm(v))
+        if n > FORCEPS_MAX_EXTENSION_MM:
+            v *= FORCEPS_MAX_EXTENSION_MM / n
+        m = self._on_line(ps, base_s, hand_pose)
+        z = -_unit(v)
+        x = _unit(m[:3, 0] - (m[:3, 0] @ z) * z)
+        m[:3, 0], m[:3, 1], m[:3, 2] = x, np.cross(z, x), z
+        m[:3, 3] = base + v
+        return m
+
+    def _bone_d(self, tip_w: np.ndarray) -> float:
+        assert self.bone is not None
+        p = self.patient_from_world[:3, :3] @ tip_w + self.patient_from_world[:3, 3]
+        d = self.bone.signed_distances(p.reshape(1, 3))
+        return min((float(v[0]) for v in d.values()), default=math.inf)
+
+    def _bone_stop(self, was: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``pose`` with its tip held on the bone's surface when the motion from ``was`` enters bone."""
+        a, b = was[:3, 3], pose[:3, 3]
+        if self._bone_d(b) >= 0.0:
+            return pose, False
+        if self._bone_d(a) < 0.0:  # already inside (it started there): let it out, do not trap it
+            return pose, True
+        lo, hi = 0.0, 1.0
+        for _ in range(BISECTIONS):
+            mid = (lo + hi) / 2.0
+            if self._bone_d(a + mid * (b - a)) >= 0.0:
+                lo = mid
+            else:
+                hi = mid
+        out = pose.copy()
+        out[:3, 3] = a + lo * (b - a)
+        return out, True
+
+    def _track_needle(self, ps: PtedState, tip_p: np.ndarray, axis_p: np.ndarray, obs: Observation) -> PtedState:
+        inside = False
+        if self.skin is not None:
+            d = self.skin.signed_distances(tip_p.reshape(1, 3))
+            inside = min((float(v[0]) for v in d.values()), default=math.inf) < 0.0
+        if inside and not ps.inserted:  # a new pass through the skin
+            ps = dataclasses.replace(ps, inserted=True, passes=ps.passes + 1, entry_p=tip_p.copy(),
+                                     entry_axis_p=axis_p.copy(), max_depth_mm=0.0, min_depth_mm=0.0, withdrawn=False,
+                                     entry_lateral_mm=abs(float(tip_p[0]) - self.midline_x_mm))
+        elif not inside and ps.inserted:
+            ps = dataclasses.replace(ps, inserted=False)
+        if ps.inserted and ps.first_entry_p is None:
+            ps = dataclasses.replace(ps, first_entry_p=tip_p.copy())
+        if ps.inserted and ps.last_needle_tip_p is not None and ps.first_entry_p is not None:
+            path = ps.body_path_mm + float(np.linalg.norm(tip_p - ps.last_needle_tip_p))
+            net = float(np.linalg.norm(tip_p - ps.first_entry_p))
+            ps = dataclasses.replace(ps, body_path_mm=path, economy_pct=100.0 * net / path if path > 1.0 else NAN)
+        if ps.inserted and ps.entry_p is not None and ps.entry_axis_p is not None:
+            depth = float((tip_p - ps.entry_p) @ ps.entry_axis_p)
+            if not ps.withdrawn:
+                ps = dataclasses.replace(ps, max_depth_mm=max(ps.max_depth_mm, depth))
+                if depth < ps.max_depth_mm - REDIRECT_BACK_MM:
+                    ps = dataclasses.replace(ps, withdrawn=True, min_depth_mm=depth)
+            else:
+                ps = dataclasses.replace(ps, min_depth_mm=min(ps.min_depth_mm, depth))
+                if depth > ps.min_depth_mm + REDIRECT_FORWARD_MM:
+                    ps = dataclasses.replace(ps, withdrawn=False, max_depth_mm=depth,
+                                             redirections=ps.redirections + 1)
+        k = self.kambin
+        last = ps.last_needle_tip_p
+        if k is not None and last is not None:
+            s0, s1 = k.side_mm(last), k.side_mm(tip_p)
+            if s0 > 0.0 >= s1:  # crossed the triangle's plane from the approach side
+                q = last + (tip_p - last) * (s0 / (s0 - s1))
+                ax, cc = float(obs.angles_deg.get("axial", NAN)), float(obs.angles_deg.get("craniocaudal", NAN))
+                t_ax, t_cc = approach_angles_deg(k.approach_direction)
+                ps = dataclasses.replace(ps, kambin_error_mm=float(np.linalg.norm(q - k.incenter_mm)),
+                                         kambin_inside=1.0 if k.contains(q) else 0.0,
+                                         kambin_axial_deg=ax, kambin_craniocaudal_deg=cc,
+                                         axial_error_deg=abs(ax - t_ax), craniocaudal_error_deg=abs(cc - t_cc))
+        return dataclasses.replace(ps, last_needle_tip_p=tip_p.copy())
+
+    def _grasp(self, ps: PtedState, tip_p: np.ndarray) -> int | None:
+        if self.piece_field is None:
+            return None
+        d = self.piece_field.signed_distances(tip_p.reshape(1, 3))
+        best: tuple[float, int] | None = None
+        for name, v in d.items():
+            k = int(name.rsplit("#", 1)[1])
+            if k in ps.removed:
+                continue
+            if float(v[0]) <= GRASP_REACH_MM and (best is None or float(v[0]) < best[0]):
+                best = (float(v[0]), k)
+        return None if best is None else best[1]
