@@ -15,7 +15,8 @@ Definitions (what a navigation system reports):
   posterior points of each condyle;
 - Whiteside's line: from the centre of the intercondylar notch to the deepest point of
   the trochlear groove, in the plane perpendicular to the mechanical axis;
-- tibial plateau points: deepest points of the medial and lateral plateau concavities;
+- tibial plateau points: the surface at the centre of each compartment's articular (upward-
+  facing) patch, where a concave plateau is deepest; on a resected plateau, the compartment centre;
 - ankle centre: centroid of the distal tibial cross-section just above the plafond;
 - mechanical axes: femoral = head centre -> knee centre, tibial = knee centre -> ankle.
 
@@ -409,12 +410,12 @@ def tibia_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None) -> Tibia
     mco = (v - centre) @ lateral0
     pts = []
     for sel in (up & (mco < -5.0), up & (mco > 5.0)):
-        idx = np.flatnonzero(sel)
-        c = v[idx].mean(axis=0)
-        d = v[idx] - c
-        d = d - np.outer(d @ shaft, shaft)
-        near = idx[np.linalg.norm(d, axis=1) < 12.0]
-        pts.append(v[near[int(np.argmin(hs[near]))]])
+        c = v[sel].mean(axis=0)  # centre of the compartment's articular (upward) patch
+        hit, _, _ = mesh.ray.intersects_location([c + 100.0 * shaft], [-shaft], multiple_hits=False)
+        if len(hit):
+            pts.append(np.asarray(hit[0], dtype=float))
+        else:  # the centre overhangs no surface (a ring-shaped patch): the nearest patch vertex
+            pts.append(v[np.flatnonzero(sel)[int(np.argmin(np.linalg.norm(v[sel] - c, axis=1)))]])
     med_p, lat_p = pts
     knee = 0.5 * (med_p + lat_p)
     if ankle is not None:
