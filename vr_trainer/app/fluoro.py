@@ -34,6 +34,8 @@ from vr_trainer.sim.carm import VIEWS, CArmGeometry, carm_geometry
 
 log = logging.getLogger("vr_trainer.app.fluoro")
 
+WORKER_NICE = 10  # the shot worker's (and its rasteriser threads') scheduling niceness
+
 #: instrument kinds that are tubes (steel wall around a lumen): wall thickness in mm
 TUBE_WALL_MM = {"working_cannula": 0.5, "dilator": 0.6}
 
@@ -186,12 +188,19 @@ class FluoroService:
     def _work(self) -> None:
         ctx = drr = None
         try:
+            # below the frame loop's priority, before the GL context exists: a software
+            # rasteriser's threads, started with the context, inherit it (Linux: per thread)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+        except (AttributeError, OSError):
+            pass
+        try:
             from vr_trainer.anatomy.hu_volume import bundle_hu_volume
             from vr_trainer.render.drr import DrrRenderer
 
             vol = bundle_hu_volume(self.bundle)
             ctx = self._context_factory()
             drr = DrrRenderer(ctx, vol)
+            drr.prepare()  # every slice direction uploaded now, not during a shot
         except Exception as e:  # noqa: BLE001 - no GL or no volume: shots are counted, not imaged
             self.errors.append(f"C-arm images unavailable: {e}")
             log.warning("C-arm images unavailable: %s", e)

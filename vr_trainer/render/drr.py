@@ -28,6 +28,7 @@ from typing import Any, Protocol, Sequence
 import moderngl
 import numpy as np
 
+from vr_trainer.render.glsync import finisher
 from vr_trainer.sim.carm import CArmGeometry
 
 MU_WATER_PER_MM = 0.022
@@ -103,6 +104,17 @@ class DrrRenderer:
         self._vbo = ctx.buffer(quad.tobytes())
         self._vao = ctx.vertex_array(self.prog, [(self._vbo, "2f", "in_pos")])
         self._targets: dict[tuple[int, int], tuple[moderngl.Texture, moderngl.Framebuffer]] = {}
+        # wait for the rasteriser outside the GIL (moderngl holds it in every call): a shot
+        # rendered on a worker thread then never stalls the frame loop's thread
+        self._finish = finisher(str(ctx.info.get("GL_RENDERER", "")))
+
+    def prepare(self) -> None:
+        """Upload the textures every view needs now (the slice stacks along each axis), so no
+        later shot pays for an upload."""
+        if self.method == "slices":
+            for a in range(3):
+                b1, b2 = (i for i in range(3) if i != a)
+                self._slice_texture((b1, b2, a))
 
     def _slice_axes(self, geometry: CArmGeometry) -> tuple[int, int, int]:
         """(b1, b2, a): ``a`` the array axis the central ray crosses most slices of per mm."""
@@ -185,6 +197,7 @@ class DrrRenderer:
         fbo.viewport = (0, 0, w, h)
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.BLEND | moderngl.CULL_FACE)
         self._vao.render(moderngl.TRIANGLE_STRIP)
+        self._finish()
         out = np.frombuffer(fbo.read(components=2, dtype="f4"), np.float32).reshape(h, w, 2)
         return out[:, :, 0].copy(), out[:, :, 1].copy()
 
