@@ -115,6 +115,7 @@ class FluoroService:
         self.errors: list[str] = []
         self.render_ms: list[float] = []
         self._closed = False
+        self.ready = threading.Event()  # set once the worker has its renderer (or has given up)
         self._thread = threading.Thread(target=self._work, name="fluoro", daemon=True)
         self._thread.start()
 
@@ -204,6 +205,7 @@ class FluoroService:
         except Exception as e:  # noqa: BLE001 - no GL or no volume: shots are counted, not imaged
             self.errors.append(f"C-arm images unavailable: {e}")
             log.warning("C-arm images unavailable: %s", e)
+        self.ready.set()
         while True:
             shot = self._jobs.get()
             if shot is None:
