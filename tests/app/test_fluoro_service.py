@@ -80,6 +80,9 @@ def test_instrument_segments_are_in_the_patient_frame():
 def test_a_shot_writes_its_image_and_geometry(bundle, tmp_path: Path):
     scene, scenario = scene_and_scenario(pixels=64)
     svc = FluoroService(bundle, scene, scenario, out_dir=tmp_path, synchronous=True)
+    heard: list[tuple[dict, np.ndarray]] = []
+    svc.listeners.append(lambda meta, rgb: heard.append((meta, rgb)))
+    svc.listeners.append(lambda meta, rgb: 1 / 0)  # a broken listener stops nothing
     try:
         svc.after_step(needle_state(None))
         assert svc.latest() is None  # no shot, nothing rendered
@@ -100,6 +103,8 @@ def test_a_shot_writes_its_image_and_geometry(bundle, tmp_path: Path):
     np.testing.assert_allclose(meta["geometry"]["isocentre_ras_mm"], [0, 0, 0], atol=1e-3)
     np.testing.assert_allclose(meta["geometry"]["source_ras_mm"], [0, CArm().source_to_isocentre_mm, 0], atol=1e-3)
     assert meta["instruments"][0]["id"] == "needle"
+    assert [m["shot"] for m, _ in heard] == [1, 2] and heard[0][0] == meta and heard[0][1].shape == (64, 64, 3)
+    assert any("listener" in e for e in svc.errors)
     img = np.asarray(Image.open(png))[:, :, 0].astype(int)
     # the needle's tip projects just left of the centre: the needle is the darkest thing there
     col, row = geom.project(np.array([[-15.0, -9.0, 0.0]]))[0]

@@ -116,6 +116,9 @@ class FluoroService:
         self.render_ms: list[float] = []
         self._closed = False
         self.ready = threading.Event()  # set once the worker has its renderer (or has given up)
+        #: called on the worker after each shot with (meta, rgb): meta as the shot's JSON file
+        #: (shot, view, time_s, render_ms, geometry, instruments, display); exceptions are logged
+        self.listeners: list[Callable[[dict[str, Any], np.ndarray], None]] = []
         self._thread = threading.Thread(target=self._work, name="fluoro", daemon=True)
         self._thread.start()
 
@@ -235,6 +238,15 @@ class FluoroService:
         self.render_ms.append(ms)
         with self._lock:
             self._latest = (rgb, shot.number, shot.geometry)
+        meta = {
+            "shot": shot.number, "view": shot.view, "time_s": round(shot.time_s, 4),
+            "render_ms": round(ms, 2), "geometry": shot.geometry.to_json(),
+            "instruments": [{"id": i, "p0_ras_mm": [round(float(x), 3) for x in s[0]],
+                             "p1_ras_mm": [round(float(x), 3) for x in s[1]], "radius_mm": float(s[2]),
+                             "inner_radius_mm": float(s[3]) if len(s) > 3 else 0.0}
+                            for i, s in zip(shot.instruments, shot.segments)],
+            "display": "C-arm monitor: bone and metal dark on a bright background (transmitted intensity)",
+        }
         if self.out_dir is not None:
             from vr_trainer.app.run import write_json_atomic, write_png_atomic
 
@@ -242,12 +254,10 @@ class FluoroService:
             d.mkdir(parents=True, exist_ok=True)
             stem = f"{shot.number:03d}_{shot.view}"
             write_png_atomic(d / f"{stem}.png", rgb)
-            write_json_atomic(d / f"{stem}.json", {
-                "shot": shot.number, "view": shot.view, "time_s": round(shot.time_s, 4),
-                "render_ms": round(ms, 2), "geometry": shot.geometry.to_json(),
-                "instruments": [{"id": i, "p0_ras_mm": [round(float(x), 3) for x in s[0]],
-                                 "p1_ras_mm": [round(float(x), 3) for x in s[1]], "radius_mm": float(s[2]),
-                                 "inner_radius_mm": float(s[3]) if len(s) > 3 else 0.0}
-                                for i, s in zip(shot.instruments, shot.segments)],
-                "display": "C-arm monitor: bone and metal dark on a bright background (transmitted intensity)",
-            })
+            write_json_atomic(d / f"{stem}.json", meta)
+        for listener in list(self.listeners):
+            try:
+                listener(meta, rgb)
+            except Exception as e:  # noqa: BLE001 - a listener never stops the worker
+                self.errors.append(f"shot {shot.number}: listener {listener!r}: {e}")
+                log.warning("C-arm shot listener failed: %s", e)
