@@ -6,10 +6,12 @@ resident (panels, backend, renderer)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
+from PIL import Image
 
 from vr_trainer.app.clock import FakeClock
 from vr_trainer.app.loop import FrameLoop
@@ -24,6 +26,7 @@ from vr_trainer.xr.posetrack import PoseTrack
 
 pytestmark = pytest.mark.gl
 ROOT = "nerve_root_L4_exiting_left"
+TWO_STEPS = Path(__file__).parents[1] / "scenario" / "data" / "pted_two_steps.yaml"  # a frozen two-step PTED
 HIGHLIGHT = (1.0, 0.15, 0.1, 0.6)
 
 
@@ -31,33 +34,40 @@ HIGHLIGHT = (1.0, 0.15, 0.1, 0.6)
 def default_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("scored")
     summary = run_session(None, "headless", out_dir=str(out), size=(64, 48))
-    return summary, json.loads((out / "summary.json").read_text())
+    return summary, json.loads((out / "summary.json").read_text()), out
 
 
 def test_default_run_writes_a_score_and_the_metrics_behind_it(default_run):
-    summary, written = default_run
+    """`vr-trainer run` with no arguments: the expert autopilot plays the whole staged PTED, its
+    C-arm shots are radiographs on disk, and the score and its metrics are in summary.json."""
+    summary, written, _ = default_run
     assert written == json.loads(json.dumps(summary)), "summary.json is what run_session returned"
     s = written
-    assert s["backend"] == "headless" and s["frames"] > 200 and s["steps_completed"] == ["needle_to_kambin"]
-    assert 0.0 <= s["score"] <= 100.0 and isinstance(s["passed"], bool) and s["pass_mark"] == 70.0
-    # the demo track only does the first of the two steps: a good score, but not a pass
-    assert s["score"] >= s["pass_mark"] and s["passed"] is False
-    assert s["fail_reasons"] == ["step cannula_to_fragment not completed"]
-    rubric = {"steps_completed_pct", "total_time_s", "risk_contacts", "min_risk_distance_mm", "target_error_mm",
-              "path_length_mm"}
-    assert rubric <= set(s["metrics"])
-    for name in rubric:
+    scenario = load_scenario(default_scenario_path())
+    assert s["backend"] == "headless" and s["autopilot"]["mode"] == "expert"
+    assert s["steps_completed"] == [st.id for st in scenario.steps], "every stage of the operation"
+    assert s["passed"] is True and s["score"] >= 90.0 and s["fail_reasons"] == []
+    for name in (m.metric for m in scenario.rubric.metrics):
         m = s["metrics"][name]
         assert m["unit"] and m["definition"] and m["source"] and m["weight"] > 0 and 0.0 <= m["score"] <= 1.0
-    assert s["metrics"]["steps_completed_pct"]["value"] == 50.0, "one of the two steps"
-    assert s["metrics"]["path_length_mm"]["unit"] == "mm" and 100.0 < s["metrics"]["path_length_mm"]["value"] < 400
-    # the demo needle passes close to the exiting root without touching it
-    assert 0.0 < s["metrics"]["min_risk_distance_mm"]["value"] < 5.0
-    assert s["metrics"]["risk_contacts"]["value"] == 0
-    first, second = s["steps"]
-    assert first["id"] == "needle_to_kambin" and first["completed"] and 5.0 < first["time_s"] < 8.5
-    assert second["id"] == "cannula_to_fragment" and not second["completed"] and not second["failed"]
-    assert isinstance(s["events"], list) and s["critical_errors"] == []
+    assert s["metrics"]["risk_contacts"]["value"] == 0 and s["critical_errors"] == []
+    assert 2 <= s["metrics"]["fluoro_shots"]["value"] <= 4, "the shots an expert takes"
+    assert s["fluoro"]["shots_imaged"] == s["metrics"]["fluoro_shots"]["value"] and not s["fluoro"]["errors"]
+    assert 100.0 <= s["metrics"]["skin_entry_lateral_mm"]["value"] <= 140.0, "10-14 cm from the midline"
+    assert s["metrics"]["kambin_entry_inside"]["value"] == 1.0
+
+
+def test_default_run_writes_each_shot_as_a_radiograph_with_its_geometry(default_run):
+    summary, _, out = default_run
+    shots = sorted(Path(out).glob("fluoro/*.png"))
+    assert len(shots) == summary["metrics"]["fluoro_shots"]["value"]
+    for png in shots:
+        meta = json.loads(png.with_suffix(".json").read_text())
+        assert png.name.startswith(f"{meta['shot']:03d}_{meta['view']}")
+        g = meta["geometry"]
+        assert g["sad_mm"] > 0 and g["sid_mm"] > g["sad_mm"] and len(g["source_ras_mm"]) == 3
+        img = np.asarray(Image.open(png).convert("L"), float)
+        assert img.std() > 10.0, f"{png.name}: a picture, not a blank"
 
 
 def with_root_highlight(scenario: Scenario) -> Scenario:
@@ -95,7 +105,7 @@ class MentorConsoleSink:
 
 @pytest.fixture(scope="module")
 def contact_run():
-    scenario = with_root_highlight(load_scenario(default_scenario_path()))
+    scenario = with_root_highlight(load_scenario(TWO_STEPS))
     scene, meshes = build_session(scenario)
     inside, normal = point_inside_root(scene, meshes)
     wfp = scene.world_from_patient

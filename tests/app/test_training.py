@@ -8,12 +8,15 @@ import pytest
 
 from vr_trainer.app.training import ScenarioRules
 from vr_trainer.scenario.engine import ScenarioEngine
-from vr_trainer.scenario.loader import default_scenario_path, load_scenario
+from pathlib import Path
+
+from vr_trainer.scenario.loader import load_scenario
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.sim.observation import Observation
 from vr_trainer.sim.simulation import SimState
 
 DT = 1 / 120
+TWO_STEPS = Path(__file__).parents[1] / "scenario" / "data" / "pted_two_steps.yaml"  # a frozen two-step PTED
 
 
 def rules_for(scenario: Scenario) -> ScenarioRules:
@@ -36,7 +39,7 @@ def feed(rules: ScenarioRules, state: SimState, seconds: float, **obs) -> SimSta
 
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
-    return load_scenario(default_scenario_path())
+    return load_scenario(TWO_STEPS)
 
 
 def test_hint_after_its_delay_and_the_step_pulse_on_the_holding_hand(scenario):
