@@ -49,6 +49,7 @@ class CutResult:
     outline_mm: list[np.ndarray]  # closed loops, each (m, 3)
     removed_volume_mm3: float
     elapsed_ms: float
+    solid: manifold3d.Manifold | None = None  # the kept bone as a solid: pass it to the next cut
 
     @property
     def watertight(self) -> bool:
@@ -124,7 +125,7 @@ def plane_cut(bone: trimesh.Trimesh | manifold3d.Manifold, plane: Plane) -> CutR
     faces = cut_faces_on(mesh, plane) if len(mesh.faces) else np.zeros(0, dtype=np.int64)
     area = float(mesh.area_faces[faces].sum()) if len(faces) else 0.0
     return CutResult(mesh=mesh, cut_faces=faces, cut_area_mm2=area, outline_mm=_loops(mesh, faces),
-                     removed_volume_mm3=float(solid.volume() - kept.volume()), elapsed_ms=elapsed)
+                     removed_volume_mm3=float(solid.volume() - kept.volume()), elapsed_ms=elapsed, solid=kept)
 
 
 def cut_sequence(bone: trimesh.Trimesh, planes: list[Plane]) -> CutResult:
