@@ -153,13 +153,17 @@ def slab(a: Point, b: Point, half_t: float | tuple[float, float],
 
 
 def body(center: Point, a: float, b_ant: float, b_post: float, h: float,
-         waist: float = 0.07, round_mm: float = 2.0) -> Part:
+         waist: float = 0.07, round_mm: float = 2.0, concave_mm: float = 0.0) -> Part:
     """Vertebral body / disc: elliptic cylinder (half width ``a``, anterior and
     posterior half depths ``b_ant``/``b_post``, half height ``h``), waisted
-    sides and rounded rims; a negative ``waist`` bulges (discs)."""
+    sides and rounded rims; a negative ``waist`` bulges (discs).  ``concave_mm``
+    indents the posterior wall at the midline (the kidney-shaped lumbar endplate),
+    fading out over the middle 70 % of the width."""
 
     def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
         x, y, z = X - center[0], Y - center[1], Z - center[2]
+        if concave_mm:
+            y = y - np.where(y < 0, concave_mm * np.clip(1.0 - (x / (0.7 * a)) ** 2, 0.0, 1.0), 0.0)
         zn = np.clip(z / h, -1.0, 1.0)
         s = 1.0 - waist * (1.0 - zn * zn)
         bb = np.where(y > 0, b_ant, b_post)
@@ -211,6 +215,18 @@ class Canvas:
         self.affine = np.diag([self.spacing] * 3 + [1.0])
         self.affine[:3, 3] = self.lo
         self.blocked: dict[int, int] = {}
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray, affine: np.ndarray) -> "Canvas":
+        """A canvas around an existing label array (axis-aligned, isotropic affine)."""
+        c = cls.__new__(cls)
+        c.spacing = float(affine[0, 0])
+        c.lo = np.asarray(affine[:3, 3], float)
+        c.shape = tuple(int(n) for n in labels.shape)
+        c.labels = labels
+        c.affine = np.asarray(affine, float).copy()
+        c.blocked = {}
+        return c
 
     def _box(self, lo: Point, hi: Point) -> tuple[tuple[slice, ...], list[Arr]]:
         i0 = np.clip(np.floor((np.asarray(lo) - self.lo) / self.spacing).astype(int), 0, self.shape)
@@ -264,6 +280,22 @@ class Canvas:
             field[sub] = np.maximum(f, -d) if is_cut else smin(f, d, k)
         inside = field < 0
         return self._write_label(label, sl, inside, over)
+
+    def open_label(self, label: int, iterations: int = 1) -> int:
+        """Morphological opening of one label (drops slivers thinner than ~2 voxels that would mesh
+        as non-manifold threads); returns the voxels cleared."""
+        from scipy import ndimage
+
+        idx = np.argwhere(self.labels == label)
+        if len(idx) == 0:
+            return 0
+        lo = np.maximum(idx.min(0) - 2, 0)
+        hi = np.minimum(idx.max(0) + 3, self.shape)
+        sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        mask = self.labels[sl] == label
+        gone = mask & ~ndimage.binary_opening(mask, iterations=iterations)
+        self.labels[sl][gone] = 0
+        return int(gone.sum())
 
     def carve(self, labels: Sequence[int], sdf: SDF, lo: Point, hi: Point) -> None:
         """Clear ``labels`` where ``sdf < 0`` (cut canals, foramina)."""

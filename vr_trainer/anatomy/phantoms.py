@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from .bundle import write_bundle
+from .bundle import Structure, write_bundle
 from .phantom_sdf import Canvas
 from .pipeline import LabelSpec, structures_from_labels
+from .tissues import FACE_BUDGET
 from .volume import Volume
 
 GENERATOR_VERSION = 1
+#: phantoms whose geometry changed since version 1 (the others stay byte-identical)
+VERSIONS = {"spine": 2}
+#: per-phantom face budgets (tissue -> faces) where the defaults are too rich: thin vessels
+BUDGETS = {"spine": {**FACE_BUDGET, "vessel": 900}}
+#: the body around the spine: the ilium coarser than a vertebra, the muscles a few thousand faces
+BODY_BUDGETS = {**FACE_BUDGET, "bone": 7000, "muscle": 3500, "skin": 16000}
 DEFAULT_SEED = 20261125
 
 
@@ -83,13 +90,15 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
     if volumes_dir is not None:
         _save_nifti(ct, volumes_dir / f"{folder}_ct.nii.gz")
         _save_nifti(labels, volumes_dir / f"{folder}_labels.nii.gz")
-    structures, unmapped = structures_from_labels(labels, specs, ct=ct)
+    structures, unmapped = structures_from_labels(labels, specs, ct=ct, budgets=BUDGETS.get(name))
     if unmapped:
         raise RuntimeError(f"phantom {name}: labels without specs {unmapped}")
+    if name == "spine":
+        structures += _spine_body(labels, specs, landmarks)
     provenance = {
         "source": "synthetic phantom",
         "generator": "vr_trainer.anatomy.phantoms",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": VERSIONS.get(name, GENERATOR_VERSION),
         "phantom": name,
         "description": desc,
         "seed": seed,
@@ -104,6 +113,33 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
         deidentification={"status": "not_applicable", "reason": "synthetic phantom, no patient data"},
         landmarks=landmarks,
     )
+
+
+def _spine_body(labels: Volume, specs: dict[int, LabelSpec], landmarks: dict[str, Any]) -> list[Structure]:
+    """Skin, muscles and iliac wings around the spine (coarser canvases), and the searched safe
+    approaches with their skin entries added to ``landmarks``."""
+    from . import phantom_body as B
+    from .phantom_approach import Obstacles, add_entries, safe_approach
+
+    spine = Canvas.from_labels(labels.array, labels.affine)
+    body, body_specs = B.build_body(spine)
+    skin, skin_specs = B.build_skin()
+    forbidden = [i for i, sp in specs.items() if sp.tissue in ("bone", "nerve", "dura", "vessel")]
+    ilia = [i for i, sp in body_specs.items() if sp.tissue == "bone"]
+    obst = Obstacles([(spine, forbidden), (body, ilia)], skin)
+    approaches = {n: safe_approach(obst, lm["incenter_mm"], 1.0 if lm["side"] == "right" else -1.0,
+                                   lm["vertices_mm"])
+                  for n, lm in landmarks.items() if n.startswith("kambin_triangle_")}
+    B.finish_body(body)
+    out: list[Structure] = []
+    for canvas, sp in ((body, body_specs), (skin, skin_specs)):
+        vol = Volume(array=canvas.labels, affine=canvas.affine.copy(), source_units="mm", name="phantom:spine:body")
+        got, unmapped = structures_from_labels(vol, sp, budgets=BODY_BUDGETS)
+        if unmapped:
+            raise RuntimeError(f"phantom spine body: labels without specs {unmapped}")
+        out += got
+    add_entries(landmarks, approaches, next(s for s in out if s.name == "skin").mesh)
+    return out
 
 
 def _save_nifti(vol: Volume, path: Path) -> None:

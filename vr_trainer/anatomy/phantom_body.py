@@ -1,0 +1,168 @@
+"""The prone patient's lumbar region around the spine phantom: skin, muscles, iliac wings.
+
+Painted on coarser canvases than the spine (the skin at 2 mm, muscles and
+ilium at 1 mm) and meshed through the same pipeline.  Patient RAS mm, the
+spine phantom's frame (origin at the canal centre of the L4-L5 disc).
+
+- ``skin``: a closed trunk segment (cut flat above L2 and below the sacrum),
+  a super-elliptic cross-section 310-340 mm wide and 240 mm deep, the back
+  ~92 mm behind the canal (~70 mm behind the laminae): adult values, from
+  memory (a lean-to-average adult; obese patients are deeper).
+- ``paraspinal_muscle_left/right``: erector spinae and multifidus as one mass
+  per side, from the spinous processes to ~80 mm lateral, between the laminae
+  and the thoracolumbar fascia (~15 mm of subcutaneous fat behind it).
+- ``psoas_left/right``: beside the bodies, widening caudally, passing over the
+  pelvic brim (the lumbar plexus runs in it; roots tunnel through it here).
+- ``ilium_left/right``: iliac wings from the posterior superior iliac spine
+  (S2 level, ~42 mm from the midline) round to the anterior superior spine,
+  the crest rising to the L4-L5 disc level at the iliac tubercle (the
+  intercrestal line usually crosses L4 or the L4-L5 interspace), with a
+  medial auricular part beside the sacral ala (the sacroiliac joint gap is
+  left open).  A posterolateral approach to L5-S1 in the axial plane meets the
+  posterior crest: the "high iliac crest" that forces a steeper, more cranial
+  entry there.
+
+Spine structures keep their voxels: the 1 mm canvas is blocked wherever the
+spine canvas holds anything (dilated one voxel), so muscles wrap the bones and
+roots instead of overlapping them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import phantom_sdf as S
+from .pipeline import LabelSpec
+
+SIDES = {"right": 1.0, "left": -1.0}
+SKIN_BOUNDS_MM = ((-190.0, -110.0, -130.0), (190.0, 160.0, 110.0))
+BODY_BOUNDS_MM = ((-160.0, -100.0, -130.0), (160.0, 110.0, 110.0))
+BLOCK = 255
+#: skin cross-section: posterior / anterior half-depths, centre y, super-ellipse exponent
+SKIN_B_POST, SKIN_B_ANT, SKIN_YC, SKIN_N = 100.0, 140.0, 8.0, 2.2
+SUBCUT_FAT_MM = 12.0
+ID = {"skin": 1, "paraspinal_muscle_left": 2, "paraspinal_muscle_right": 3, "psoas_left": 4, "psoas_right": 5,
+      "ilium_left": 6, "ilium_right": 7}
+HU = {"skin": -100.0, "muscle": 50.0, "bone": 260.0}
+
+
+def skin_half_width(z: Any) -> Any:
+    """Half width (mm) of the trunk at height ``z``: narrower at the waist (above L3), wider at the hips."""
+    return 150.0 + 12.0 * np.tanh((-20.0 - np.asarray(z, float)) / 50.0)
+
+
+def skin_sdf() -> S.Part:
+    """Approximate signed distance to the trunk surface (exact sign; scale good near the surface)."""
+
+    def f(X: S.Arr, Y: S.Arr, Z: S.Arr) -> S.Arr:
+        a = skin_half_width(Z)
+        y = Y - SKIN_YC
+        b = np.where(y < 0, SKIN_B_POST, SKIN_B_ANT)
+        q = (np.abs(X / a) ** SKIN_N + np.abs(y / b) ** SKIN_N) ** (1.0 / SKIN_N)
+        return (q - 1.0) * np.minimum(a, b)
+
+    lo, hi = SKIN_BOUNDS_MM
+    return S.Part(f, (lo[0], lo[1], lo[2] - 5), (hi[0], hi[1], hi[2] + 5))
+
+
+def _inside_skin(part: S.Part, depth_mm: float) -> S.Part:
+    skin = skin_sdf()
+    return S.Part(lambda X, Y, Z: np.maximum(part(X, Y, Z), skin(X, Y, Z) + depth_mm), part.lo, part.hi)
+
+
+def paraspinal(s: float) -> S.Part:
+    pts = [(s * 40, -45, 115), (s * 40, -47, 40), (s * 41, -49, -20), (s * 37, -53, -70), (s * 28, -60, -110),
+           (s * 22, -64, -135)]
+    # tube(): the cross-section's extent along an axis is radius * scale / min(scale): 38 mm wide, 31 deep
+    radii = [0.82 * r for r in (36.0, 38.0, 38.0, 30.0, 18.0, 12.0)]
+    return _inside_skin(S.tube(pts, radii, (1, 0.82, 1)), SUBCUT_FAT_MM)
+
+
+def psoas(s: float) -> S.Part:
+    pts = [(s * 30, 22, 115), (s * 38, 26, 50), (s * 45, 30, 0), (s * 52, 38, -50), (s * 62, 50, -100),
+           (s * 70, 62, -135)]
+    return S.tube(pts, [10.0, 15.0, 19.0, 21.0, 20.0, 18.0])
+
+
+#: iliac crest from the PSIS round to the ASIS (x > 0 side): (x, y, z of the crest top)
+CREST = [(42.0, -48.0, -75.0), (55.0, -45.0, -45.0), (75.0, -30.0, -22.0), (100.0, -10.0, -8.0),
+         (122.0, 15.0, 4.0), (130.0, 45.0, 0.0), (122.0, 75.0, -25.0), (108.0, 92.0, -55.0)]
+CREST_HALF_T = [6.0, 6.0, 5.5, 5.0, 6.5, 5.0, 4.5, 6.0]
+
+
+def ilium(s: float) -> list[S.Part]:
+    """One iliac wing: the crest as plates hanging from its polyline, and the auricular part."""
+    z_low = BODY_BOUNDS_MM[0][2] - 10.0
+    parts = []
+    for (a, b, ta, tb) in zip(CREST[:-1], CREST[1:], CREST_HALF_T[:-1], CREST_HALF_T[1:]):
+        parts.append(S.slab((s * a[0], a[1]), (s * b[0], b[1]), (ta, tb), (z_low, a[2]), (z_low, b[2]), 3.0))
+        parts.append(S.capsule((s * a[0], a[1], a[2] - ta), (s * b[0], b[1], b[2] - tb), (ta * 1.15, tb * 1.15)))
+    parts.append(S.slab((s * 62.0, -40.0), (s * 66.0, 12.0), (6.0, 7.0), (-100.0, -55.0), (-105.0, -60.0), 3.0))
+    parts.append(S.slab((s * 48.0, -48.0), (s * 62.0, -40.0), 6.0, (-100.0, -72.0), (-100.0, -58.0), 3.0))
+    return parts
+
+
+def block_from(body: S.Canvas, spine: S.Canvas) -> None:
+    """Mark the body canvas BLOCK wherever the (finer) spine canvas holds any structure, dilated by one
+    voxel; the spine canvas must be an integer subdivision of the body grid (here 0.5 in 1 mm)."""
+    from scipy import ndimage
+
+    r = body.spacing / spine.spacing
+    k = int(round(r))
+    if abs(r - k) > 1e-6:
+        raise ValueError("spine spacing must divide the body spacing")
+    off = (spine.lo - body.lo) / body.spacing
+    if np.any(np.abs(off - np.round(off)) > 1e-6):
+        raise ValueError("spine canvas origin must lie on the body grid")
+    occ = spine.labels > 0
+    pad = [(0, (-n) % k) for n in occ.shape]
+    occ = np.pad(occ, pad)
+    sh = [n // k for n in occ.shape]
+    pooled = occ.reshape(sh[0], k, sh[1], k, sh[2], k).any(axis=(1, 3, 5))
+    pooled = ndimage.binary_dilation(pooled, iterations=1)
+    o = np.round(off).astype(int)
+    sl = tuple(slice(max(0, a), min(n, a + m)) for a, m, n in zip(o, pooled.shape, body.shape))
+    src = tuple(slice(s.start - a, s.stop - a) for s, a in zip(sl, o))
+    body.labels[sl][pooled[src]] = BLOCK
+
+
+def build_skin(spacing_mm: float = 2.0) -> tuple[S.Canvas, dict[int, LabelSpec]]:
+    canvas = S.Canvas(SKIN_BOUNDS_MM[0], SKIN_BOUNDS_MM[1], spacing_mm)
+    skin = skin_sdf()
+    canvas.paint(ID["skin"], skin, skin.lo, skin.hi)
+    return canvas, {ID["skin"]: LabelSpec(ID["skin"], "skin", "skin", "body surface of the lumbar region (prone)")}
+
+
+def build_body(spine: S.Canvas, spacing_mm: float = 1.0) -> tuple[S.Canvas, dict[int, LabelSpec]]:
+    """Muscles and iliac wings on a ``spacing_mm`` canvas blocked by the spine canvas."""
+    canvas = S.Canvas(BODY_BOUNDS_MM[0], BODY_BOUNDS_MM[1], spacing_mm)
+    block_from(canvas, spine)
+    specs: dict[int, LabelSpec] = {}
+    for side, s in SIDES.items():
+        name = f"ilium_{side}"
+        canvas.paint_union(ID[name], ilium(s), 3.0)
+        specs[ID[name]] = LabelSpec(ID[name], name, "bone", f"{side} iliac wing (crest, PSIS, auricular part)")
+    for side, s in SIDES.items():
+        for name, part, what in ((f"paraspinal_muscle_{side}", paraspinal(s), "erector spinae and multifidus"),
+                                 (f"psoas_{side}", psoas(s), "psoas major")):
+            canvas.paint(ID[name], part, part.lo, part.hi)
+            canvas.open_label(ID[name])  # no threads between the spine's blocks: clean surfaces
+            specs[ID[name]] = LabelSpec(ID[name], name, "muscle", f"{side} {what}")
+    return canvas, specs
+
+
+def finish_body(canvas: S.Canvas) -> None:
+    """Clear the spine's blocking marks before meshing."""
+    canvas.labels[canvas.labels == BLOCK] = 0
+
+
+def crest_top_z(x_abs_mm: float) -> float:
+    """Height of the crest polyline at lateral distance ``x_abs_mm`` on its posterior limb (mm)."""
+    for a, b in zip(CREST[:-1], CREST[1:]):
+        if a[0] <= x_abs_mm <= b[0] and b[0] > a[0]:
+            t = (x_abs_mm - a[0]) / (b[0] - a[0])
+            return a[2] + t * (b[2] - a[2])
+    return -math.inf
