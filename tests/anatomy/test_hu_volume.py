@@ -103,3 +103,26 @@ def test_ct_import_keeps_the_hu_volume(ts_example: Path, tmp_path: Path):
     assert load_bundle(out).manifest["hu_volume"]["source"] == "ct"
     seg = import_ct(ts_example / "example_seg.nii.gz", tmp_path / "seg")
     assert load_hu_volume(seg) is None  # a label map has no Hounsfield units
+
+
+def test_phantom_ct_box_inside_a_larger_body_keeps_ct_bone_and_no_box_edge():
+    from vr_trainer.anatomy.hu_volume import meshes_with_ct_bone
+
+    body = box_structure("skin", "skin", (160, 120, 160))
+    bone = Structure.from_mesh("bone", "bone", trimesh.creation.icosphere(subdivisions=4, radius=14.0))
+    # a CT box 60 mm wide around the bone: soft tissue 30 HU, the bone with a 1100 HU shell
+    aff = np.diag([1.0, 1.0, 1.0, 1.0])
+    aff[:3, 3] = -29.5
+    ijk = np.stack(np.meshgrid(*[np.arange(60)] * 3, indexing="ij"), -1) - 29.5
+    r = np.linalg.norm(ijk, axis=-1)
+    hu = np.where(r <= 14, np.where(r >= 12, 1100, 300), 30).astype(np.int16)
+    vol = meshes_with_ct_bone([bone, body], Volume(array=hu, affine=aff, name="ct"))
+
+    def at(p) -> int:
+        q = np.round(np.linalg.solve(vol.affine, np.append(p, 1.0))[:3]).astype(int)
+        return int(vol.array[tuple(q)])
+
+    assert at([0, 0, 0]) == pytest.approx(300, abs=40)  # the CT's cancellous value, not the mesh's 700
+    assert at([13, 0, 0]) > 600  # the cortical shell survives the 2 mm block mean
+    assert at([20, 0, 0]) == TISSUE_HU["skin"] and at([60, 0, 0]) == TISSUE_HU["skin"]  # no box edge
+    assert at([0, 0, 90]) == -1000  # outside the body

@@ -14,7 +14,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .errors import AnatomyError
 from .volume import Volume
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
+    from .bundle import Bundle, Structure
 
 HU_FILE = "volume/hu.npz"
 MAX_SPACING_MM = 2.0
@@ -168,9 +168,16 @@ def volume_from_meshes(bundle: "Bundle", spacing_mm: float = MAX_SPACING_MM, mar
     """A HU volume voxelised from the bundle's closed (watertight) meshes with :data:`TISSUE_HU`,
     air (-1000 HU) elsewhere; open surfaces are left out. Grid: the meshes' bounds plus
     ``margin_mm``, cubic voxels of ``spacing_mm``, axis-aligned in RAS."""
-    closed = [s for s in bundle.structures if s.watertight and s.tissue in TISSUE_HU]
+    return voxelise_structures(bundle.structures, spacing_mm, margin_mm, name=f"{bundle.path.name}:meshes",
+                               where=str(bundle.path))
+
+
+def voxelise_structures(structures: "Sequence[Structure]", spacing_mm: float = MAX_SPACING_MM,
+                        margin_mm: float = 20.0, name: str = "meshes", where: str = "bundle") -> Volume:
+    """:func:`volume_from_meshes` for a list of structures (before a bundle is written)."""
+    closed = [s for s in structures if s.watertight and s.tissue in TISSUE_HU]
     if not closed:
-        raise AnatomyError(f"{bundle.path}: no closed surface to make a radiograph from; re-import with a CT")
+        raise AnatomyError(f"{where}: no closed surface to make a radiograph from; re-import with a CT")
     lo = np.min([np.asarray(s.mesh.vertices).min(0) for s in closed], axis=0) - margin_mm
     hi = np.max([np.asarray(s.mesh.vertices).max(0) for s in closed], axis=0) + margin_mm
     n = np.ceil((hi - lo) / spacing_mm).astype(int)
@@ -186,8 +193,29 @@ def volume_from_meshes(bundle: "Bundle", spacing_mm: float = MAX_SPACING_MM, mar
     affine = np.eye(4)
     affine[:3, :3] *= spacing_mm
     affine[:3, 3] = origin
-    return Volume(array=hu.astype(np.int16), affine=affine, source_units="mm", name=f"{bundle.path.name}:meshes",
+    return Volume(array=hu.astype(np.int16), affine=affine, source_units="mm", name=name,
                   notes={"source": "voxelised meshes (tissue HU)"})
+
+
+def meshes_with_ct_bone(structures: "Sequence[Structure]", ct: Volume, spacing_mm: float = MAX_SPACING_MM,
+                        bone_hu: float = 200.0) -> Volume:
+    """For a CT that covers only part of the body (the synthetic phantoms' CT box): the whole body
+    voxelised from the closed meshes (:func:`voxelise_structures`), with the CT's own values
+    (block-averaged to ``spacing_mm``, sampled trilinearly) wherever the CT shows bone (>=
+    ``bone_hu``), so the radiograph has the CT's bone detail (cortical shell) and no box edge."""
+    from scipy import ndimage
+
+    body = voxelise_structures(structures, spacing_mm, name=f"{ct.name}:meshes+ct")
+    small = downsample_hu(ct, spacing_mm)
+    ijk = np.stack(np.meshgrid(*[np.arange(k) for k in body.array.shape], indexing="ij"), axis=0).reshape(3, -1)
+    ras = body.affine[:3, :3] @ ijk + body.affine[:3, 3:4]
+    src = np.linalg.inv(small.affine)
+    coords = src[:3, :3] @ ras + src[:3, 3:4]
+    ct_hu = ndimage.map_coordinates(small.array.astype(np.float32), coords, order=1, mode="constant", cval=AIR_HU)
+    ct_hu = ct_hu.reshape(body.array.shape)
+    out = np.where(ct_hu >= bone_hu, np.round(ct_hu), body.array).astype(np.int16)
+    return Volume(array=out, affine=body.affine, source_units="mm", name=body.name,
+                  notes={"source": f"voxelised meshes (tissue HU) + CT values >= {bone_hu:g} HU"})
 
 
 def bundle_hu_volume(bundle: "Bundle") -> Volume:
