@@ -20,6 +20,12 @@ from vr_trainer.procedures.pted_model import KambinTriangle, PtedModel
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.sim.proximity import ProximityField
 
+# distance-index refinement (sim.proximity): the bone stop needs the surface to a fraction of a
+# millimetre near the tip; the skin only its inside/outside and the crossing point (a 340 mm trunk
+# refined to 3 mm edges would cost ~100 s to index)
+BONE_EDGE_MM = 5.0
+SKIN_EDGE_MM = 12.0
+
 
 def _fragment_structure(scenario: Scenario, names: set[str], tissues: dict[str, str]) -> str | None:
     from vr_trainer.scenario.conditions import Compare, ConditionError, nodes, parse
@@ -81,7 +87,7 @@ def pted_model(scenario: Scenario, bundle: Any, world_from_patient: np.ndarray,
         pieces = split_fragment(np.asarray(st.mesh.vertices), np.asarray(st.mesh.faces), n_pieces or DEFAULT_PIECES)
         piece_field = ProximityField.from_meshes({f"{frag}#{p.index}": (p.vertices_mm, p.faces) for p in pieces})
     return PtedModel(patient_from_world=np.linalg.inv(world_from_patient),
-                     bone=ProximityField.from_meshes(bones) if bones else None,
-                     skin=ProximityField.from_meshes(skins) if skins else None,
+                     bone=ProximityField.from_meshes(bones, max_edge_mm=BONE_EDGE_MM) if bones else None,
+                     skin=ProximityField.from_meshes(skins, max_edge_mm=SKIN_EDGE_MM) if skins else None,
                      kambin=_kambin(scenario, dict(bundle.landmarks)), midline_x_mm=midline,
                      fragment_structure=frag, pieces=pieces, piece_field=piece_field)

@@ -4,8 +4,9 @@ The instruments are staged as in the operation (Kambin & Sampson 1986; the TESSY
 
 * **18G needle** (``spinal_needle``): follows the hand through soft tissue; bone stops it. When
   its tip would enter bone (a vertebra, the sacrum, the ilium: any structure of tissue ``bone``)
-  the tip stays on the bone's surface, on the segment from where it was to where the hand put it
-  (bisection on the signed distance), the hand feels a pulse and the step has the action
+  the tip stays on the bone's surface where the segment from where it was to where the hand put it
+  first enters bone (sampled every 0.5 mm, so a fast step cannot tunnel through a lamina; then
+  bisection on the signed distance), the hand feels a pulse and the step has the action
   ``bone_contact`` (once per touch). Every other instrument is stopped by bone the same way,
   except the cutting ones (trephine, drill, saw).
 * **Exchange over the guidewire**: when the needle is exchanged for the next instrument (the
@@ -66,7 +67,8 @@ GRASP_REACH_MM = 3.0
 REDIRECT_BACK_MM = 5.0
 REDIRECT_FORWARD_MM = 2.0
 BONE_PULSE = (0.6, 0.06)  # amplitude 0..1, seconds
-BISECTIONS = 12  # bone-stop search along the step's motion: 2^-12 of the step
+BISECTIONS = 10  # bone-stop search inside the first sample interval that enters bone
+STOP_SAMPLE_MM = 0.5  # the step's motion is sampled this finely for bone
 NAN = float("nan")
 
 
@@ -337,13 +339,22 @@ class PtedModel:
         return min((float(v[0]) for v in d.values()), default=math.inf)
 
     def _bone_stop(self, was: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, bool]:
-        """``pose`` with its tip held on the bone's surface when the motion from ``was`` enters bone."""
+        """``pose`` with its tip held on the bone's surface where the motion from ``was`` first
+        enters bone: the whole segment is sampled every ``STOP_SAMPLE_MM`` (so a fast step cannot
+        tunnel through a thin lamina or facet), then the first entry is bisected."""
+        assert self.bone is not None
         a, b = was[:3, 3], pose[:3, 3]
-        if self._bone_d(b) >= 0.0:
-            return pose, False
         if self._bone_d(a) < 0.0:  # already inside (it started there): let it out, do not trap it
             return pose, True
-        lo, hi = 0.0, 1.0
+        n = max(2, int(math.ceil(float(np.linalg.norm(b - a)) / STOP_SAMPLE_MM)) + 1)
+        ts = np.linspace(0.0, 1.0, n)
+        pw = a + ts[:, None] * (b - a)
+        pp = pw @ self.patient_from_world[:3, :3].T + self.patient_from_world[:3, 3]
+        d = np.min(np.stack(list(self.bone.signed_distances(pp, memo=False).values())), axis=0)
+        hit = np.flatnonzero(d < 0.0)
+        if not len(hit):
+            return pose, False
+        lo, hi = float(ts[hit[0] - 1]), float(ts[hit[0]])  # hit[0] >= 1: the start is outside
         for _ in range(BISECTIONS):
             mid = (lo + hi) / 2.0
             if self._bone_d(a + mid * (b - a)) >= 0.0:
