@@ -181,6 +181,71 @@ def compare(ct_path: Path, pixels: int = 512, repeat: int = 5, view: str = "ap",
     }
 
 
+def _ticker(until: Any, limit_s: float = 60.0) -> list[float]:
+    """Gaps (ms) of a 1 ms sleeper on this thread until ``until()`` is true (or ``limit_s``)."""
+    gaps: list[float] = []
+    t0 = last = time.perf_counter()
+    while not until() and last - t0 < limit_s:
+        time.sleep(0.001)
+        now = time.perf_counter()
+        gaps.append((now - last) * 1000.0)
+        last = now
+    return gaps
+
+
+def stall(ct_path: Path, pixels: int = 512, shots: int = 3) -> dict[str, Any]:
+    """What an asynchronous shot costs the frame loop's thread: a 1 ms ticker's gaps while a worker
+    thread renders ``shots`` shots as :class:`vr_trainer.app.fluoro.FluoroService` does (own EGL
+    context, nice 10, glFinish outside the GIL), against the same ticker with no shot."""
+    import os
+    import threading
+
+    import moderngl
+
+    from vr_trainer.anatomy.volume import read_volume
+    from vr_trainer.app.fluoro import WORKER_NICE
+    from vr_trainer.render.drr import DrrRenderer
+
+    vol = read_volume(ct_path)
+    centre = (vol.affine @ np.append((np.asarray(vol.array.shape) - 1) / 2.0, 1.0))[:3]
+    geom = carm_geometry("ap", centre, "left", sad_mm=1000.0, sid_mm=1500.0, detector_mm=400.0, pixels=pixels)
+    ready, go, done = threading.Event(), threading.Event(), threading.Event()
+    render_ms: list[float] = []
+
+    def worker() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+        except (AttributeError, OSError):
+            pass
+        os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+        ctx = moderngl.create_standalone_context(backend="egl", require=330)  # type: ignore[arg-type]
+        drr = DrrRenderer(ctx, vol)
+        drr.prepare()
+        drr.render(geom)
+        ready.set()
+        go.wait()
+        for _ in range(shots):
+            t0 = time.perf_counter()
+            drr.render(geom)
+            render_ms.append((time.perf_counter() - t0) * 1000.0)
+        drr.release()
+        ctx.release()
+        done.set()
+
+    th = threading.Thread(target=worker, daemon=True)
+    th.start()
+    ready.wait(120)
+    t_base = time.perf_counter()
+    base = _ticker(lambda: time.perf_counter() - t_base > 1.0)
+    go.set()
+    during = _ticker(done.is_set)
+    th.join(60)
+    return {"pixels": pixels, "shots": shots, "render_ms_median": float(np.median(render_ms)) if render_ms else None,
+            "baseline_gap_ms": {"max": max(base), "p99": float(np.percentile(base, 99))},
+            "during_gap_ms": {"max": max(during) if during else None,
+                              "p99": float(np.percentile(during, 99)) if during else None}}
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the figures; 0 when the agreement target is met."""
     ct = Path(args.ct) if args.ct else default_ct_path()
@@ -202,6 +267,13 @@ def run(args: argparse.Namespace) -> int:
           f"(target >= 1: ours no slower on llvmpipe)")
     print(f"  agreement: Pearson r = {r['pearson_r']:.5f} (target >= {TARGET_R}); "
           f"scale ours/plastimatch {r['scale_ours_over_plastimatch']:.3f} (plastimatch reports cm)")
+    if not args.no_stall:
+        st = stall(ct, args.pixels)
+        r["stall"] = st
+        print(f"  frame-loop thread during asynchronous shots ({st['shots']} x {st['pixels']}px, median "
+              f"{st['render_ms_median']:.0f} ms each, on a worker thread): a 1 ms ticker's longest gap "
+              f"{st['during_gap_ms']['max']:.1f} ms (p99 {st['during_gap_ms']['p99']:.1f}); with no shot "
+              f"{st['baseline_gap_ms']['max']:.1f} ms (p99 {st['baseline_gap_ms']['p99']:.1f})")
     m = r["met"]
     print(f"targets: r >= {TARGET_R} {'met' if m['pearson_r'] else 'MISSED'}; "
           f"no slower than plastimatch {'met' if m['no_slower'] else 'MISSED'}")
@@ -221,6 +293,7 @@ def register(bench_subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--pixels", type=int, default=512, help="detector pixels per side")
     b.add_argument("--repeat", type=int, default=5, help="shots timed for each (medians reported)")
     b.add_argument("--view", default="ap", choices=("ap", "lateral", "oblique"))
+    b.add_argument("--no-stall", action="store_true", help="skip the frame-loop stall measurement")
     b.add_argument("--keep", default=None, help="write both images (PNG) into this folder")
     b.add_argument("--json", default=None, help="also write the result as JSON here")
     b.set_defaults(func=run)
