@@ -10,8 +10,9 @@ import numpy as np
 import trimesh
 
 from test_tka_landmarks import bones, needs_data  # type: ignore[import-not-found]
-from vr_trainer.procedures.tka_guide import CuttingGuide, distal_cutting_guide, intersection_volume_mm3
-from vr_trainer.procedures.tka_landmarks import femur_landmarks
+from vr_trainer.procedures.tka_guide import (CuttingGuide, distal_cutting_guide, intersection_volume_mm3,
+                                             tibial_cutting_guide)
+from vr_trainer.procedures.tka_landmarks import femur_landmarks, tibia_landmarks
 from vr_trainer.procedures.tka_readouts import distal_femoral, plane_in_frame
 
 
@@ -72,3 +73,17 @@ def test_guide_exports_stl_and_3mf(tmp_path: Path) -> None:
     assert len(root.findall(".//m:vertex", ns)) == len(g.mesh.vertices)
     assert len(root.findall(".//m:triangle", ns)) == len(g.mesh.faces)
     assert tmf.read_bytes() == g.export(tmp_path / "again")[1].read_bytes()  # reproducible file
+
+
+@needs_data
+def test_tibial_guide_seats_below_the_planned_cut() -> None:
+    tibia = bones()[1]
+    t = tibia_landmarks(tibia, side="right")
+    plane = plane_in_frame(t.frame, t.lateral_plateau_mm - 8.0 * t.frame.superior, anterior_tilt_deg=-5.0)
+    g = tibial_cutting_guide(tibia, plane, t)
+    assert g.mesh.is_watertight and g.dropped_pieces == 0
+    _, dist, _ = trimesh.proximity.closest_point(g.mesh, g.footprint_mm[g.seated_mask()])
+    assert dist.max() < 0.2 and intersection_volume_mm3(g.mesh, tibia) < 1e-3
+    # the block sits on the bone that stays (below the cut) and on the medial side of the tuberosity
+    loc = t.frame.local(g.centre_mm)[0]
+    assert loc[2] < float(t.frame.local(plane.origin_mm)[0][2]) and loc[0] < 0.0

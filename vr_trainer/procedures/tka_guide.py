@@ -1,4 +1,4 @@
-"""Patient-specific distal femoral cutting guide (the hospital's 3D-printed osteotomy tool).
+"""Patient-specific cutting guides, distal femoral and proximal tibial (the 3D-printed osteotomy tool).
 
 From a planned distal cut plane and the femoral landmarks: a block seated on the
 anterior distal femur over a footprint, its underside the negative of the bone (box
@@ -17,7 +17,7 @@ import numpy as np
 import trimesh
 
 from ..sim.cutting import Plane, from_manifold, to_manifold
-from .tka_landmarks import FemurLandmarks
+from .tka_landmarks import BoneFrame, FemurLandmarks, TibiaLandmarks
 
 
 @dataclass(frozen=True)
@@ -126,11 +126,10 @@ def _cylinder(start: np.ndarray, direction: np.ndarray, length: float, radius: f
     return manifold3d.Manifold.cylinder(float(length), float(radius), float(radius), 32).transform(m)
 
 
-def block_axes(plane: Plane, femur: FemurLandmarks) -> np.ndarray:
-    """Right-handed block frame: z = plane normal toward the kept femur, y anterior, x = y cross z."""
-    fr = femur.frame
-    z = plane.normal if float(plane.normal @ fr.superior) >= 0 else -plane.normal
-    y = fr.anterior - float(fr.anterior @ z) * z
+def block_axes(plane: Plane, frame: BoneFrame, keep_toward: np.ndarray) -> np.ndarray:
+    """Right-handed block frame: z = plane normal toward the kept bone, y anterior, x = y cross z."""
+    z = plane.normal if float(plane.normal @ keep_toward) >= 0 else -plane.normal
+    y = frame.anterior - float(frame.anterior @ z) * z
     y /= np.linalg.norm(y)
     x = np.cross(y, z)
     return np.stack([x, y, z])
@@ -138,14 +137,29 @@ def block_axes(plane: Plane, femur: FemurLandmarks) -> np.ndarray:
 
 def distal_cutting_guide(bone: trimesh.Trimesh, plane: Plane, femur: FemurLandmarks,
                          spec: GuideSpec | None = None) -> CuttingGuide:
-    """Build the guide for the planned distal femoral ``plane`` on the uncut ``bone`` (mm).
+    """The guide for a planned distal femoral ``plane`` on the uncut femur (mm), over the anterior cortex."""
+    return cutting_guide(bone, plane, femur.frame, femur.frame.superior, femur.knee_centre_mm, spec or GuideSpec())
 
-    Raises ValueError when the footprint leaves the bone (choose a smaller block or
-    another plane)."""
-    spec = spec or GuideSpec()
-    axes = block_axes(plane, femur)
+
+def tibial_cutting_guide(bone: trimesh.Trimesh, plane: Plane, tibia: TibiaLandmarks,
+                         spec: GuideSpec | None = None, medial_offset_mm: float = 12.0) -> CuttingGuide:
+    """The guide for a planned proximal tibial ``plane``, anteromedial (clear of the patellar tendon)."""
+    spec = spec or GuideSpec(width_mm=30.0, above_plane_mm=22.0, below_plane_mm=4.0, pin_spacing_mm=18.0,
+                             pin_height_mm=14.0)
+    centre = tibia.knee_centre_mm - medial_offset_mm * tibia.frame.lateral
+    return cutting_guide(bone, plane, tibia.frame, -tibia.frame.superior, centre, spec)
+
+
+def cutting_guide(bone: trimesh.Trimesh, plane: Plane, frame: BoneFrame, keep_toward: np.ndarray,
+                  centre_mm: np.ndarray, spec: GuideSpec) -> CuttingGuide:
+    """A guide for ``plane`` seated on the anterior surface of ``bone`` (mm) in front of ``centre_mm``.
+
+    ``keep_toward``: a direction into the bone that stays (the block and its pins sit
+    there; ``spec.above_plane_mm`` is measured that way). Raises ValueError when the
+    footprint leaves the bone (choose a smaller block or another plane)."""
+    axes = block_axes(plane, frame, keep_toward)
     ex, ey, ez = axes
-    base = femur.knee_centre_mm - float(plane.signed_distance_mm(femur.knee_centre_mm)[0]) * plane.normal
+    base = centre_mm - float(plane.signed_distance_mm(centre_mm)[0]) * plane.normal
     # footprint: rays from in front of the bone toward posterior, over the block's face
     xs = np.arange(-spec.width_mm / 2, spec.width_mm / 2 + 1e-9, spec.grid_mm)
     zs = np.arange(-spec.below_plane_mm, spec.above_plane_mm + 1e-9, spec.grid_mm)
@@ -195,4 +209,5 @@ def intersection_volume_mm3(a: trimesh.Trimesh, b: trimesh.Trimesh) -> float:
     return float((to_manifold(a) ^ to_manifold(b)).volume())
 
 
-__all__ = ["GuideSpec", "CuttingGuide", "distal_cutting_guide", "block_axes", "intersection_volume_mm3", "write_3mf"]
+__all__ = ["GuideSpec", "CuttingGuide", "distal_cutting_guide", "tibial_cutting_guide", "cutting_guide", "block_axes",
+           "intersection_volume_mm3", "write_3mf"]
