@@ -113,3 +113,29 @@ def test_knee_ct_crop_uses_the_fallbacks_and_says_so() -> None:
     assert np.allclose(t.mechanical_axis, t.shaft_axis)
     f9 = femur_landmarks(crop_f, valgus_deg=9.0)
     assert abs(np.degrees(np.arccos(f9.mechanical_axis @ f9.im_axis)) - 9.0) < 1e-6
+
+
+@needs_data
+def test_scenario_overrides_replace_points_and_what_follows_from_them() -> None:
+    femur, tibia = bones()
+    a = femur_landmarks(femur)
+    med = a.medial_epicondyle_mm + 3.0 * a.frame.anterior
+    b = femur_landmarks(femur, overrides={"medial_epicondyle_mm": med.tolist(),
+                                          "hip_centre_mm": (a.hip_centre_mm + [5.0, 0, 0]).tolist()})
+    assert np.allclose(b.medial_epicondyle_mm, med)
+    assert np.allclose(b.knee_centre_mm, 0.5 * (med + b.lateral_epicondyle_mm))
+    assert np.allclose(b.mechanical_axis, (b.hip_centre_mm - b.knee_centre_mm) / np.linalg.norm(
+        b.hip_centre_mm - b.knee_centre_mm))
+    assert any("medial epicondyle: given by the scenario" in n for n in b.notes)
+    with pytest.raises(ValueError, match="not known"):
+        femur_landmarks(femur, overrides={"medial_condyle": [0, 0, 0]})
+    with pytest.raises(ValueError, match="three finite numbers"):
+        femur_landmarks(femur, overrides={"hip_centre_mm": [0, 0]})
+    # a knee CT tibia with the ankle given by the scenario: the mechanical axis runs to it
+    t = tibia_landmarks(tibia)
+    tz = float(t.knee_centre_mm @ t.shaft_axis)
+    crop = plane_cut(tibia, Plane.make(t.shaft_axis * (tz - 120.0), t.shaft_axis)).mesh
+    assert t.ankle_centre_mm is not None
+    c = tibia_landmarks(crop, side="right", overrides={"ankle_centre_mm": t.ankle_centre_mm.tolist()})
+    assert not any("shaft axis" in n for n in c.notes)
+    assert np.degrees(np.arccos(np.clip(c.mechanical_axis @ t.mechanical_axis, -1, 1))) < 0.5

@@ -27,7 +27,7 @@ the ankle, the tibial mechanical axis is the shaft axis. ``notes`` says which wa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import trimesh
@@ -258,14 +258,36 @@ def _profile_extreme(mesh: trimesh.Trimesh, frame: BoneFrame, half_mm: float, le
     return np.mean(pts, axis=0)
 
 
+FEMUR_OVERRIDES = ("hip_centre_mm", "medial_epicondyle_mm", "lateral_epicondyle_mm")
+TIBIA_OVERRIDES = ("medial_plateau_mm", "lateral_plateau_mm", "ankle_centre_mm")
+
+
+def _overrides(given: Mapping[str, Sequence[float]] | None, allowed: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k, val in (given or {}).items():
+        if k not in allowed:
+            raise ValueError(f"landmark override {k!r} is not known; use one of {', '.join(allowed)}")
+        arr = np.asarray(val, dtype=float)
+        if arr.shape != (3,) or not np.isfinite(arr).all():
+            raise ValueError(f"landmark override {k!r} must be three finite numbers (mm), got {val!r}")
+        out[k] = arr
+    return out
+
+
 def femur_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None, valgus_deg: float = 6.0,
-                    hip_centre_mm: np.ndarray | None = None) -> FemurLandmarks:
+                    hip_centre_mm: np.ndarray | None = None,
+                    overrides: Mapping[str, Sequence[float]] | None = None) -> FemurLandmarks:
     """Landmarks of a femur surface (mm): whole femur or the distal part of a knee CT.
 
     ``side``: left/right; ``None`` decides from geometry (the head is medial; else the
-    medial condyle reaches further distally along the IM axis). ``hip_centre_mm``
-    overrides the sphere fit (a scenario may give it)."""
+    medial condyle reaches further distally along the IM axis). ``hip_centre_mm`` or
+    ``overrides`` (keys :data:`FEMUR_OVERRIDES`, bundle mm) replace computed points, as a
+    scenario may; everything that depends on them is derived from the given values."""
     notes: list[str] = []
+    given = _overrides(overrides, FEMUR_OVERRIDES)
+    if hip_centre_mm is not None:
+        given.setdefault("hip_centre_mm", np.asarray(hip_centre_mm, dtype=float))
+    hip_centre_mm = given.get("hip_centre_mm")
     v = np.asarray(mesh.vertices, dtype=float)
     nrm = np.asarray(mesh.vertex_normals, dtype=float)
     axis0 = _long_axis(v, _SUPERIOR_HINT)
@@ -321,6 +343,11 @@ def femur_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None, valgus_d
     for _ in range(3):
         med_e, lat_e = _cap(v[idx], medial), _cap(v[idx], -medial)
         medial = _perp(med_e - lat_e, mech0)
+    for key in ("medial_epicondyle_mm", "lateral_epicondyle_mm"):
+        if key in given:
+            notes.append(f"{key.removesuffix('_mm').replace('_', ' ')}: given by the scenario")
+    med_e = given.get("medial_epicondyle_mm", med_e)
+    lat_e = given.get("lateral_epicondyle_mm", lat_e)
     knee = 0.5 * (med_e + lat_e)
     if hip is not None:
         mech = _unit(hip - knee)
@@ -353,8 +380,11 @@ def femur_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None, valgus_d
         im_axis=im, mechanical_axis=mech, valgus_deg=valgus, frame=frame, notes=notes)
 
 
-def tibia_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None) -> TibiaLandmarks:
+def tibia_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None,
+                    overrides: Mapping[str, Sequence[float]] | None = None) -> TibiaLandmarks:
     """Landmarks of a tibia surface (mm): whole tibia or the proximal part of a knee CT.
+
+    ``overrides`` (keys :data:`TIBIA_OVERRIDES`, bundle mm) replace computed points.
 
     ``side``: left/right; ``None`` decides from the medial malleolus (needs the ankle),
     else assumes right and says so in ``notes``."""
@@ -416,7 +446,12 @@ def tibia_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None) -> Tibia
             pts.append(np.asarray(hit[0], dtype=float))
         else:  # the centre overhangs no surface (a ring-shaped patch): the nearest patch vertex
             pts.append(v[np.flatnonzero(sel)[int(np.argmin(np.linalg.norm(v[sel] - c, axis=1)))]])
-    med_p, lat_p = pts
+    given = _overrides(overrides, TIBIA_OVERRIDES)
+    for key in given:
+        notes.append(f"{key.removesuffix('_mm').replace('_', ' ')}: given by the scenario")
+    med_p = given.get("medial_plateau_mm", pts[0])
+    lat_p = given.get("lateral_plateau_mm", pts[1])
+    ankle = given.get("ankle_centre_mm", ankle)
     knee = 0.5 * (med_p + lat_p)
     if ankle is not None:
         mech = _unit(knee - ankle)
@@ -429,4 +464,5 @@ def tibia_landmarks(mesh: trimesh.Trimesh, *, side: Side | None = None) -> Tibia
                           ankle_centre_mm=ankle, shaft_axis=shaft, mechanical_axis=mech, frame=frame, notes=notes)
 
 
-__all__ = ["BoneFrame", "FemurLandmarks", "TibiaLandmarks", "femur_landmarks", "tibia_landmarks", "fit_sphere"]
+__all__ = ["FEMUR_OVERRIDES", "TIBIA_OVERRIDES", "BoneFrame", "FemurLandmarks", "TibiaLandmarks", "femur_landmarks",
+           "tibia_landmarks", "fit_sphere"]
