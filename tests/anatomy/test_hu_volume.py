@@ -98,8 +98,15 @@ def test_ct_import_keeps_the_hu_volume(ts_example: Path, tmp_path: Path):
     out = import_ct(ts_example / "example_ct_sm.nii.gz", tmp_path / "ct", threshold_hu=250)
     vol = load_hu_volume(out)
     assert vol is not None
-    assert vol.array.shape == (122, 101, 30)  # 3 mm voxels stay (never up-sampled)
-    assert vol.array.min() <= -900 and vol.array.max() >= 700  # air and bone in Hounsfield units
+    np.testing.assert_allclose(vol.spacing_mm, [3.0, 3.0, 3.0])  # 3 mm voxels stay (never up-sampled)
+    assert vol.array.min() == -1000 and vol.array.max() >= 700  # air and bone in Hounsfield units
+    # cropped to the non-air voxels, none lost: the same radiographs (air has no attenuation)
+    from vr_trainer.anatomy.volume import read_volume
+
+    src = read_volume(ts_example / "example_ct_sm.nii.gz").array
+    assert vol.array.size <= src.size
+    assert int((vol.array > -800).sum()) == int((src > -800).sum())
+    assert int(vol.array[vol.array > -800].sum()) == int(src[src > -800].sum())
     assert load_bundle(out).manifest["hu_volume"]["source"] == "ct"
     seg = import_ct(ts_example / "example_seg.nii.gz", tmp_path / "seg")
     assert load_hu_volume(seg) is None  # a label map has no Hounsfield units

@@ -37,6 +37,7 @@ TISSUE_HU: dict[str, float] = {
     "cortical_bone": 1200.0, "implant": 3000.0,
 }
 AIR_HU = -1000.0
+AIR_CLAMP_HU = -800  # at or below: no attenuation in the radiograph model (plastimatch's too)
 #: painting order: later tissues overwrite earlier ones where closed surfaces nest
 _PAINT_ORDER = ("skin", "fat", "muscle", "organ", "vessel", "ligament", "dura", "nerve", "disc", "pathology",
                 "cartilage", "bone", "cortical_bone", "implant")
@@ -61,10 +62,29 @@ def downsample_hu(vol: Volume, max_spacing_mm: float = MAX_SPACING_MM) -> Volume
                   notes={"downsampled_by": f, "from_spacing_mm": [round(float(s), 4) for s in sp]})
 
 
+def compact_for_radiographs(vol: Volume) -> Volume:
+    """Air as one value (-1000 at or below :data:`AIR_CLAMP_HU`, where the DRR's attenuation is 0)
+    and the grid cropped to the voxels above it (plus one): the same radiographs from a file
+    about half the size (CT noise in air compresses badly)."""
+    hu = np.asarray(vol.array).copy()
+    air = hu <= AIR_CLAMP_HU
+    hu[air] = int(AIR_HU)
+    if air.all():
+        return Volume(array=hu, affine=vol.affine, source_units="mm", name=vol.name, notes=dict(vol.notes))
+    idx = np.nonzero(~air)
+    lo = np.maximum([int(i.min()) - 1 for i in idx], 0)
+    hi = np.minimum([int(i.max()) + 2 for i in idx], hu.shape)
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    return Volume(array=np.ascontiguousarray(hu[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]),
+                  affine=np.asarray(vol.affine, float) @ shift, source_units="mm", name=vol.name,
+                  notes=dict(vol.notes))
+
+
 def write_hu_volume(bundle_dir: Path, vol: Volume, source: str) -> dict[str, Any]:
     """Write ``vol`` (down-sampled first) as ``bundle_dir/volume/hu.npz``; returns the manifest's
     ``hu_volume`` entry. ``source`` says where the HU came from (``ct``, ``synthetic phantom ct`` ...)."""
-    small = downsample_hu(vol)
+    small = compact_for_radiographs(downsample_hu(vol))
     path = Path(bundle_dir) / HU_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
@@ -79,6 +99,9 @@ def write_hu_volume(bundle_dir: Path, vol: Volume, source: str) -> dict[str, Any
         "from_spacing_mm": small.notes["from_spacing_mm"],
         "affine_note": "affine: voxel index -> patient RAS mm",
         "source": source,
+        "air_at_or_below_hu": AIR_CLAMP_HU,
+        "air_note": "values at or below air_at_or_below_hu are stored as -1000 and the grid is cropped to the "
+                    "rest (the radiograph model gives them no attenuation)",
         "bytes": len(buf.getvalue()),
     }
 
