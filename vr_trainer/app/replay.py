@@ -240,8 +240,18 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
                 next_s[0] = state.time_s + period
                 samples.append(metric_sample(scene.rules, state, frame.index))
         loop.recorders.append(sample)
+        fluoro = None
+        if render:  # the C-arm monitor shows the same radiographs as in the run (and --out gets them)
+            from vr_trainer.app.run import attach_key_images
+
+            fluoro = attach_key_images(scene, loop, renderer, Path(out_dir) if out_dir is not None else None,
+                                       None, synchronous=True)
         t0 = time.perf_counter()
-        n = loop.run()
+        try:
+            n = loop.run()
+        finally:
+            if fluoro is not None:
+                fluoro.close()
         wall_s = time.perf_counter() - t0
         summary: dict[str, Any] = {"replay_of": str(rec.path), "backend": "replay", "rendered": render,
                                    "frames": n, "recorded_duration_s": round(rec.duration_s, 3),

@@ -145,6 +145,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     video_writer = None
     bridge = None
     recorder = None
+    fluoro = None
     ok = False
     try:
         renderer = SceneRenderer(ctx, samples=samples)
@@ -159,6 +160,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             recorder = start_recording(record, scenario, scenario_file, scene, loop, backend.name, size,
                                        renderer.samples, locale, plan, autopilot, autopilot_skill, seed,
                                        resident)
+        fluoro = attach_key_images(scene, loop, renderer, out, recorder, synchronous=scripted)
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
@@ -194,6 +196,10 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         }
         if plan is not None:
             summary["autopilot"] = plan.summary()
+        if fluoro is not None:
+            fluoro.close()  # every shot taken is imaged (and written) before the summary
+            summary["fluoro"] = fluoro.summary() if hasattr(fluoro, "summary") else {
+                "shots_imaged": fluoro.shots_done, "errors": list(fluoro.errors)}
         if scene.rules is not None:  # the score and the reasons behind it
             result = scene.rules.engine.result()
             summary.update(result.to_summary())
@@ -211,6 +217,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             write_outputs(out, backend.eye_images() or [], summary, mirror.read_now())
         return summary
     finally:
+        if fluoro is not None:
+            fluoro.close()
         if recorder is not None:
             recorder.writer.close()  # no-op after a clean close; after an error the file keeps what it has
         if bridge is not None:
@@ -218,6 +226,63 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
         if video_writer is not None:
             video_writer.close(keep=ok)
         backend.close()
+
+
+def attach_key_images(scene: Any, loop: FrameLoop, renderer: SceneRenderer | None, out: Path | None, recorder: Any,
+                      synchronous: bool) -> Any:
+    """C-arm shots become radiographs (:class:`~vr_trainer.app.fluoro.FluoroService`, one of the
+    loop's step rules: the monitor shows the latest, ``out/fluoro/`` keeps them, the recording gets
+    each as a key image) and, when a fragment piece comes out, the endoscope's picture goes into the
+    recording. ``synchronous``: each shot is imaged before the loop goes on (scripted headless runs,
+    so their frames are reproducible); otherwise a worker thread images it and the loop never waits.
+    Returns the service (None when the scenario has no C-arm to shoot: no room)."""
+    if scene.room is None:
+        return None
+    from vr_trainer.app.fluoro import FluoroService
+
+    fluoro = FluoroService(scene.bundle, scene, scene.scenario, out_dir=out, synchronous=synchronous)
+    scene.fluoro = fluoro
+    loop.rules.append(fluoro)
+    if recorder is not None:
+        if hasattr(fluoro, "listeners"):
+            fluoro.listeners.append(lambda meta, rgb: recorder.record_image(
+                "carm", float(meta.get("time_s", 0.0)), png_bytes(rgb), **{k: v for k, v in meta.items()
+                                                                           if k != "time_s"}))
+        if renderer is not None:
+            loop.recorders.append(EndoscopeKeyImages(scene, renderer, recorder))
+    return fluoro
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+class EndoscopeKeyImages:
+    """Phase 6: when the removed share of the fragment grows, the endoscope's picture of that frame
+    goes into the recording as a key image (the report shows it)."""
+
+    def __init__(self, scene: Any, renderer: SceneRenderer, recorder: Any) -> None:
+        self.scene, self.renderer, self.recorder = scene, renderer, recorder
+        self.last_pct = 0.0
+
+    def __call__(self, state: Any, frame: Any) -> None:
+        obs = state.observation
+        proc = self.scene.procedure
+        if obs is None or proc is None or proc.fragment_structure is None:
+            return
+        pct = float(obs.removed_pct.get(proc.fragment_structure, 0.0))
+        if pct <= self.last_pct + 1e-9:
+            return
+        self.last_pct = pct
+        rgb = self.renderer.endoscope_image() if hasattr(self.renderer, "endoscope_image") else None
+        if rgb is not None:
+            self.recorder.record_image("endoscope", float(state.time_s), png_bytes(rgb), removed_pct=round(pct, 1))
 
 
 def start_recording(record: str | os.PathLike[str] | bool, scenario: Any, scenario_file: Path, scene: Any,
