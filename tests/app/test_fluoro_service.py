@@ -105,6 +105,8 @@ def test_a_shot_writes_its_image_and_geometry(bundle, tmp_path: Path):
     assert meta["instruments"][0]["id"] == "needle"
     assert [m["shot"] for m, _ in heard] == [1, 2] and heard[0][0] == meta and heard[0][1].shape == (64, 64, 3)
     assert any("listener" in e for e in svc.errors)
+    summ = svc.summary()
+    assert summ["shots_requested"] == summ["shots_imaged"] == 2 and summ["volume"] == "ct"
     img = np.asarray(Image.open(png))[:, :, 0].astype(int)
     # the needle's tip projects just left of the centre: the needle is the darkest thing there
     col, row = geom.project(np.array([[-15.0, -9.0, 0.0]]))[0]

@@ -115,6 +115,7 @@ class FluoroService:
         self.errors: list[str] = []
         self.render_ms: list[float] = []
         self._closed = False
+        self.volume_source: str | None = None  # where the worker's HU volume came from
         self.ready = threading.Event()  # set once the worker has its renderer (or has given up)
         #: called on the worker after each shot with (meta, rgb): meta as the shot's JSON file
         #: (shot, view, time_s, render_ms, geometry, instruments, display); exceptions are logged
@@ -155,6 +156,14 @@ class FluoroService:
     def shots_done(self) -> int:
         with self._done:
             return self._finished
+
+    def summary(self) -> dict[str, Any]:
+        """For the run's summary.json: shots asked for and imaged, render times, volume, errors."""
+        ms = self.render_ms
+        return {"shots_requested": self._submitted, "shots_imaged": len(ms), "pixels": self.pixels,
+                "render_ms_median": round(float(np.median(ms)), 2) if ms else None,
+                "render_ms_max": round(float(np.max(ms)), 2) if ms else None,
+                "volume": self.volume_source, "synchronous": self.synchronous, "errors": list(self.errors)}
 
     def wait(self, number: int | None = None, timeout_s: float = 120.0) -> bool:
         """Block until shot ``number`` (default: every shot queued so far) is done."""
@@ -202,6 +211,7 @@ class FluoroService:
             from vr_trainer.render.drr import DrrRenderer
 
             vol = bundle_hu_volume(self.bundle)
+            self.volume_source = str(vol.notes.get("source", "?"))
             ctx = self._context_factory()
             drr = DrrRenderer(ctx, vol)
             drr.prepare()  # every slice direction uploaded now, not during a shot
