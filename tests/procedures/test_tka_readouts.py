@@ -90,3 +90,30 @@ def test_femoral_rotation_against_the_tea(rotation: float) -> None:
         neutral = R.femoral_rotation(R.plane_in_frame(f.frame, p.origin_mm, around="anterior"), f)
         assert (r.medial_resection_mm - neutral.medial_resection_mm) > (
             r.lateral_resection_mm - neutral.lateral_resection_mm)
+
+
+@needs_data
+def test_readouts_do_not_change_when_bone_and_plane_move_together() -> None:
+    import trimesh
+
+    from test_tka_landmarks import _rigid  # type: ignore[import-not-found]
+
+    femur, tibia = bones()
+    f, t = marks()
+    tr = _rigid(30.0)
+    f2 = femur_landmarks(femur.copy().apply_transform(tr))
+    t2 = tibia_landmarks(tibia.copy().apply_transform(tr), side="right")
+
+    def moved(p: Plane) -> Plane:
+        return Plane.make(trimesh.transform_points(np.atleast_2d(p.origin_mm), tr)[0], tr[:3, :3] @ p.normal)
+
+    pf = R.plane_in_frame(f.frame, f.medial_distal_mm + 9.0 * f.frame.superior, lateral_tilt_deg=2.0,
+                          anterior_tilt_deg=4.0)
+    pt = R.plane_in_frame(t.frame, t.lateral_plateau_mm - 8.0 * t.frame.superior, lateral_tilt_deg=-1.0,
+                          anterior_tilt_deg=-6.0)
+    a, b = R.as_dict(R.distal_femoral(pf, f)), R.as_dict(R.distal_femoral(moved(pf), f2))
+    c, d = R.as_dict(R.tibial(pt, t)), R.as_dict(R.tibial(moved(pt), t2))
+    for k in a:
+        assert abs(a[k] - b[k]) < 0.1, k
+    for k in c:
+        assert abs(c[k] - d[k]) < 0.1, k
