@@ -138,8 +138,10 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
                               "fast-simplification to tissue budget -> repair"}
     landmarks = None
     if spine:
+        from .skin import add_body
         from .spine import with_spine
 
+        structures, notes["body"] = add_body(structures, ct if modality == "CT" else None)
         structures, landmarks, notes = with_spine(structures, notes)
     hu = ct if (ct is not None and modality == "CT") else None  # kept down-sampled for the virtual C-arm
     return write_bundle(out, structures, source_units=src_units, provenance=provenance,

@@ -166,3 +166,48 @@ def crest_top_z(x_abs_mm: float) -> float:
             t = (x_abs_mm - a[0]) / (b[0] - a[0])
             return a[2] + t * (b[2] - a[2])
     return -math.inf
+
+
+def composite_hu(spine_hu: np.ndarray, spine: S.Canvas, body: S.Canvas, skin: S.Canvas,
+                 body_specs: dict[int, LabelSpec]) -> tuple[np.ndarray, np.ndarray]:
+    """The whole phantom as one CT on the skin canvas's grid (2 mm): air (-1000 HU) outside the skin,
+    fat (-100) inside, muscle 50, ilium as bone (cancellous 260, 1.5 mm cortex 1100), and the spine's own
+    CT (0.5 mm, its soft-tissue background replaced by what the body holds there).  Each finer canvas
+    is box-filtered to the target voxel and sampled at its centres.  Returns (int16 HU, affine)."""
+    from scipy import ndimage
+
+    def resample(fine: np.ndarray, canvas: S.Canvas) -> tuple[np.ndarray, np.ndarray]:
+        """(values at the skin grid's voxel centres inside ``canvas``, mask of those voxels)."""
+        k = max(1, int(round(skin.spacing / canvas.spacing)))
+        sm = ndimage.uniform_filter(fine.astype(np.float32), size=k, mode="nearest") if k > 1 else fine
+        axes = [skin.lo[d] + skin.spacing * np.arange(skin.shape[d]) for d in range(3)]
+        inside = [(a >= canvas.lo[d]) & (a <= canvas.lo[d] + canvas.spacing * (canvas.shape[d] - 1))
+                  for d, a in enumerate(axes)]
+        idx = [(axes[d][inside[d]] - canvas.lo[d]) / canvas.spacing for d in range(3)]
+        grid = np.meshgrid(*idx, indexing="ij")
+        vals = ndimage.map_coordinates(sm, grid, order=1, mode="nearest")
+        mask = np.zeros(skin.shape, bool)
+        mask[np.ix_(*inside)] = True
+        return vals, mask
+
+    lut = np.full(256, -100.0, np.float32)
+    for i, sp in body_specs.items():
+        lut[i] = HU["bone"] if sp.tissue == "bone" else HU["muscle"]
+    bones = [i for i, sp in body_specs.items() if sp.tissue == "bone"]
+    body_hu = lut[body.labels]
+    bone = np.isin(body.labels, bones)
+    cortex = bone & ~ndimage.binary_erosion(bone, iterations=max(1, int(round(1.5 / body.spacing))))
+    body_hu[cortex] = 1100.0
+    out = np.where(skin.labels > 0, -100.0, -1000.0).astype(np.float32)
+    vals, mask = resample(body_hu, body)
+    out[mask] = np.where(out[mask] > -1000.0, vals.ravel(), -1000.0)
+    # the spine canvas: where it holds no structure, the body's value at that point (nearest 1 mm voxel)
+    fine = spine_hu.astype(np.float32)
+    empty = spine.labels == 0
+    pos = [spine.lo[d] + spine.spacing * np.arange(spine.shape[d]) for d in range(3)]
+    bi = [np.clip(np.round((pos[d] - body.lo[d]) / body.spacing).astype(int), 0, body.shape[d] - 1) for d in range(3)]
+    under = body_hu[np.ix_(*bi)]
+    fine[empty] = under[empty]
+    vals, mask = resample(fine, spine)
+    out[mask] = vals.ravel()
+    return np.clip(np.round(out), -1024, 3071).astype(np.int16), skin.affine.copy()

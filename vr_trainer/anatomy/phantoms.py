@@ -93,8 +93,14 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
     structures, unmapped = structures_from_labels(labels, specs, ct=ct, budgets=BUDGETS.get(name))
     if unmapped:
         raise RuntimeError(f"phantom {name}: labels without specs {unmapped}")
+    # only the spine keeps a CT (volume/hu.npz) for the C-arm: the knee and hip stay as shipped (their DRR
+    # falls back to the meshes)
+    hu_volume: Volume | None = None
+    hu_source = "synthetic phantom ct"
     if name == "spine":
-        structures += _spine_body(labels, specs, landmarks)
+        extra, hu_volume = _spine_body(ct, labels, specs, landmarks)
+        structures += extra
+        hu_source = "synthetic phantom ct: 2 mm composite of the spine (0.5 mm), muscles and ilium (1 mm), skin (2 mm)"
     provenance = {
         "source": "synthetic phantom",
         "generator": "vr_trainer.anatomy.phantoms",
@@ -111,13 +117,14 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
     return write_bundle(
         out_root / folder, structures, source_units="mm", provenance=provenance,
         deidentification={"status": "not_applicable", "reason": "synthetic phantom, no patient data"},
-        landmarks=landmarks,
+        landmarks=landmarks, hu_volume=hu_volume, hu_source=hu_source,
     )
 
 
-def _spine_body(labels: Volume, specs: dict[int, LabelSpec], landmarks: dict[str, Any]) -> list[Structure]:
-    """Skin, muscles and iliac wings around the spine (coarser canvases), and the searched safe
-    approaches with their skin entries added to ``landmarks``."""
+def _spine_body(ct: Volume, labels: Volume, specs: dict[int, LabelSpec], landmarks: dict[str, Any]
+                ) -> tuple[list[Structure], Volume]:
+    """Skin, muscles and iliac wings around the spine (coarser canvases), the searched safe
+    approaches with their skin entries added to ``landmarks``, and the whole body's CT (2 mm)."""
     from . import phantom_body as B
     from .phantom_approach import Obstacles, add_entries, safe_approach
 
@@ -139,7 +146,10 @@ def _spine_body(labels: Volume, specs: dict[int, LabelSpec], landmarks: dict[str
             raise RuntimeError(f"phantom spine body: labels without specs {unmapped}")
         out += got
     add_entries(landmarks, approaches, next(s for s in out if s.name == "skin").mesh)
-    return out
+    hu, affine = B.composite_hu(ct.array, spine, body, skin, body_specs)
+    whole = Volume(array=hu, affine=affine, source_units="mm", name="phantom:spine:ct_whole",
+                   inputs=[{"kind": "synthetic_ct", "sha256": hashlib.sha256(hu.tobytes()).hexdigest()}])
+    return out, whole
 
 
 def _save_nifti(vol: Volume, path: Path) -> None:
