@@ -61,6 +61,9 @@ def test_bundle_keeps_a_compact_hu_volume(tmp_path: Path):
     np.testing.assert_array_equal(vol.array, downsample_hu(ct).array)
     np.testing.assert_allclose(vol.affine, downsample_hu(ct).affine)
     assert load_bundle(out).manifest["hu_volume"]["bytes"] == (out / HU_FILE).stat().st_size
+    again = write_bundle(tmp_path / "b2", [box_structure("bone", "bone", (10, 10, 10))], source_units="mm",
+                         provenance={"source": "test"}, deidentification={"status": "test"}, hu_volume=ct)
+    assert (again / HU_FILE).read_bytes() == (out / HU_FILE).read_bytes()  # reproducible bundles
 
 
 def test_bundle_without_a_volume_has_none(tmp_path: Path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -81,15 +82,28 @@ def compact_for_radiographs(vol: Volume) -> Volume:
                   notes=dict(vol.notes))
 
 
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A compressed ``.npz`` (what :func:`numpy.load` reads) with fixed entry dates: the same arrays
+    give the same bytes (``numpy.savez_compressed`` stamps the time, so bundles would differ)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, a in arrays.items():
+            one = io.BytesIO()
+            np.lib.format.write_array(one, np.ascontiguousarray(a), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, one.getvalue())
+    return buf.getvalue()
+
+
 def write_hu_volume(bundle_dir: Path, vol: Volume, source: str) -> dict[str, Any]:
     """Write ``vol`` (down-sampled first) as ``bundle_dir/volume/hu.npz``; returns the manifest's
     ``hu_volume`` entry. ``source`` says where the HU came from (``ct``, ``synthetic phantom ct`` ...)."""
     small = compact_for_radiographs(downsample_hu(vol))
     path = Path(bundle_dir) / HU_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, hu=small.array, affine=small.affine)
-    path.write_bytes(buf.getvalue())
+    data = npz_bytes({"hu": small.array, "affine": small.affine})
+    path.write_bytes(data)
     return {
         "file": HU_FILE,
         "dtype": "int16",
@@ -102,7 +116,7 @@ def write_hu_volume(bundle_dir: Path, vol: Volume, source: str) -> dict[str, Any
         "air_at_or_below_hu": AIR_CLAMP_HU,
         "air_note": "values at or below air_at_or_below_hu are stored as -1000 and the grid is cropped to the "
                     "rest (the radiograph model gives them no attenuation)",
-        "bytes": len(buf.getvalue()),
+        "bytes": len(data),
     }
 
 
