@@ -13,7 +13,8 @@ spine phantom's frame (origin at the canal centre of the L4-L5 disc).
   and the thoracolumbar fascia (~15 mm of subcutaneous fat behind it).
 - ``psoas_left/right``: beside the bodies, widening caudally, passing over the
   pelvic brim (the lumbar plexus runs in it; roots tunnel through it here).
-- ``ilium_left/right``: iliac wings from the posterior superior iliac spine
+- ``ilium_left/right``: iliac wings (thin curved plates flaring outwards as
+  they rise, a thick rounded crest) from the posterior superior iliac spine
   (S2 level, ~42 mm from the midline) round to the anterior superior spine,
   the crest rising to the L4-L5 disc level at the iliac tubercle (the
   intercrestal line usually crosses L4 or the L4-L5 interspace), with a
@@ -29,7 +30,6 @@ roots instead of overlapping them.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -90,16 +90,28 @@ def psoas(s: float) -> S.Part:
 #: iliac crest from the PSIS round to the ASIS (x > 0 side): (x, y, z of the crest top)
 CREST = [(42.0, -48.0, -75.0), (55.0, -45.0, -45.0), (75.0, -30.0, -22.0), (100.0, -10.0, -8.0),
          (122.0, 15.0, 4.0), (130.0, 45.0, 0.0), (122.0, 75.0, -25.0), (108.0, 92.0, -55.0)]
-CREST_HALF_T = [6.0, 6.0, 5.5, 5.0, 6.5, 5.0, 4.5, 6.0]
+#: below each crest point, where the wing meets the body of the ilium / sciatic notch / anterior inferior
+#: spine, more medial than the crest: the wing flares outwards as it rises (below the canvas: cut there)
+WING_FOOT = [(56.0, -36.0, -135.0), (63.0, -28.0, -135.0), (72.0, -14.0, -135.0), (82.0, 5.0, -135.0),
+             (90.0, 25.0, -135.0), (95.0, 45.0, -135.0), (98.0, 66.0, -135.0), (100.0, 84.0, -122.0)]
+CREST_R = [6.0, 5.5, 5.0, 4.5, 5.5, 4.5, 4.0, 5.0]
+WING_HALF_T = 2.5
 
 
 def ilium(s: float) -> list[S.Part]:
-    """One iliac wing: the crest as plates hanging from its polyline, and the auricular part."""
-    z_low = BODY_BOUNDS_MM[0][2] - 10.0
-    parts = []
-    for (a, b, ta, tb) in zip(CREST[:-1], CREST[1:], CREST_HALF_T[:-1], CREST_HALF_T[1:]):
-        parts.append(S.slab((s * a[0], a[1]), (s * b[0], b[1]), (ta, tb), (z_low, a[2]), (z_low, b[2]), 3.0))
-        parts.append(S.capsule((s * a[0], a[1], a[2] - ta), (s * b[0], b[1], b[2] - tb), (ta * 1.15, tb * 1.15)))
+    """One iliac wing: a thin curved plate (triangle strip) from the crest down to its foot, a thick rounded
+    crest, and the auricular part beside the sacrum (the sacroiliac joint left open)."""
+    def m(p: tuple[float, float, float]) -> tuple[float, float, float]:
+        return (s * p[0], p[1], p[2])
+
+    parts: list[S.Part] = []
+    for i in range(len(CREST) - 1):
+        c0, c1, f0, f1 = m(CREST[i]), m(CREST[i + 1]), m(WING_FOOT[i]), m(WING_FOOT[i + 1])
+        parts += [S.triangle(c0, c1, f1, WING_HALF_T), S.triangle(c0, f1, f0, WING_HALF_T)]
+        parts.append(S.capsule((c0[0], c0[1], c0[2] - CREST_R[i]), (c1[0], c1[1], c1[2] - CREST_R[i + 1]),
+                               (CREST_R[i], CREST_R[i + 1])))
+    # the posterior border from the PSIS down to the posterior inferior spine, thick
+    parts.append(S.capsule(m((42.0, -46.0, -80.0)), m((56.0, -36.0, -135.0)), 6.0))
     parts.append(S.slab((s * 62.0, -40.0), (s * 66.0, 12.0), (6.0, 7.0), (-100.0, -55.0), (-105.0, -60.0), 3.0))
     parts.append(S.slab((s * 48.0, -48.0), (s * 62.0, -40.0), 6.0, (-100.0, -72.0), (-100.0, -58.0), 3.0))
     return parts
@@ -157,15 +169,6 @@ def build_body(spine: S.Canvas, spacing_mm: float = 1.0) -> tuple[S.Canvas, dict
 def finish_body(canvas: S.Canvas) -> None:
     """Clear the spine's blocking marks before meshing."""
     canvas.labels[canvas.labels == BLOCK] = 0
-
-
-def crest_top_z(x_abs_mm: float) -> float:
-    """Height of the crest polyline at lateral distance ``x_abs_mm`` on its posterior limb (mm)."""
-    for a, b in zip(CREST[:-1], CREST[1:]):
-        if a[0] <= x_abs_mm <= b[0] and b[0] > a[0]:
-            t = (x_abs_mm - a[0]) / (b[0] - a[0])
-            return a[2] + t * (b[2] - a[2])
-    return -math.inf
 
 
 def composite_hu(spine_hu: np.ndarray, spine: S.Canvas, body: S.Canvas, skin: S.Canvas,

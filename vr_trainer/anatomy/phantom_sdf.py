@@ -111,6 +111,31 @@ def ellipsoid(c: Point, r: Point) -> Part:
     return Part(f, *_pbox([c], r))
 
 
+def triangle(a: Point, b: Point, c: Point, half_t: float) -> Part:
+    """A plate of half thickness ``half_t`` around triangle a-b-c (exact distance to the triangle,
+    after Quilez, minus ``half_t``)."""
+    A, B, C = (np.asarray(p, float) for p in (a, b, c))
+    ba, cb, ac = B - A, C - B, A - C
+    nor = np.cross(ba, ac)
+
+    def f(X: Arr, Y: Arr, Z: Arr) -> Arr:
+        X, Y, Z = np.broadcast_arrays(X, Y, Z)
+        P = np.stack([X, Y, Z], axis=-1)
+        pa, pb, pc = P - A, P - B, P - C
+        s = (np.sign(pa @ np.cross(ba, nor)) + np.sign(pb @ np.cross(cb, nor)) + np.sign(pc @ np.cross(ac, nor)))
+
+        def seg(e: np.ndarray, q: Arr) -> Arr:
+            t = np.clip((q @ e) / float(e @ e), 0.0, 1.0)
+            d = e * t[..., None] - q
+            return np.einsum("...i,...i->...", d, d)
+
+        edge = np.minimum(np.minimum(seg(ba, pa), seg(cb, pb)), seg(ac, pc))
+        face = (pa @ nor) ** 2 / float(nor @ nor)
+        return np.sqrt(np.where(s < 2.0, edge, face)) - half_t
+
+    return Part(f, *_pbox([A, B, C], half_t))
+
+
 def box_frame(center: Point, axes: Sequence[Point], half: Point, round_mm: float = 0.0) -> Part:
     """Oriented box: ``axes`` are three orthonormal directions, ``half`` the half sizes."""
     ax = [np.asarray(a, float) / np.linalg.norm(a) for a in axes]

@@ -7,7 +7,9 @@ canal centre of the L4-L5 disc) and placed in lordosis by
 Dimensions (mm; adult means, rounded, after Panjabi et al. 1992, "Human lumbar
 vertebrae: quantitative three-dimensional anatomy", Spine 17:299-306, and
 Zhou et al. 2000, "Geometrical dimensions of the lower lumbar vertebrae -
-analysis of data from digitised CT images", Eur Spine J 9:242-248):
+analysis of data from digitised CT images", Eur Spine J 9:242-248; the
+journal volumes and pages of all four references here are from memory, and
+so are the per-structure values: rounded, not copied from their tables):
 vertebral bodies 45/48/50 wide and 34-35 deep for L3/L4/L5, 26-27 tall;
 endplates kidney-shaped (posterior wall indented ~3 mm at the midline);
 pedicles ~9 mm wide and ~15 mm tall (the L5 pedicle the widest);
