@@ -12,3 +12,4 @@ No GL, device or network code: this package imports only scenario, sim, anatomy 
 """
 
 from vr_trainer.procedures import pted_metrics as _pted_metrics  # noqa: E402,F401 - registers PTED's metrics
+from vr_trainer.procedures import pted_safety as _pted_safety  # noqa: E402,F401 - registers its metrics
