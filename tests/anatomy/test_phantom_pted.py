@@ -168,3 +168,25 @@ def test_lordosis(spine: Bundle) -> None:
     assert 40.0 <= total <= 50.0, f"L3-S1 lordosis {total:.1f} deg, {angles}"
     wedge = {k: t - b for k, (t, b) in angles.items()}
     assert wedge["disc_L5_S1"] > wedge["disc_L3_L4"], wedge
+
+
+def test_shipped_spine_is_what_the_generator_paints(spine: Bundle) -> None:
+    """A cheap regeneration check (the full run, meshing included, takes about a minute and is byte-identical:
+    ``python -m vr_trainer.anatomy.phantoms --only spine``): the three label volumes painted today hash to
+    the shipped bundle's recorded inputs."""
+    import hashlib
+
+    from vr_trainer.anatomy import phantom_body as B
+    from vr_trainer.anatomy import phantom_spine as P
+    from vr_trainer.anatomy.phantom_sdf import Canvas
+
+    canvas = Canvas(P.BOUNDS_MM[0], P.BOUNDS_MM[1], spine.manifest["provenance"]["voxel_mm"])
+    P.build(canvas)
+    body, _ = B.build_body(canvas)
+    B.finish_body(body)
+    skin, _ = B.build_skin()
+    got = {k: hashlib.sha256(c.labels.tobytes()).hexdigest()
+           for k, c in (("synthetic_labels", canvas), ("synthetic_labels_body_1mm", body),
+                        ("synthetic_labels_skin_2mm", skin))}
+    want = {i["kind"]: i["sha256"] for i in spine.manifest["provenance"]["inputs"]}
+    assert {k: want.get(k) for k in got} == got, "assets/spine_l3_s1 is stale: regenerate it"

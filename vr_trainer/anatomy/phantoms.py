@@ -8,6 +8,14 @@ exactly as a segmented patient CT would.  Run::
     python -m vr_trainer.anatomy.phantoms --out assets [--only spine] [--volumes DIR]
 
 Same seed and spacing -> byte-identical bundles.
+
+The spine (``assets/spine_l3_s1``, about a minute) is a prone patient's lumbar
+region: the spine canvas (0.5 mm, :mod:`phantom_spine`), the body around it
+(muscles and iliac wings at 1 mm, the skin at 2 mm, :mod:`phantom_body`), safe
+approaches and skin entries searched on those label volumes
+(:mod:`phantom_approach`), and one 2 mm CT of the whole body kept as
+``volume/hu.npz`` for the virtual C-arm.  The label volumes' SHA-256 are
+recorded in the manifest's provenance (the tests compare them).
 """
 
 from __future__ import annotations
@@ -97,8 +105,9 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
     # falls back to the meshes)
     hu_volume: Volume | None = None
     hu_source = "synthetic phantom ct"
+    body_inputs: list[dict[str, str]] = []
     if name == "spine":
-        extra, hu_volume = _spine_body(ct, labels, specs, landmarks)
+        extra, hu_volume, body_inputs = _spine_body(ct, labels, specs, landmarks)
         structures += extra
         hu_source = "synthetic phantom ct: 2 mm composite of the spine (0.5 mm), muscles and ilium (1 mm), skin (2 mm)"
     provenance = {
@@ -110,7 +119,7 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
         "seed": seed,
         "voxel_mm": float(spacing_mm or default_spacing),
         "grid_shape": list(labels.array.shape),
-        "inputs": ct.inputs + labels.inputs,
+        "inputs": ct.inputs + labels.inputs + body_inputs,
         "pipeline": "labels -> gaussian 0.5 voxel -> marching cubes (ascent) -> taubin -> "
                     "fast-simplification to tissue budget -> repair",
     }
@@ -122,7 +131,7 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
 
 
 def _spine_body(ct: Volume, labels: Volume, specs: dict[int, LabelSpec], landmarks: dict[str, Any]
-                ) -> tuple[list[Structure], Volume]:
+                ) -> tuple[list[Structure], Volume, list[dict[str, str]]]:
     """Skin, muscles and iliac wings around the spine (coarser canvases), the searched safe
     approaches with their skin entries added to ``landmarks``, and the whole body's CT (2 mm)."""
     from . import phantom_body as B
@@ -138,6 +147,8 @@ def _spine_body(ct: Volume, labels: Volume, specs: dict[int, LabelSpec], landmar
                                    lm["vertices_mm"])
                   for n, lm in landmarks.items() if n.startswith("kambin_triangle_")}
     B.finish_body(body)
+    inputs = [{"kind": "synthetic_labels_body_1mm", "sha256": hashlib.sha256(body.labels.tobytes()).hexdigest()},
+              {"kind": "synthetic_labels_skin_2mm", "sha256": hashlib.sha256(skin.labels.tobytes()).hexdigest()}]
     out: list[Structure] = []
     for canvas, sp in ((body, body_specs), (skin, skin_specs)):
         vol = Volume(array=canvas.labels, affine=canvas.affine.copy(), source_units="mm", name="phantom:spine:body")
@@ -149,7 +160,7 @@ def _spine_body(ct: Volume, labels: Volume, specs: dict[int, LabelSpec], landmar
     hu, affine = B.composite_hu(ct.array, spine, body, skin, body_specs)
     whole = Volume(array=hu, affine=affine, source_units="mm", name="phantom:spine:ct_whole",
                    inputs=[{"kind": "synthetic_ct", "sha256": hashlib.sha256(hu.tobytes()).hexdigest()}])
-    return out, whole
+    return out, whole, inputs + whole.inputs
 
 
 def _save_nifti(vol: Volume, path: Path) -> None:
