@@ -25,6 +25,7 @@ from vr_trainer.sim.proximity import ProximityField
 # refined to 3 mm edges would cost ~100 s to index)
 BONE_EDGE_MM = 5.0
 SKIN_EDGE_MM = 12.0
+EXACT_MM = 6.0  # both only need the sign and the surface near it: farther, a cheap lower bound
 
 
 def _fragment_structure(scenario: Scenario, names: set[str], tissues: dict[str, str]) -> str | None:
@@ -87,7 +88,9 @@ def pted_model(scenario: Scenario, bundle: Any, world_from_patient: np.ndarray,
         pieces = split_fragment(np.asarray(st.mesh.vertices), np.asarray(st.mesh.faces), n_pieces or DEFAULT_PIECES)
         piece_field = ProximityField.from_meshes({f"{frag}#{p.index}": (p.vertices_mm, p.faces) for p in pieces})
     return PtedModel(patient_from_world=np.linalg.inv(world_from_patient),
-                     bone=ProximityField.from_meshes(bones, max_edge_mm=BONE_EDGE_MM) if bones else None,
-                     skin=ProximityField.from_meshes(skins, max_edge_mm=SKIN_EDGE_MM) if skins else None,
+                     bone=ProximityField.from_meshes(bones, max_edge_mm=BONE_EDGE_MM, exact_mm=EXACT_MM) if bones
+                     else None,
+                     skin=ProximityField.from_meshes(skins, max_edge_mm=SKIN_EDGE_MM, exact_mm=EXACT_MM) if skins
+                     else None,
                      kambin=_kambin(scenario, dict(bundle.landmarks)), midline_x_mm=midline,
                      fragment_structure=frag, pieces=pieces, piece_field=piece_field)

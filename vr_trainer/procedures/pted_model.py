@@ -142,6 +142,10 @@ class PtedState:
     removed: frozenset[int] = frozenset()
     trigger_down: bool = False
     grasps: int = 0
+    bone_probe_p: np.ndarray | None = None  # patient: a point whose distance to bone is at least bone_probe_mm
+    bone_probe_mm: float = 0.0
+    skin_probe_p: np.ndarray | None = None  # patient: a point and its signed distance to the skin
+    skin_probe_mm: float = 0.0
     first_entry_p: np.ndarray | None = None
     body_path_mm: float = 0.0  # the needle tip's path under the skin, every pass
     economy_pct: float = NAN
@@ -185,7 +189,7 @@ class PtedModel:
         touching = False
         if kind not in CUTTING and self.bone is not None and was is not None and was.held \
                 and prev.active_instrument == active and NEXT_INSTRUMENT not in actions:
-            pose, touching = self._bone_stop(np.array(was.world_from_tool, float), pose)
+            pose, touching, ps = self._bone_stop(ps, np.array(was.world_from_tool, float), pose)
         if touching and not ps.bone_touch:
             out_actions.add("bone_contact")
             haptics.append(HapticRequest(-1, *BONE_PULSE))
@@ -338,22 +342,28 @@ class PtedModel:
         d = self.bone.signed_distances(p.reshape(1, 3))
         return min((float(v[0]) for v in d.values()), default=math.inf)
 
-    def _bone_stop(self, was: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, bool]:
+    def _bone_stop(self, ps: PtedState, was: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray, bool, PtedState]:
         """``pose`` with its tip held on the bone's surface where the motion from ``was`` first
         enters bone: the whole segment is sampled every ``STOP_SAMPLE_MM`` (so a fast step cannot
-        tunnel through a thin lamina or facet), then the first entry is bisected."""
+        tunnel through a thin lamina or facet), then the first entry is bisected. A motion that
+        stays inside the ball around the last probe point whose radius is that point's distance
+        to bone (``bone_probe``) cannot reach bone and is not queried again."""
         assert self.bone is not None
         a, b = was[:3, 3], pose[:3, 3]
-        if self._bone_d(a) < 0.0:  # already inside (it started there): let it out, do not trap it
-            return pose, True
+        pfw = self.patient_from_world
+        a_p, b_p = pfw[:3, :3] @ a + pfw[:3, 3], pfw[:3, :3] @ b + pfw[:3, 3]
+        if ps.bone_probe_p is not None and max(float(np.linalg.norm(a_p - ps.bone_probe_p)),
+                                               float(np.linalg.norm(b_p - ps.bone_probe_p))) < ps.bone_probe_mm:
+            return pose, False, ps  # both ends (and the segment: a ball is convex) are clear of bone
         n = max(2, int(math.ceil(float(np.linalg.norm(b - a)) / STOP_SAMPLE_MM)) + 1)
         ts = np.linspace(0.0, 1.0, n)
-        pw = a + ts[:, None] * (b - a)
-        pp = pw @ self.patient_from_world[:3, :3].T + self.patient_from_world[:3, 3]
+        pp = a_p + ts[:, None] * (b_p - a_p)
         d = np.min(np.stack(list(self.bone.signed_distances(pp, memo=False).values())), axis=0)
+        if d[0] < 0.0:  # already inside (it started there): let it out, do not trap it
+            return pose, True, dataclasses.replace(ps, bone_probe_p=None)
         hit = np.flatnonzero(d < 0.0)
         if not len(hit):
-            return pose, False
+            return pose, False, dataclasses.replace(ps, bone_probe_p=b_p, bone_probe_mm=float(d[-1]))
         lo, hi = float(ts[hit[0] - 1]), float(ts[hit[0]])  # hit[0] >= 1: the start is outside
         for _ in range(BISECTIONS):
             mid = (lo + hi) / 2.0
@@ -363,13 +373,18 @@ class PtedModel:
                 hi = mid
         out = pose.copy()
         out[:3, 3] = a + lo * (b - a)
-        return out, True
+        return out, True, dataclasses.replace(ps, bone_probe_p=None)
 
     def _track_needle(self, ps: PtedState, tip_p: np.ndarray, axis_p: np.ndarray, obs: Observation) -> PtedState:
         inside = False
         if self.skin is not None:
-            d = self.skin.signed_distances(tip_p.reshape(1, 3))
-            inside = min((float(v[0]) for v in d.values()), default=math.inf) < 0.0
+            if ps.skin_probe_p is not None and float(np.linalg.norm(tip_p - ps.skin_probe_p)) < abs(ps.skin_probe_mm):
+                inside = ps.skin_probe_mm < 0.0  # still in the ball around the last probe: the same side
+            else:
+                d = self.skin.signed_distances(tip_p.reshape(1, 3))
+                sd = min((float(v[0]) for v in d.values()), default=math.inf)
+                inside = sd < 0.0
+                ps = dataclasses.replace(ps, skin_probe_p=tip_p.copy(), skin_probe_mm=sd if math.isfinite(sd) else 0.0)
         if inside and not ps.inserted:  # a new pass through the skin
             ps = dataclasses.replace(ps, inserted=True, passes=ps.passes + 1, entry_p=tip_p.copy(),
                                      entry_axis_p=axis_p.copy(), max_depth_mm=0.0, min_depth_mm=0.0, withdrawn=False,
