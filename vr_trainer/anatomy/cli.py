@@ -23,7 +23,7 @@ def run_import_ct(args: argparse.Namespace) -> int:
     from .importers import describe, import_ct
 
     out = import_ct(args.path, args.out, labels=args.labels, label_map=args.label_map, threshold_hu=args.threshold_hu,
-                    series=args.series, spine=args.spine)
+                    series=args.series, spine=args.spine, license=args.license, source_ref=args.source)
     print(describe(out))
     return 0
 
@@ -33,9 +33,16 @@ def run_import_mesh(args: argparse.Namespace) -> int:
     from .importers import describe, import_mesh
 
     out = import_mesh(args.files, args.out, tissue=args.tissue, units=args.units, name=args.name,
-                      frame=args.frame, spine=args.spine)
+                      frame=args.frame, spine=args.spine, license=args.license, source_ref=args.source)
     print(describe(out))
     return 0
+
+
+def _provenance_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--license", metavar="SPDX", default=None,
+                   help="licence of the source data, an SPDX id (e.g. Apache-2.0); stored as provenance.license")
+    p.add_argument("--source", metavar="TEXT", default=None,
+                   help="where the source data come from (URL, repository and path, DOI); provenance.source_ref")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -63,6 +70,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     ct.add_argument("--spine", action="store_true",
                     help="derive discs, dural sac, nerve roots and Kambin's triangles from the vertebrae "
                          "(named L1..L5, S1 or sacrum)")
+    _provenance_options(ct)
     ct.add_argument("--out", required=True, metavar="assets/NAME", help="bundle folder to write (replaced atomically)")
     set_handler(ct, run_import_ct)
     mesh = sub.add_parser("mesh", help="surface meshes (STL, OBJ, PLY, glTF/GLB, VTK, VTP) -> bundle",
@@ -80,6 +88,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     mesh.add_argument("--spine", action="store_true",
                       help="derive discs, dural sac, nerve roots and Kambin's triangles from the vertebrae "
                            "(named L1..L5, S1 or sacrum)")
+    _provenance_options(mesh)
     mesh.add_argument("--out", required=True, metavar="assets/NAME",
                       help="bundle folder to write (replaced atomically)")
     set_handler(mesh, run_import_mesh)

@@ -49,8 +49,24 @@ def _is_dicom(p: Path) -> bool:
     return p.is_dir() or p.suffix.lower() in (".dcm", ".dicom")
 
 
+def _licence_and_source(license: str | None, source_ref: str | None) -> dict[str, str]:
+    """``provenance.license`` (an SPDX licence id or expression) and ``provenance.source_ref``, when given."""
+    out: dict[str, str] = {}
+    if license is not None:
+        lic = license.strip()
+        if not lic or not all(c.isalnum() or c in ".-+() :" for c in lic):
+            raise AnatomyError(f"--license {license!r}: give an SPDX licence id such as Apache-2.0 or CC-BY-4.0")
+        out["license"] = lic
+    if source_ref is not None:
+        if not source_ref.strip():
+            raise AnatomyError("--source: give where the data come from (a URL, repository and path, a DOI)")
+        out["source_ref"] = source_ref.strip()
+    return out
+
+
 def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = None, label_map: str | None = None,
-              threshold_hu: float | None = None, series: str | None = None, spine: bool = False) -> Path:
+              threshold_hu: float | None = None, series: str | None = None, spine: bool = False,
+              license: str | None = None, source_ref: str | None = None) -> Path:
     """CT (DICOM folder / NIfTI / NRRD) and optional label map -> bundle at ``out``.
 
     Without ``labels`` a CT gives one bone surface at ``threshold_hu``
@@ -60,8 +76,10 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
     ultrasound or secondary-capture series needs ``labels`` (no Hounsfield
     units to threshold).  Returns the bundle folder.  ``spine``: derive discs, dural
     sac, nerve roots and Kambin landmarks from the labelled vertebrae
-    (:mod:`vr_trainer.anatomy.spine`).
+    (:mod:`vr_trainer.anatomy.spine`). ``license`` (an SPDX id) and ``source_ref`` (where the
+    data come from) are recorded as ``provenance.license`` / ``provenance.source_ref``.
     """
+    licence = _licence_and_source(license, source_ref)  # a user error before any work
     path = Path(path)
     deid: dict[str, Any] = {"status": "no_patient_metadata_copied", "note": _NO_PHI_NOTE}
     dicom = _is_dicom(path)
@@ -136,6 +154,7 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
                   "voxel_mm": [round(float(x), 4) for x in (lab or ct).spacing_mm],  # type: ignore[union-attr]
                   "pipeline": "orient to RAS mm -> marching cubes per label (ascent) -> taubin -> "
                               "fast-simplification to tissue budget -> repair"}
+    provenance.update(licence)
     landmarks = None
     if spine:
         from .skin import add_body
@@ -149,14 +168,17 @@ def import_ct(path: str | Path, out: str | Path, *, labels: str | Path | None = 
 
 
 def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | None = None, units: str = "auto",
-                name: str | None = None, frame: str | None = None, spine: bool = False) -> Path:
+                name: str | None = None, frame: str | None = None, spine: bool = False,
+                license: str | None = None, source_ref: str | None = None) -> Path:
     """Surface meshes -> bundle at ``out`` (see :mod:`vr_trainer.anatomy.meshes`).
 
     ``frame``: orientation code of the file coordinates (``RAS``, ``LPS``, ``ALS`` ...;
     default what the file declares, else RAS); recorded in the manifest's provenance.
     ``spine``: derive what is missing of discs, dural sac, roots and Kambin landmarks from
-    vertebra meshes named by level (``L4.stl``, ``S1.stl`` ...).
+    vertebra meshes named by level (``L4.stl``, ``S1.stl`` ...). ``license`` / ``source_ref``:
+    as in :func:`import_ct`.
     """
+    licence = _licence_and_source(license, source_ref)  # a user error before any work
     paths = [Path(f) for f in files]
     if not paths:
         raise AnatomyError("import mesh: give at least one mesh file")
@@ -168,6 +190,7 @@ def import_mesh(files: Sequence[str | Path], out: str | Path, *, tissue: str | N
                   "degenerate faces, tiny islands) -> decimation above 60k faces"}
     deid = {"status": "no_patient_metadata_copied",
             "note": "only vertex and face arrays are used; file headers, comments, names are not recorded"}
+    provenance.update(licence)
     notes = {"warnings": record["warnings"]} if record["warnings"] else None
     landmarks = None
     if spine:
