@@ -83,6 +83,21 @@ def closest_points_on_triangles(p: np.ndarray, a: np.ndarray, ab: np.ndarray, ac
     return a + ab * s[:, None] + ac * u[:, None], feature
 
 
+def _unique_rows(pairs: np.ndarray, n: int, return_inverse: bool = False,
+                 return_counts: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(pairs, axis=0, ...)`` for (m, 2) non-negative ints below ``n``, several times
+    faster: each row as one int64 key ``a * n + b`` (the same sorted order, so the same result).
+    Returns (unique rows, inverse or counts)."""
+    keys = pairs[:, 0].astype(np.int64) * n + pairs[:, 1]
+    if return_inverse:
+        u, extra = np.unique(keys, return_inverse=True)
+    elif return_counts:
+        u, extra = np.unique(keys, return_counts=True)
+    else:
+        u, extra = np.unique(keys), np.zeros(0, np.int64)
+    return np.stack([u // n, u % n], 1), np.asarray(extra).reshape(-1)
+
+
 def refine_to_edge_length(vertices_mm: np.ndarray, faces: np.ndarray, max_edge_mm: float,
                           max_rounds: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Split every edge longer than ``max_edge_mm`` at its midpoint, re-triangulating the faces
@@ -93,7 +108,7 @@ def refine_to_edge_length(vertices_mm: np.ndarray, faces: np.ndarray, max_edge_m
     for _ in range(max_rounds):
         n_f = len(f)
         edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-        uniq, inv = np.unique(edges, axis=0, return_inverse=True)
+        uniq, inv = _unique_rows(edges, len(v), return_inverse=True)
         long = np.linalg.norm(v[uniq[:, 0]] - v[uniq[:, 1]], axis=1) > max_edge_mm
         if not long.any():
             break
@@ -136,7 +151,7 @@ def _pseudonormals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         np.add.at(vn, faces[:, k], n * np.arccos(np.clip(cosv, -1.0, 1.0))[:, None])
     # edges: the sum of both neighbours' face normals (each weighted by pi)
     keys = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    _, inverse = _unique_rows(keys, len(vertices), return_inverse=True)
     inverse = inverse.reshape(-1)
     en = np.zeros((int(inverse.max()) + 1, 3))
     np.add.at(en, inverse, np.tile(n, (3, 1)))
@@ -152,7 +167,7 @@ def is_closed(faces: np.ndarray) -> bool:
     """Every edge has exactly two faces (a watertight, manifold surface)."""
     f = np.asarray(faces, np.int64)
     e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-    _, counts = np.unique(e, axis=0, return_counts=True)
+    _, counts = _unique_rows(e, int(f.max()) + 1 if len(f) else 1, return_counts=True)
     return bool(np.all(counts == 2))
 
 
