@@ -193,13 +193,14 @@ class PtedModel:
         if touching and not ps.bone_touch:
             out_actions.add("bone_contact")
             haptics.append(HapticRequest(-1, *BONE_PULSE))
-        ps = dataclasses.replace(ps, bone_touch=touching, bone_contacts=ps.bone_contacts + int(touching and
-                                                                                             not ps.bone_touch))
-        s_mm = self._s(ps, pose[:3, 3])
-        if kind == "working_cannula" and s_mm is not None:
-            ps = dataclasses.replace(ps, cannula_s_mm=s_mm)
-        elif kind == "endoscope" and s_mm is not None:
-            ps = dataclasses.replace(ps, scope_s_mm=s_mm)
+        change: dict[str, Any] = {}
+        if touching != ps.bone_touch:
+            change.update(bone_touch=touching, bone_contacts=ps.bone_contacts + int(touching))
+        s_mm = self._s(ps, pose[:3, 3]) if kind in ("working_cannula", "endoscope") else None
+        if s_mm is not None:
+            change["cannula_s_mm" if kind == "working_cannula" else "scope_s_mm"] = s_mm
+        if change:
+            ps = dataclasses.replace(ps, **change)
         insts[active] = dataclasses.replace(cur, world_from_tool=pose, held=True, visible=True)
         return MoveResult(tuple(insts), ps, frozenset(out_actions), tuple(haptics))
 
@@ -212,20 +213,22 @@ class PtedModel:
         tip_p = pfw[:3, :3] @ inst.tip_mm + pfw[:3, 3]
         axis_p = _unit(pfw[:3, :3] @ inst.axis)
         actions = set(obs.actions)
+        w = dict(ps.__dict__)  # this step's changes, made into one new state at the end
         if kind == NEEDLE:
-            ps = self._track_needle(ps, tip_p, axis_p, obs)
+            self._track_needle(w, tip_p, axis_p, obs)
         if obs.shot_view is not None and kind in SHEATH:
             actions.add("sheath_shot")
         trig = obs.trigger > 0.5
         if kind == FORCEPS and trig and not ps.trigger_down:
             took = self._grasp(ps, tip_p)
+            w["grasps"] = ps.grasps + 1
             if took is None:
                 actions.add("grasp_missed")
-                ps = dataclasses.replace(ps, grasps=ps.grasps + 1)
             else:
                 actions.add("fragment_removed")
-                ps = dataclasses.replace(ps, removed=ps.removed | {took}, grasps=ps.grasps + 1)
-        ps = dataclasses.replace(ps, trigger_down=trig)
+                w["removed"] = ps.removed | {took}
+        w["trigger_down"] = trig
+        ps = PtedState(**w)
         removed = dict(obs.removed_pct)
         if self.fragment_structure is not None and self.pieces:
             removed[self.fragment_structure] = removed_pct(self.pieces, ps.removed)
@@ -375,52 +378,54 @@ class PtedModel:
         out[:3, 3] = a + lo * (b - a)
         return out, True, dataclasses.replace(ps, bone_probe_p=None)
 
-    def _track_needle(self, ps: PtedState, tip_p: np.ndarray, axis_p: np.ndarray, obs: Observation) -> PtedState:
+    def _track_needle(self, w: dict[str, Any], tip_p: np.ndarray, axis_p: np.ndarray, obs: Observation) -> None:
+        """Passes, redirections, the skin entry and the Kambin crossing; ``w`` is the state's fields
+        (updated in place; made into a new :class:`PtedState` once per step)."""
         inside = False
         if self.skin is not None:
-            if ps.skin_probe_p is not None and float(np.linalg.norm(tip_p - ps.skin_probe_p)) < abs(ps.skin_probe_mm):
-                inside = ps.skin_probe_mm < 0.0  # still in the ball around the last probe: the same side
+            probe = w["skin_probe_p"]
+            if probe is not None and float(np.linalg.norm(tip_p - probe)) < abs(w["skin_probe_mm"]):
+                inside = w["skin_probe_mm"] < 0.0  # still in the ball around the last probe: the same side
             else:
                 d = self.skin.signed_distances(tip_p.reshape(1, 3))
                 sd = min((float(v[0]) for v in d.values()), default=math.inf)
                 inside = sd < 0.0
-                ps = dataclasses.replace(ps, skin_probe_p=tip_p.copy(), skin_probe_mm=sd if math.isfinite(sd) else 0.0)
-        if inside and not ps.inserted:  # a new pass through the skin
-            ps = dataclasses.replace(ps, inserted=True, passes=ps.passes + 1, entry_p=tip_p.copy(),
-                                     entry_axis_p=axis_p.copy(), max_depth_mm=0.0, min_depth_mm=0.0, withdrawn=False,
-                                     entry_lateral_mm=abs(float(tip_p[0]) - self.midline_x_mm))
-        elif not inside and ps.inserted:
-            ps = dataclasses.replace(ps, inserted=False)
-        if ps.inserted and ps.first_entry_p is None:
-            ps = dataclasses.replace(ps, first_entry_p=tip_p.copy())
-        if ps.inserted and ps.last_needle_tip_p is not None and ps.first_entry_p is not None:
-            path = ps.body_path_mm + float(np.linalg.norm(tip_p - ps.last_needle_tip_p))
-            net = float(np.linalg.norm(tip_p - ps.first_entry_p))
-            ps = dataclasses.replace(ps, body_path_mm=path, economy_pct=100.0 * net / path if path > 1.0 else NAN)
-        if ps.inserted and ps.entry_p is not None and ps.entry_axis_p is not None:
-            depth = float((tip_p - ps.entry_p) @ ps.entry_axis_p)
-            if not ps.withdrawn:
-                ps = dataclasses.replace(ps, max_depth_mm=max(ps.max_depth_mm, depth))
-                if depth < ps.max_depth_mm - REDIRECT_BACK_MM:
-                    ps = dataclasses.replace(ps, withdrawn=True, min_depth_mm=depth)
-            else:
-                ps = dataclasses.replace(ps, min_depth_mm=min(ps.min_depth_mm, depth))
-                if depth > ps.min_depth_mm + REDIRECT_FORWARD_MM:
-                    ps = dataclasses.replace(ps, withdrawn=False, max_depth_mm=depth,
-                                             redirections=ps.redirections + 1)
+                w["skin_probe_p"], w["skin_probe_mm"] = tip_p.copy(), sd if math.isfinite(sd) else 0.0
+        if inside and not w["inserted"]:  # a new pass through the skin
+            w.update(inserted=True, passes=w["passes"] + 1, entry_p=tip_p.copy(), entry_axis_p=axis_p.copy(),
+                     max_depth_mm=0.0, min_depth_mm=0.0, withdrawn=False,
+                     entry_lateral_mm=abs(float(tip_p[0]) - self.midline_x_mm))
+        elif not inside and w["inserted"]:
+            w["inserted"] = False
+        last = w["last_needle_tip_p"]
+        if w["inserted"]:
+            if w["first_entry_p"] is None:
+                w["first_entry_p"] = tip_p.copy()
+            if last is not None:
+                path = w["body_path_mm"] + float(np.linalg.norm(tip_p - last))
+                net = float(np.linalg.norm(tip_p - w["first_entry_p"]))
+                w["body_path_mm"], w["economy_pct"] = path, (100.0 * net / path if path > 1.0 else NAN)
+            if w["entry_p"] is not None and w["entry_axis_p"] is not None:
+                depth = float((tip_p - w["entry_p"]) @ w["entry_axis_p"])
+                if not w["withdrawn"]:
+                    w["max_depth_mm"] = max(w["max_depth_mm"], depth)
+                    if depth < w["max_depth_mm"] - REDIRECT_BACK_MM:
+                        w["withdrawn"], w["min_depth_mm"] = True, depth
+                else:
+                    w["min_depth_mm"] = min(w["min_depth_mm"], depth)
+                    if depth > w["min_depth_mm"] + REDIRECT_FORWARD_MM:
+                        w.update(withdrawn=False, max_depth_mm=depth, redirections=w["redirections"] + 1)
         k = self.kambin
-        last = ps.last_needle_tip_p
         if k is not None and last is not None:
             s0, s1 = k.side_mm(last), k.side_mm(tip_p)
             if s0 > 0.0 >= s1:  # crossed the triangle's plane from the approach side
                 q = last + (tip_p - last) * (s0 / (s0 - s1))
                 ax, cc = float(obs.angles_deg.get("axial", NAN)), float(obs.angles_deg.get("craniocaudal", NAN))
                 t_ax, t_cc = approach_angles_deg(k.approach_direction)
-                ps = dataclasses.replace(ps, kambin_error_mm=float(np.linalg.norm(q - k.incenter_mm)),
-                                         kambin_inside=1.0 if k.contains(q) else 0.0,
-                                         kambin_axial_deg=ax, kambin_craniocaudal_deg=cc,
-                                         axial_error_deg=abs(ax - t_ax), craniocaudal_error_deg=abs(cc - t_cc))
-        return dataclasses.replace(ps, last_needle_tip_p=tip_p.copy())
+                w.update(kambin_error_mm=float(np.linalg.norm(q - k.incenter_mm)),
+                         kambin_inside=1.0 if k.contains(q) else 0.0, kambin_axial_deg=ax, kambin_craniocaudal_deg=cc,
+                         axial_error_deg=abs(ax - t_ax), craniocaudal_error_deg=abs(cc - t_cc))
+        w["last_needle_tip_p"] = tip_p.copy()
 
     def _grasp(self, ps: PtedState, tip_p: np.ndarray) -> int | None:
         if self.piece_field is None:
