@@ -166,9 +166,11 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
             loop.sinks.append(video_writer)
         if mentor_url:
-            from remote.trainee import TraineeBridge
+            from remote.trainee import BridgeConfig, TraineeBridge
+            from vr_trainer.app.mentor_views import mentor_views
 
-            bridge = TraineeBridge(mentor_url, token or "")
+            bridge = TraineeBridge(mentor_url, token or "",
+                                   BridgeConfig(extra_views=mentor_views(scene, loop, renderer, fluoro)))
             bridge.attach(loop)
         gc.freeze()  # the scene is built: keep full GC passes from pausing the frame loop and network
         interrupted = False
