@@ -9,7 +9,9 @@ issue's target: <= 2 ms median); per fixed step likewise; and the frame's CPU ti
 thread (on a shared machine the wall figures include time the thread waited for a core).
 
 Peer: the same frames with trimesh's exact ``signed_distance`` in place of our proximity query
-(:class:`TrimeshProximity`, same points, same structures), swapped in for ``--peer-frames``
+on the risk structures and targets (``Simulation.proximity``: :class:`TrimeshProximity`, same
+points, same structures; a procedure model's own fields, such as PTED's bone stop, stay ours),
+swapped in for ``--peer-frames``
 frames spread over the run (trimesh needs tens of milliseconds per step, so the whole run would
 take minutes); the ratio is taken on those frames against ours on the others. That is the fair
 peer: the simulation and scoring around the query are the same code, so the ratio says what the
