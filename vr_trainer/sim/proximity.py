@@ -344,11 +344,9 @@ class ProximityField:
                 if len(lost):
                     lo, hi = boxes[js[lost], 0], boxes[js[lost], 1]
                     inner = np.minimum(p[ip[lost]] - lo, hi - p[ip[lost]]).min(1)
-                    sur = list(self.surfaces.values())
-                    for r in lost[inner >= self.exact_mm]:
-                        s = sur[js[r]]
-                        _, i0 = s.tree.query(p[ip[r]], k=1)
-                        res[js[r], ip[r]] = self._one(s, p[ip[r]], int(i0))
+                    deep = lost[inner >= self.exact_mm]
+                    if len(deep):  # the triangle of the nearest centroid says which side (all at once)
+                        res[js[deep], ip[deep]] = self._nearest_centroid_side(js[deep], p[ip[deep]])
                 js, ip, idx, within = js[found], ip[found], idx[found], within[found]
         if len(js):
             idx = np.where(within, idx, idx[:, :1])  # missing neighbours: repeat the first
@@ -364,14 +362,21 @@ class ProximityField:
             res[js, ip] = np.where(self._closed[js], v, np.abs(v))
         return list(res)
 
-    @staticmethod
-    def _one(s: SurfaceIndex, p: np.ndarray, face: int) -> float:
-        q, feat = closest_points_on_triangles(p[None], s.a[face:face + 1], s.ab[face:face + 1], s.ac[face:face + 1],
-                                              s.dots[face:face + 1, 0], s.dots[face:face + 1, 1],
-                                              s.dots[face:face + 1, 2])
-        diff = p - q[0]
-        d = float(np.linalg.norm(diff))
-        return -d if float(diff @ s.pseudonormals[face, int(feat[0])]) < 0 else d
+    def _nearest_centroid_side(self, js: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Signed distance of each point to the triangle of its nearest centroid on structure
+        ``js`` (points far from every triangle, deep in a closed structure's box: the sign is
+        what matters there), one k-d search per structure and one exact pass."""
+        fi = np.zeros(len(js), np.int64)
+        sur = list(self.surfaces.values())
+        for j in np.unique(js):
+            sel = np.nonzero(js == j)[0]
+            _, i0 = sur[j].tree.query(points[sel], k=1)
+            fi[sel] = np.asarray(i0, np.int64).reshape(-1) + self._offset[sur[j].name]
+        g = self._geom[fi]
+        q, feat = closest_points_on_triangles(points, g[:, 0:3], g[:, 3:6], g[:, 6:9], g[:, 9], g[:, 10], g[:, 11])
+        diff = points - q
+        d = np.sqrt((diff * diff).sum(1))
+        return np.where((diff * self._pn[fi, feat]).sum(1) < 0, -d, d)
 
 
 def shaft_points(world_from_tool: np.ndarray, length_mm: float, spacing_mm: float = 2.0) -> np.ndarray:
