@@ -5,12 +5,12 @@ ilium at 1 mm) and meshed through the same pipeline.  Patient RAS mm, the
 spine phantom's frame (origin at the canal centre of the L4-L5 disc).
 
 - ``skin``: a closed trunk segment (cut flat above L2 and below the sacrum),
-  a super-elliptic cross-section 310-340 mm wide and 240 mm deep, the back
-  ~92 mm behind the canal (~70 mm behind the laminae): adult values, from
-  memory (a lean-to-average adult; obese patients are deeper).
+  a super-elliptic cross-section 280 (waist) to 320 mm (hips) wide and 240 mm
+  deep, the back ~92 mm behind the canal (~73 mm behind the L4 laminae):
+  adult values, from memory (a lean-to-average adult; obese patients are deeper).
 - ``paraspinal_muscle_left/right``: erector spinae and multifidus as one mass
   per side, from the spinous processes to ~80 mm lateral, between the laminae
-  and the thoracolumbar fascia (~15 mm of subcutaneous fat behind it).
+  and the thoracolumbar fascia (12 mm of subcutaneous fat behind it).
 - ``psoas_left/right``: beside the bodies, widening caudally, passing over the
   pelvic brim (the lumbar plexus runs in it; roots tunnel through it here).
 - ``ilium_left/right``: iliac wings (thin curved plates flaring outwards as

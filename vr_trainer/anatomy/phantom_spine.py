@@ -17,14 +17,16 @@ interpedicular distance ~22 at L4; transverse processes 27/23/19 mm long at
 L3/L4/L5 (L5 short and stout); spinous processes ~30 mm long, ~6 mm thick.
 Discs 10-10.5 high at the centre.
 
-Lordosis (segmental, between adjacent endplates): L3-L4 10, L4-L5 14,
-L5-S1 20 degrees, 44 degrees from the L3 superior to the S1 endplate, within
-the ranges of standing radiographs (e.g. Been et al. 2010, "Vertebral bodies
-or discs: which contributes more to human-like lumbar lordosis?", Clin
-Orthop Relat Res 468:1822-1829; the per-level split is from memory: most of
-the lordosis at L4-L5 and L5-S1).  The L4-L5 disc's bisector is horizontal,
-so the default scenario's level lies as before; the sacrum tilts forward
-(sacral slope 27 degrees relative to that plane).
+Lordosis (segmental, between adjacent endplates, i.e. the disc wedges): L3-L4
+12, L4-L5 14, L5-S1 16 degrees, 42 degrees from the L3 superior to the S1
+endplate (measured on the meshes: 43), within the ranges of standing
+radiographs (e.g. Been et al. 2010, "Vertebral bodies or discs: which
+contributes more to human-like lumbar lordosis?", Clin Orthop Relat Res
+468:1822-1829; the per-level split is from memory: most of the lordosis at
+L4-L5 and L5-S1).  The discs wedge about the bodies' centres (the L5-S1 disc
+~14 mm high anteriorly, ~6 mm posteriorly).  The L4-L5 disc's bisector is
+horizontal, so the default scenario's level lies as before; L3 tips back 19
+degrees and the sacrum forward 23 (its slope relative to that plane).
 
 Facet joints (angle of the joint plane from the sagittal plane, opening
 posteriorly): L2-L3 30, L3-L4 35, L4-L5 45, L5-S1 55 degrees: near-sagittal
