@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from vr_trainer.procedures import tka_readouts as R
-from vr_trainer.procedures.tka_gaps import KneeBalance, Ligament, knee_balance
+from vr_trainer.procedures.tka_gaps import KneeBalance, Ligament, gap_summary, knee_balance
 from vr_trainer.procedures.tka_landmarks import FemurLandmarks, TibiaLandmarks, femur_landmarks, tibia_landmarks
 from vr_trainer.sim.cutting import Plane
 
@@ -145,3 +145,19 @@ def test_without_a_fibula_the_lcl_inserts_on_the_lateral_tibia_and_says_so() -> 
     k = knee_balance(f, t, tm, None)
     assert any("no fibula" in n for n in k.notes)
     assert float((k.lcl.insertion_mm - t.knee_centre_mm) @ t.frame.lateral) > 20.0
+
+
+def test_flexion_and_extension_gaps_match_when_the_posterior_cut_leaves_the_same_space() -> None:
+    # the posterior cut placed so that the flexion gap equals the extension gap: a balanced knee; 3 mm
+    # less posterior resection leaves the flexion gap 3 mm tighter than extension
+    k = balance()
+    f, _, _, _ = knee()
+    distal, tibial, posterior = cuts()
+    ext, flex = k.extension_gaps(distal, tibial), k.flexion_gaps(posterior, tibial)
+    depth = 9.0 - (flex.medial_mm + flex.lateral_mm - ext.medial_mm - ext.lateral_mm) / 2
+    _, _, matched = cuts(posterior_mm=depth)
+    s = gap_summary(ext, k.flexion_gaps(matched, tibial))
+    assert s["balanced"] and all(abs(x) < 0.5 for x in s["flexion_minus_extension_mm"])
+    _, _, short = cuts(posterior_mm=depth - 3.0)
+    s = gap_summary(ext, k.flexion_gaps(short, tibial))
+    assert not s["balanced"] and all(abs(x + 3.0) < 0.5 for x in s["flexion_minus_extension_mm"])

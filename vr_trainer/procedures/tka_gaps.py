@@ -297,6 +297,16 @@ class KneeBalance:
                 "flexion_deg": self.flexion_deg, "releases": list(self.releases), "notes": list(self.notes)}
 
 
+def gap_summary(extension: Gaps, flexion: Gaps) -> dict[str, Any]:
+    """What a gap-balancing surgeon checks: both gaps rectangular, and flexion equal to extension
+    (within :data:`BALANCED_MM`) on each side; ``flexion_minus_extension_mm`` per side."""
+    diff = (flexion.medial_mm - extension.medial_mm, flexion.lateral_mm - extension.lateral_mm)
+    return {"extension": extension.as_dict(), "flexion": flexion.as_dict(),
+            "flexion_minus_extension_mm": [round(diff[0], 2), round(diff[1], 2)],
+            "balanced": bool(extension.rectangular and flexion.rectangular
+                             and all(abs(x) <= BALANCED_MM for x in diff))}
+
+
 def knee_balance(femur: FemurLandmarks, tibia: TibiaLandmarks, tibia_mesh: trimesh.Trimesh,
                  fibula_mesh: trimesh.Trimesh | None = None, *, tension_n: float = TENSION_N,
                  mcl_tightness_mm: float = 0.0, lcl_tightness_mm: float = 0.0,
@@ -329,5 +339,5 @@ def knee_balance(femur: FemurLandmarks, tibia: TibiaLandmarks, tibia_mesh: trime
                        flexion_deg=flexion_deg, notes=notes)
 
 
-__all__ = ["Gaps", "InsertFit", "KneeBalance", "Ligament", "knee_balance", "lcl_insertion", "mcl_insertion",
-           "BALANCED_MM", "TENSION_N"]
+__all__ = ["Gaps", "InsertFit", "KneeBalance", "Ligament", "gap_summary", "knee_balance", "lcl_insertion",
+           "mcl_insertion", "BALANCED_MM", "TENSION_N"]
