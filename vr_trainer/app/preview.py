@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 VIEW_NAMES = ("ap", "lateral", "approach")
 FOV_DEG = 28.0
+PREVIEW_LEFT_OUT = ("skin", "fat", "muscle")  # tissues a preview leaves out (it is a view of the target anatomy)
 GHOST_ALPHA = 0.5  # how strongly a risk structure (and its margin) hidden behind anatomy shows through
 MARKER_GHOST_ALPHA = 0.85  # a target marker is always seen
 BACKGROUND_RGB = (20, 24, 30)
@@ -119,7 +120,8 @@ def load_preview_scene(path: str | Path) -> PreviewScene:
     loc = s.locale
     by_name = {st.name: np.asarray(st.mesh.vertices, float) for st in bundle.structures}
     risk_names = {r.structure for r in s.risk_structures}
-    hidden = set(s.anatomy.hide)
+    # a planning view of the anatomy that matters: the body's skin, fat and muscles would cover it
+    hidden = set(s.anatomy.hide) | {st.name for st in bundle.structures if st.tissue in PREVIEW_LEFT_OUT}
     parts = [(st.name, st.tissue, by_name[st.name], np.asarray(st.mesh.faces), not st.watertight)
              for st in bundle.structures if st.name not in hidden and st.name not in risk_names]
     shown = [by_name[st.name] for st in bundle.structures if st.name not in hidden]
