@@ -11,6 +11,7 @@
 | ``cohort`` | ``bench cohort`` | reading every recording in full (cohort index and learning-curve report) |
 | ``fluoro`` | ``bench fluoro`` | plastimatch's ``drr`` (one 512x512 C-arm shot from the example CT: time, Pearson r) |
 | ``sim`` | ``bench sim`` | the same frames with trimesh's signed distance in place of ours (simulation + scoring per frame) |
+| ``cut`` | ``bench cut`` | trimesh's ``slice_plane(cap=True)`` (the distal femoral cut of the shipped knee's femur) |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
 """  # noqa: E501 (a table row)
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort", "fluoro", "sim")
+BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort", "fluoro", "sim", "cut")
 
 
 def register_all(bench_subparsers: Any) -> None:
