@@ -7,7 +7,7 @@ is built over the triangle centroids. A query takes, per point, the ``k`` triang
 nearest centroids and computes the exact point-triangle distance on them (vectorised, every
 structure in one pass). If the nearest triangle is not among them the answer is still within
 the largest centroid-to-corner distance (about ``max_edge_mm / 1.7``) of the truth; on the
-shipped bundle the measured error within 20 mm of a surface is below 0.001 mm against libigl's
+shipped bundle the measured error within 20 mm of a surface is below 0.01 mm against libigl's
 and trimesh's exact distances (``vr-trainer bench proximity``, ``tests/sim/test_proximity*.py``;
 the target is 0.25 mm). Why not a distance field precomputed in the bundle or a BVH: see
 :mod:`vr_trainer.bench.proximity`.
