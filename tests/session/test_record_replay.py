@@ -198,8 +198,12 @@ def test_sigkill_mid_session_leaves_a_readable_partial_with_at_most_a_second_los
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:  # wait until frames are on disk
             if partial.exists() and partial.stat().st_size > 2000:
-                break
-            time.sleep(0.1)
+                try:
+                    if len(read_recording(partial).frames) >= 5:  # the session has started its frames
+                        break
+                except RecordingError:  # the header is not complete yet
+                    pass
+            time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         time.sleep(2.0)
         killed_at = time.perf_counter()  # CLOCK_MONOTONIC: the child's loop clock reads the same clock

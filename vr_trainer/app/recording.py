@@ -138,7 +138,7 @@ class SessionRecorder:
                 self._notes = list(notes)
             w.message("/inbox", self._now(), msg)
         if self.rules is not None and state.time_s >= self._next_metrics_s:
-            self._next_metrics_s = state.time_s + METRIC_PERIOD_S
+            self._next_metrics_s = next_sample_s(state.time_s, METRIC_PERIOD_S)
             w.message("/metrics", self._now(), metric_sample(self.rules, state, frame.index))
 
     def record_image(self, kind: str, time_s: float, png: bytes, **meta: Any) -> None:
@@ -151,6 +151,12 @@ class SessionRecorder:
     def publish_notice(self, notice: dict[str, Any]) -> None:
         """A :class:`~vr_trainer.app.bridge.NoticeSink`: every engine notice goes to ``/notices``."""
         self.writer.message("/notices", self._now(), notice)
+
+
+def next_sample_s(time_s: float, period_s: float) -> float:
+    """When the next metric sample is due: the next multiple of ``period_s`` after ``time_s`` (a
+    fixed grid, so frames that do not divide the period do not stretch it)."""
+    return (math.floor(time_s / period_s + 1e-9) + 1.0) * period_s
 
 
 def metric_sample(rules: ScenarioRules, state: SimState, frame_index: int) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vr_trainer.app.recording import bundle_fingerprint, metric_sample
+from vr_trainer.app.recording import bundle_fingerprint, metric_sample, next_sample_s
 from vr_trainer.frame import Frame, View
 from vr_trainer.scenario.loader import REPO_ROOT, load_scenario_checked, resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
@@ -237,7 +237,7 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
 
         def sample(state: Any, frame: Frame) -> None:
             if scene.rules is not None and state.time_s >= next_s[0]:
-                next_s[0] = state.time_s + period
+                next_s[0] = next_sample_s(state.time_s, period)
                 samples.append(metric_sample(scene.rules, state, frame.index))
         loop.recorders.append(sample)
         fluoro = None
