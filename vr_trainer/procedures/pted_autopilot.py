@@ -52,9 +52,8 @@ import numpy as np
 from vr_trainer.procedures.autopilot import SkillProfile
 from vr_trainer.procedures.plan import (NEXT_INSTRUMENT, ErrorKind, Plan, PlanAction, PlannedError, PlanStep, ToolKey,
                                         vec3)
-from vr_trainer.procedures.pted_plan import (GraspPoint, PtedFrame, PtedStepIds, Trajectory, distances,
-                                             fragment_pieces, grasp_points, plan_trajectory, pted_frame, step_ids,
-                                             unit)
+from vr_trainer.procedures.pted_plan import PtedFrame, PtedStepIds, Trajectory, plan_trajectory, pted_frame, step_ids
+from vr_trainer.procedures.pted_plan_fragment import GraspPoint, distances, fragment_pieces, grasp_points, unit
 from vr_trainer.procedures.reach import PlanningContext
 from vr_trainer.scenario.schema import Scenario
 
@@ -62,6 +61,7 @@ HANDLE_MM = 100.0
 NEEDLE_MM_S = (28.0, 3.0)  # expert needle speed far from / at the target
 TOOL_MM_S = 22.0  # guidewire, dilator, cannula, scope advances
 OUT_MM = 25.0  # the hand starts and exchanges this far outside the skin
+NEEDLE_PAST_MM = 0.3  # the needle stops this far past the aim point: through the triangle's plane
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,7 @@ class _Planner:
 
         def settle(x: float) -> np.ndarray:
             return rest * float(np.clip((s0 - x) / max(s0, 1e-6), 0, 1)) + waver(x)
-        self.along(s, 0.0, self.v_needle, self.v_min, settle)
+        self.along(s, -NEEDLE_PAST_MM, self.v_needle, self.v_min, settle)
         if res > 0.05:
             self.error("aim", step, float(np.linalg.norm(rest)), "mm", "the needle rests off Kambin's incentre")
         arrive = tr.t
@@ -423,7 +423,8 @@ class _Planner:
         self.hesitate(step)
         scope_tip = t.point(t.dock_s_mm)
         tr.move(scope_tip, self.v_tool, t.direction)
-        grasps: list[GraspPoint] = grasp_points(self.ctx, t, fragment_pieces(self.ctx, self.ids), self.ids)
+        grasps: list[GraspPoint] = grasp_points(self.ctx, scope_tip, t.direction,
+                                                fragment_pieces(self.ctx, self.ids.fragment_structure))
         if not grasps:
             self.notes.append(f"step {step}: no fragment pieces to grasp")
         misses = self.sk.grasp_misses

@@ -14,17 +14,17 @@ shipped phantom, so the same planner works on another patient's bundle:
   straight path from ``K`` out to the skin is scored by its clearance: the needle's shaft from
   ``K`` and the working cannula's shaft from the docking point must keep the risk structures'
   margins and stay out of bone (facets, pedicles, the iliac crest) and organs; then a preference
-  for the skin entry landmark (when the bundle gives one), the Kambin landmark's approach
-  direction, a skin entry ``ENTRY_LATERAL_MM`` from the midline and a usual axial angle;
+  for the Kambin landmark's approach direction, a skin entry ``ENTRY_LATERAL_MM`` from the
+  midline and a usual axial angle. When the landmark's own approach (or its ``skin_entry_mm``)
+  keeps every margin with the skin entry in that band, the expert takes it as planned;
 * **skin entry**: where ``L`` leaves the skin surface (tissue ``skin``), else where it leaves
   every structure;
 * **docking point**: the cannula's tip, the point of ``L`` nearest ``K`` from which the cannula's
   shaft, out to the skin, keeps the risk margins (plus ``DOCK_SPARE_MM``): the foraminal dock;
 * **guidewire depth**: a few millimetres past ``K`` along ``L``, inside the disc when the
   guidewire step asks for it, keeping the margins;
-* **grasp points**: per fragment piece (``procedures.pted_fragment.split_fragment`` of the
-  fragment structure, as the simulation splits it), the point within the forceps' reach of the
-  scope tip that is inside or beside the piece and clearest of the risk structures.
+* **fragment**: the line and the dock are also scored by how much of the fragment the forceps
+  reach from the dock (:mod:`vr_trainer.procedures.pted_plan_fragment`: pieces, grasp points).
 
 Units: millimetres, patient frame (RAS), unit vectors; ``s`` is the distance from ``K`` along
 ``L``'s outward direction (negative: past ``K``, deeper).
@@ -37,25 +37,18 @@ from typing import Any, cast
 
 import numpy as np
 
+from vr_trainer.procedures.pted_plan_fragment import (distances, piece_points, radius_mm, reach_fraction,
+                                                      reaching_dock, unit)
 from vr_trainer.procedures.reach import OBSTACLE_TISSUES, PlanningContext
 from vr_trainer.scenario.conditions import Call, Compare, ConditionError, nodes, parse
-from vr_trainer.sim.instruments import CATALOGUE
 
 ENTRY_LATERAL_MM = (90.0, 140.0)  # the usual skin entry from the midline at L4-L5 (10-14 cm), tolerated band
 AXIAL_USUAL_DEG = (15.0, 40.0)  # usual angle of the line from the coronal plane
 DOCK_SPARE_MM = 0.4  # the docked cannula keeps this much beyond the risk margins
 DOCK_MAX_MM = 14.0  # the dock is at most this far out from K
 NEEDLE_SPARE_MM = 0.8
-GRASP_REACH_MM = 3.0  # a grasp takes a piece whose surface is this close to the forceps tip (H3's rule)
-FORCEPS_MAX_ANGLE_DEG = 25.0  # how far the forceps may angle from the scope's axis (planner's own limit)
-FORCEPS_MAX_EXTENSION_MM = 30.0
+REACH_WEIGHT = 8.0  # score per share of the fragment the forceps reach from the dock (a clear line first)
 BODY_MAX_MM = 220.0  # the line is followed out to here looking for the skin
-PLAN_EXACT_MM = 8.0  # clearances beyond this decide nothing
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return np.asarray(v, float) / n if n > 1e-12 else np.asarray(v, float)
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,7 @@ class PtedStepIds:
 class Trajectory:
     """The planned line and its points (patient RAS mm)."""
 
-    target_mm: np.ndarray  # K
+    target_mm: np.ndarray  # the aim point in Kambin's triangle (K in the formulas)
     direction: np.ndarray  # outward unit vector
     skin_entry_mm: np.ndarray
     skin_s_mm: float
@@ -115,46 +108,12 @@ class Trajectory:
     craniocaudal_deg: float
     entry_lateral_mm: float
     source: str  # what chose it
+    kambin_mm: np.ndarray | None = None  # the Kambin incentre (target_mm is the aim point beside it)
+    fragment_reach: float = 0.0  # share of the fragment's volume within the forceps' reach from the dock
 
     def point(self, s_mm: float | np.ndarray) -> np.ndarray:
         s = np.asarray(s_mm, float)
         return self.target_mm + s[..., None] * self.direction
-
-
-@dataclass(frozen=True)
-class GraspPoint:
-    piece: int
-    point_mm: np.ndarray  # where the forceps tip closes
-    centroid_mm: np.ndarray
-    volume_mm3: float
-    clearance_mm: float  # from the risk structures, less the forceps radius and margins
-
-
-def distances(ctx: PlanningContext, points_mm: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """Signed distances (mm) from ``points_mm`` (n, 3) to the named structures only (the context's
-    surface indexes, shared; exact within ``PLAN_EXACT_MM`` of a surface, a lower bound beyond)."""
-    from vr_trainer.sim.proximity import ProximityField, SurfaceIndex
-
-    names = [n for n in names if n in ctx.structures]
-    if not names:
-        return {}
-    cache = vars(ctx).setdefault("_pted_cache", {})
-    key = ("field", tuple(sorted(names)))
-    if key not in cache:
-        built = ctx._field.surfaces if ctx._field is not None else {}
-        surf = cache.setdefault("surfaces", {})
-        for n in key[1]:
-            if n not in surf:
-                st = ctx.structures[n]
-                surf[n] = built.get(n) or SurfaceIndex.from_mesh(n, st.vertices_mm, st.faces, 6.0)
-        cache[key] = ProximityField({n: surf[n] for n in key[1]}, k=12, exact_mm=PLAN_EXACT_MM, memo_size=0)
-    return cast(dict[str, np.ndarray], cache[key].signed_distances(np.asarray(points_mm, float).reshape(-1, 3),
-                                                                   memo=False))
-
-
-def _radius(kind: str, default_mm: float) -> float:
-    spec = CATALOGUE.get(kind)
-    return spec.shaft_diameter_mm / 2.0 if spec is not None else default_mm
 
 
 def step_ids(ctx: PlanningContext) -> PtedStepIds:
@@ -316,8 +275,8 @@ def _plan_trajectory(ctx: PlanningContext, ids: PtedStepIds) -> Trajectory:
     tgt = ctx.targets[ids.kambin_target]
     k = np.asarray(tgt.point_mm, float)
     ob = _Obstacles(ctx, ids)
-    r_needle = _radius("spinal_needle", 0.64)
-    r_cannula = max(_radius("working_cannula", 3.75), _radius("dilator", 3.15))
+    r_needle = radius_mm("spinal_needle", 0.64)
+    r_cannula = max(radius_mm("working_cannula", 3.75), radius_mm("dilator", 3.15))
     aa, cc = np.meshgrid(np.arange(4.0, 62.0, 6.0), np.arange(-36.0, 37.0, 6.0), indexing="ij")
     dirs = fr.direction(aa.ravel(), cc.ravel())
     prefer: list[tuple[np.ndarray, str]] = []
@@ -327,29 +286,36 @@ def _plan_trajectory(ctx: PlanningContext, ids: PtedStepIds) -> Trajectory:
     if lm.get("skin_entry_mm") is not None:  # the bundle's derived skin entry for this triangle
         prefer.append((unit(np.asarray(lm["skin_entry_mm"], float) - k), "kambin landmark skin_entry_mm"))
     tol = tgt.tolerance_mm
-    best = _best(ctx, ob, fr, k, dirs, prefer, r_needle, r_cannula, ids.dock_within_mm, tol)
+    kambin = k
+    k = aim_point(ctx, ob, tgt.point_mm, tgt.landmark, tol, r_needle)
+    frag = piece_points(ctx, ids.fragment_structure)
+    best = _best(ctx, ob, fr, k, dirs, prefer, r_needle, r_cannula, ids.dock_within_mm, tol, frag)
     # refine about the best
     a0, c0 = fr.angles_deg(best[0])
     aa, cc = np.meshgrid(a0 + np.arange(-6.0, 6.1, 1.5), c0 + np.arange(-6.0, 6.1, 1.5), indexing="ij")
     fine = np.vstack([best[0][None], fr.direction(aa.ravel(), cc.ravel())])
-    best2 = _best(ctx, ob, fr, k, fine, prefer, r_needle, r_cannula, ids.dock_within_mm, tol)
-    if best2[1] > best[1]:
-        best = best2
+    if best[2] == "search":
+        best2 = _best(ctx, ob, fr, k, fine, [], r_needle, r_cannula, ids.dock_within_mm, tol, frag)
+        if best2[1] > best[1]:
+            best = best2
     d, _, src = best
     nclear, cclear, hard = (x[0] for x in _clearances(ctx, ob, k, d[None], r_needle, r_cannula))
     dock = _dock_s(cclear, hard, ids.dock_within_mm - 0.6)
-    dock = float(min(ids.dock_within_mm - 0.6, 6.0)) if dock is None else dock
+    dock = float(min(ids.dock_within_mm - 0.6, 6.0)) if dock is None else \
+        reaching_dock(frag, k, d, dock, ids.dock_within_mm - 0.6)
     skin_s = _skin_s(ctx, ob, k, d, fr)
     gw = guidewire_s(ctx, ob, ids, k, d)
     a, c = fr.angles_deg(d)
     entry = k + skin_s * d
     return Trajectory(k, d, entry, skin_s, dock, gw, float(nclear[S_PATH_MM > 0.0].min()),
-                      float(cclear[S_PATH_MM >= dock].min()), a, c, fr.lateral_mm(entry), src)
+                      float(cclear[S_PATH_MM >= dock].min()), a, c, fr.lateral_mm(entry), src, kambin,
+                      reach_fraction(frag, k + dock * d, d))
 
 
 def _best(ctx: PlanningContext, ob: _Obstacles, fr: PtedFrame, k: np.ndarray, dirs: np.ndarray,
           prefer: list[tuple[np.ndarray, str]], r_needle: float, r_cannula: float, dock_within: float,
-          tol: float) -> tuple[np.ndarray, float, str]:
+          tol: float, frag: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, float, str]:
+    n_grid = len(dirs)
     dirs = np.vstack([dirs] + [p[None] for p, _ in prefer])
     nclear, cclear, hard = _clearances(ctx, ob, k, dirs, r_needle, r_cannula)
     skin = _skin_s_batch(ctx, ob, k, dirs) if ob.skin else None
@@ -361,6 +327,7 @@ def _best(ctx: PlanningContext, ob: _Obstacles, fr: PtedFrame, k: np.ndarray, di
         dock = _dock_s(cclear[i], hard[i], dock_within - 0.6)
         if dock is None:
             continue
+        dock = reaching_dock(frag, k, d, dock, dock_within - 0.6)
         can = float(cclear[i][S_PATH_MM >= dock].min())
         a, c = fr.angles_deg(d)
         lo, hi = ENTRY_LATERAL_MM
@@ -370,19 +337,62 @@ def _best(ctx: PlanningContext, ob: _Obstacles, fr: PtedFrame, k: np.ndarray, di
              - 0.03 * max(AXIAL_USUAL_DEG[0] - a, a - AXIAL_USUAL_DEG[1], 0.0) - 0.01 * abs(c))
         for p, _ in prefer:
             s += 1.5 * float(d @ p)
+        s += REACH_WEIGHT * reach_fraction(frag, k + dock * d, d)  # the forceps reach the fragment from the dock
         score[i] = s
-    i = int(np.argmax(score))
-    src = "search"
-    for p, name in prefer:
-        if float(dirs[i] @ p) > 0.9999:
-            src = name
-    return dirs[i], float(score[i]), src
+        feasible = (needle_ok >= 0.3 - NEEDLE_SPARE_MM and bone_ok >= 0.0 and can >= DOCK_SPARE_MM
+                    and (skin is None or lo <= lat <= hi))
+        if i >= n_grid and feasible:  # the bundle's own plan keeps every margin: the expert takes it
+            return d, np.inf, prefer[i - n_grid][1]
+    i = int(np.argmax(score[:n_grid]))
+    return dirs[i], float(score[i]), "search"
+
+
+def aim_point(ctx: PlanningContext, ob: _Obstacles, incentre: np.ndarray, landmark: Any, tolerance_mm: float,
+              r_needle: float) -> np.ndarray:
+    """Where in Kambin's triangle the needle aims: the point within ``min(2, 0.6 tolerance)`` mm of the
+    incentre, inside the triangle (when the landmark gives its vertices), clearest of the risk
+    structures (the safe zone by the superior articular process, away from the exiting root), with
+    a small pull toward the incentre."""
+    k = np.asarray(incentre, float)
+    if not ob.risk:
+        return k
+    verts = np.asarray(landmark["vertices_mm"], float).reshape(3, 3) if isinstance(landmark, dict) \
+        and landmark.get("vertices_mm") is not None else None
+    if verts is not None:
+        e1 = unit(verts[1] - verts[0])
+        e2 = unit(np.cross(np.cross(e1, verts[2] - verts[0]), e1))
+    else:
+        e1 = unit(np.cross(ctx.up, [0.0, 0.0, 1.0]) if abs(ctx.up[2]) < 0.9 else np.cross(ctx.up, [1.0, 0.0, 0.0]))
+        e2 = np.cross(unit(ctx.up), e1)
+    r_max = min(2.0, 0.6 * tolerance_mm)
+    rr, th = np.meshgrid(np.linspace(0.0, r_max, 5)[1:], np.radians(np.arange(0.0, 360.0, 30.0)), indexing="ij")
+    cand = np.vstack([k[None], k + (rr.ravel() * np.cos(th.ravel()))[:, None] * e1
+                      + (rr.ravel() * np.sin(th.ravel()))[:, None] * e2])
+    if verts is not None:
+        inside = np.array([_in_triangle(verts, q) for q in cand])
+        cand = cand[inside] if inside.any() else cand[:1]
+    d = distances(ctx, cand, ob.risk)
+    clear = np.min(np.stack([d[n] - m for n, m in zip(ob.risk, ob.margin)]), axis=0) - r_needle
+    off = np.linalg.norm(cand - k, axis=1)
+    return np.asarray(cand[int(np.argmax(np.minimum(clear, 1.5) - 0.25 * off))], float)
+
+
+def _in_triangle(v: np.ndarray, q: np.ndarray) -> bool:
+    a, b, c = v
+    v0, v1, v2 = b - a, c - a, q - a
+    d00, d01, d11, d20, d21 = v0 @ v0, v0 @ v1, v1 @ v1, v2 @ v0, v2 @ v1
+    den = d00 * d11 - d01 * d01
+    if abs(den) < 1e-12:
+        return False
+    y = (d11 * d20 - d01 * d21) / den
+    z = (d00 * d21 - d01 * d20) / den
+    return bool(y >= 0 and z >= 0 and y + z <= 1)
 
 
 def guidewire_s(ctx: PlanningContext, ob: _Obstacles, ids: PtedStepIds, k: np.ndarray, d: np.ndarray) -> float:
     """How deep past K the guidewire goes (negative s): the first depth >= 3 mm with its tip
     inside the structure the step names (2 mm in), keeping the margins; else 4 mm past K."""
-    r = _radius("guidewire", 0.4)
+    r = radius_mm("guidewire", 0.4)
     depths = np.arange(3.0, 16.0, 0.5)
     pts = k - depths[:, None] * d
     dr = distances(ctx, pts, ob.risk) if ob.risk else {}
@@ -401,55 +411,3 @@ def guidewire_s(ctx: PlanningContext, ob: _Obstacles, ids: PtedStepIds, k: np.nd
     return -4.0 if ok[:3].all() else -3.0
 
 
-def fragment_pieces(ctx: PlanningContext, ids: PtedStepIds) -> list[Any]:
-    """The fragment's pieces as the simulation splits them (``split_fragment``); [] without one."""
-    if ids.fragment_structure is None or ids.fragment_structure not in ctx.structures:
-        return []
-    try:
-        from vr_trainer.procedures.pted_fragment import split_fragment  # type: ignore[import-not-found]
-    except ImportError:
-        return []
-    st = ctx.structures[ids.fragment_structure]
-    return list(split_fragment(st.vertices_mm, st.faces))
-
-
-def grasp_points(ctx: PlanningContext, traj: Trajectory, pieces: list[Any], ids: PtedStepIds) -> list[GraspPoint]:
-    """Where the forceps closes on each piece: a point inside the piece's reach (its vertices and
-    centroid, pulled toward the scope tip) within the forceps' angle and extension from the scope
-    tip, clearest of the risk structures; nearest pieces first. Pieces out of reach are left."""
-    risk = ctx.risk_margins()
-    r = _radius("grasping_forceps", 1.25)
-    tip = traj.point(traj.dock_s_mm)
-    axis = -traj.direction
-    out: list[GraspPoint] = []
-    for i, p in enumerate(pieces):
-        v = np.asarray(p.vertices_mm, float)
-        c = np.asarray(p.centroid_mm, float)
-        cand = np.vstack([c[None], v[:: max(1, len(v) // 60)], 0.5 * (v[:: max(1, len(v) // 60)] + c)])
-        # pull each candidate up to 1.5 mm toward the scope tip (the jaws close on the near face)
-        to_tip = unit_rows(tip - cand)
-        cand = np.vstack([cand, cand + 1.5 * to_tip])
-        rel = cand - tip
-        ext = np.linalg.norm(rel, axis=1)
-        ang = np.degrees(np.arccos(np.clip((rel @ axis) / np.maximum(ext, 1e-9), -1, 1)))
-        ok = (ext <= FORCEPS_MAX_EXTENSION_MM) & (ang <= FORCEPS_MAX_ANGLE_DEG) & (ext >= 1.0)
-        if not ok.any():
-            continue
-        cand = cand[ok]
-        # along the forceps shaft from the scope tip to the candidate: the smallest clearance
-        u = np.linspace(0.0, 1.0, 9)
-        seg = tip + u[None, :, None] * (cand - tip)[:, None, :]
-        clear = np.full(len(cand), np.inf)
-        if risk:
-            dd = distances(ctx, seg.reshape(-1, 3), list(risk))
-            for n, m in risk.items():
-                clear = np.minimum(clear, dd[n].reshape(seg.shape[:2]).min(axis=1) - r - m)
-        j = int(np.argmax(clear - 0.02 * np.linalg.norm(cand - c, axis=1)))
-        out.append(GraspPoint(i, cand[j], c, float(getattr(p, "volume_mm3", 0.0)), float(clear[j])))
-    out.sort(key=lambda g: float(np.linalg.norm(g.point_mm - tip)))
-    return out
-
-
-def unit_rows(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=1, keepdims=True)
-    return v / np.maximum(n, 1e-12)
