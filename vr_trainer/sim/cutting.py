@@ -112,12 +112,34 @@ def cut_faces_on(mesh: trimesh.Trimesh, plane: Plane, tol_mm: float = 1e-4) -> n
     return np.flatnonzero(on & facing)
 
 
+def mesh_volume_mm3(mesh: trimesh.Trimesh) -> float:
+    """The enclosed volume of a closed mesh (divergence theorem; trimesh's mass properties do more)."""
+    t = np.asarray(mesh.vertices, np.float64)[np.asarray(mesh.faces)]
+    return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
+
+
 def plane_cut(bone: trimesh.Trimesh | manifold3d.Manifold, plane: Plane) -> CutResult:
     """Cut ``bone`` by ``plane``; keep the side the normal points to (a closed, watertight mesh).
 
-    ``bone``: a watertight mesh (mm) or a manifold3d solid (pass the solid when cutting
-    repeatedly, so the conversion is paid once)."""
+    ``bone``: a watertight mesh (mm), cut directly (:mod:`vr_trainer.sim.cut_direct`; manifold3d
+    when that cannot close the cut), or a manifold3d solid (trimmed by manifold3d)."""
     t0 = time.perf_counter()
+    if isinstance(bone, trimesh.Trimesh):
+        from vr_trainer.sim.cut_direct import direct_cut
+
+        try:
+            mesh = direct_cut(np.asarray(bone.vertices), np.asarray(bone.faces), plane.normal, plane.offset_mm)
+        except ValueError:
+            mesh = None  # the boundary does not close: the manifold3d route below decides
+        if mesh is not None:
+            lo, hi = mesh.metadata.get("cap_faces", (0, 0))
+            faces = np.arange(lo, hi, dtype=np.int64)  # the cap the direct cut made is the cut face
+            tri = mesh.vertices[mesh.faces[faces]]
+            area = float(0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+            elapsed = (time.perf_counter() - t0) * 1e3
+            removed = mesh_volume_mm3(bone) - (mesh_volume_mm3(mesh) if len(mesh.faces) else 0.0)
+            return CutResult(mesh=mesh, cut_faces=faces, cut_area_mm2=area, outline_mm=_loops(mesh, faces),
+                             removed_volume_mm3=removed, elapsed_ms=elapsed, solid=None)
     solid = bone if isinstance(bone, manifold3d.Manifold) else to_manifold(bone)
     kept = solid.trim_by_plane(tuple(float(c) for c in plane.normal), plane.offset_mm)
     mesh = from_manifold(kept)
@@ -130,13 +152,15 @@ def plane_cut(bone: trimesh.Trimesh | manifold3d.Manifold, plane: Plane) -> CutR
 
 def cut_sequence(bone: trimesh.Trimesh, planes: list[Plane]) -> CutResult:
     """Several saw passes in order (e.g. the five femoral cuts); the last cut's face is reported."""
-    solid = to_manifold(bone)
-    start = solid.volume()
+    start = mesh_volume_mm3(bone)
     t0 = time.perf_counter()
-    for p in planes[:-1]:
-        solid = solid.trim_by_plane(tuple(float(c) for c in p.normal), p.offset_mm)
-    res = plane_cut(solid, planes[-1])
-    res.removed_volume_mm3 = float(start - res.mesh.volume)
+    cur: trimesh.Trimesh | manifold3d.Manifold = bone
+    res = None
+    for p in planes:
+        res = plane_cut(cur, p)
+        cur = res.solid if res.solid is not None else res.mesh  # the next saw pass cuts what is left
+    assert res is not None, "cut_sequence needs at least one plane"
+    res.removed_volume_mm3 = float(start - mesh_volume_mm3(res.mesh))
     res.elapsed_ms = (time.perf_counter() - t0) * 1e3
     return res
 
