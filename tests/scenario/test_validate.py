@@ -195,7 +195,7 @@ def test_run_refuses_a_scenario_the_bundle_checks_reject(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"error: {p}:{line_of(PTED, 'nerve_root_L4_exiting_left')}:16: risk_structures[0].structure: "
                    "the bundle has no structure 'nerve_root_L4_exit_left' (hint: did you mean "
-                   "'nerve_root_L4_exiting_left' or 'nerve_root_L3_exiting_left'?)\n")
+                   "'nerve_root_L4_exiting_left' or 'nerve_root_L5_exiting_left'?)\n")
     assert not out.exists()
 
 
