@@ -185,6 +185,8 @@ def test_the_planned_puncture_and_exchanges_score_as_planned(session):
     assert m["min_exiting_root_distance_mm"] > 1.0 and m["risk_contacts"] == 0 and m["risk_invasion_depth_mm"] < 1.0
     assert m["risk_invasions"] == (1 if m["min_risk_distance_mm"] < 2.0 else 0)
     assert m["fluoro_shots"] == 2 and m["sheath_fluoro_shots"] == 0
+    frame = Frame(0, 0.0, [], InputState())
+    assert session.snapshot(drv.state, frame).endoscope is None, "no endoscope view before the scope is in"
     needle_axis = drv.state.instruments[0].axis
     needle_tip = drv.state.instruments[0].tip_mm
     # guidewire, dilator, cannula (docked at the incentre, one AP shot), endoscope: all on the needle's line
@@ -201,7 +203,6 @@ def test_the_planned_puncture_and_exchanges_score_as_planned(session):
             drv.step(target + depth * d, d, keys=("carm_ap",))
     m = drv.metrics
     assert m["fluoro_shots"] == 3 and m["sheath_fluoro_shots"] == 1
-    frame = Frame(0, 0.0, [], InputState())
     snap = session.snapshot(drv.state, frame)
     assert snap.endoscope is not None, "the endoscope's view is shown once it is in the cannula"
     np.testing.assert_allclose(snap.endoscope.world_from_tool, drv.state.instruments[4].world_from_tool)
