@@ -22,10 +22,10 @@ plan with seeded errors whose sizes scale with ``1 - s`` (as in
 waver, the rest offset and the root contact); each is recorded in ``Plan.errors``:
 
 * ``entry``: the first puncture is ``30 (1 - s)`` mm too medial or too lateral (seeded side) at
-  the skin and aimed at Kambin from there; the needle goes in until it meets bone (a bone
-  contact), comes within 0.5 mm of a risk structure, or is 70% of the way; then it is pulled
-  out and the skin punctured again at the planned entry (a second needle pass); skipped when
-  smaller than 3 mm;
+  the skin; too lateral it is aimed at Kambin, too medial at the bone nearest Kambin (the facet
+  a too-steep line meets); the needle goes in until it meets bone (a bone contact), comes within
+  0.5 mm of a risk structure, or is 90% of the way; then it is pulled out and the skin punctured
+  again at the planned entry (a second needle pass); skipped when smaller than 3 mm;
 * ``redirect``: ``round(3 (1 - s))`` redirections on the correct pass: the tip drifts
   ``aim_error_mm`` off the line, stops, is withdrawn 12 mm and re-advanced on the line;
 * ``detour`` (root contact): below skill 0.6 the needle drifts to the risk structure nearest its
@@ -315,14 +315,22 @@ class _Planner:
         u1, _ = self.perp()
         e = self.sk.entry_error_mm
         entry = t.skin_entry_mm + side * e * u1
-        d = unit(entry - t.target_mm)
-        length = float(np.linalg.norm(entry - t.target_mm))
-        s = np.arange(length, 0.3 * length, -0.5)
-        pts = t.target_mm + s[:, None] * d
+        aim = t.target_mm
+        if side < 0 and self.hard:  # too medial: the line meets the facet (the bone nearest Kambin)
+            from vr_trainer.procedures.reach import closest_surface_point
+
+            db0 = distances(self.ctx, aim[None], self.hard)
+            bone = min(self.hard, key=lambda n: float(db0[n][0]))
+            surf = closest_surface_point(self.ctx, bone, aim)
+            aim = surf + 1.0 * unit(surf - aim)
+        d = unit(entry - aim)
+        length = float(np.linalg.norm(entry - aim))
+        s = np.arange(length, 0.0 if side < 0 else 0.1 * length, -0.5)
+        pts = aim + s[:, None] * d
         stop = s[-1]
         if self.hard:
             db = distances(self.ctx, pts, self.hard)
-            bone = np.min(np.stack([db[n] for n in self.hard]), axis=0) - r
+            bone = np.min(np.stack([db[n] for n in self.hard]), axis=0)  # the tip point, as bone stops it
             hit = np.nonzero((bone <= 0.0) & (s < length - 5.0))[0]
             if len(hit):
                 stop = s[hit[0]] - 0.5  # 0.5 mm on into the bone: the needle meets it
@@ -334,7 +342,7 @@ class _Planner:
                 stop = s[max(bad[0] - 1, 0)]
         tr.move(entry + OUT_MM * d, self.v_tool, d)
         tr.move(entry + 2.0 * d, self.v_tool, d)
-        tr.move(t.target_mm + stop * d, 0.8 * self.v_needle, d)
+        tr.move(aim + stop * d, 0.8 * self.v_needle, d)
         tr.hold(0.8)
         which = "lateral" if side > 0 else "medial"
         self.error("entry", step, e, "mm", f"first puncture {e:.0f} mm too {which}: the needle meets bone or "
