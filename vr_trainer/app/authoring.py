@@ -172,7 +172,8 @@ def render_yaml(plan: ScenarioPlan, bundle_dir: Path, vertices_mm: np.ndarray, o
         add(f"    complete_when: {_q(s.complete_when)}")
         add(f"    time_allowance_s: {s.time_allowance_s:g}")
         add(f"    prompt: {_text(*s.prompt)}")
-        add("    hints:")
+        if s.hints:
+            add("    hints:")
         for after, en, zh in s.hints:
             add(f"      - {{after_s: {after:g}, text: {_text(en, zh)}}}")
     add("")

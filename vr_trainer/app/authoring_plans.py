@@ -150,7 +150,8 @@ def parse_level(level: str) -> tuple[str, str]:
     if not m or m.group(1) not in SPINE_LEVELS or m.group(2) not in SPINE_LEVELS:
         raise AuthoringError(f"--level {level!r} is not a spinal level; write it like L4-L5")
     upper, lower = m.group(1), m.group(2)
-    if SPINE_LEVELS.index(lower) != SPINE_LEVELS.index(upper) + 1:
+    adjacent = SPINE_LEVELS.index(lower) == SPINE_LEVELS.index(upper) + 1 or (upper, lower) == ("L5", "S1")
+    if not adjacent:  # L5-S1 is adjacent too (L6 exists only in a lumbarised spine)
         raise AuthoringError(f"--level {level}: give two adjacent vertebrae, upper first (e.g. L4-L5)")
     return upper, lower
 
@@ -165,6 +166,47 @@ def _kambin_landmarks(bundle: Bundle) -> dict[tuple[str, str], str]:
         if isinstance(lv, str) and sd in ("left", "right") and ("incenter_mm" in lm or "centroid_mm" in lm):
             out[(lv.replace("_", "-"), sd)] = name
     return out
+
+
+def _pted_steps(level: str, side: str, sd_zh: str, lower: str, coronal_deg: float, how: str, disc: str | None,
+                t2: TargetPlan) -> list[StepPlan]:
+    """The operation's stages (what the PTED autopilot plans and the PTED model simulates): the needle
+    into Kambin's triangle, the guidewire into the disc, dilation, the cannula docked in the foramen
+    and confirmed on a shot, the endoscope, and (with a herniation) the fragment taken out."""
+    wire_done = f"all(holding(guidewire), inside({disc}))" if disc else "all(holding(guidewire), distance(kambin) < 14)"
+    steps = [
+        StepPlan("needle_to_kambin", ["needle"], "reached(kambin)", 90,
+                 (f"Advance the 18G needle into Kambin's triangle ({level}, {side}); check it on AP and lateral shots",
+                  f"18G 穿刺针进入 {level} {sd_zh}侧 Kambin 三角；正侧位透视确认"),
+                 [(40, f"Aim about {coronal_deg:.0f} degrees from the coronal plane, just above the {lower} "
+                       "superior articular process",
+                   f"与冠状面约成 {coronal_deg:.0f} 度，紧贴 {lower} 上关节突上方进针")],
+                 f"the needle tip within the target's tolerance of Kambin's triangle (approach: {how})"),
+        StepPlan("guidewire", ["guidewire"], wire_done, 30,
+                 ("Pass the guidewire through the needle into the disc", "经穿刺针置入导丝至椎间盘内"), [],
+                 "the guidewire (which replaces the needle on its line) in the disc"),
+        StepPlan("dilate", ["dilator"], "all(holding(dilator), distance(kambin) < 14)", 40,
+                 ("Dilate over the guidewire down to the foramen", "沿导丝逐级扩张至椎间孔"), [],
+                 "the dilator, sliding on the guidewire, within 14 mm of Kambin's triangle"),
+        StepPlan("dock_cannula", ["cannula"],
+                 "all(holding(cannula), distance(kambin) < 14, any(action(carm_lateral), action(carm_ap)))", 45,
+                 ("Dock the working cannula in the foramen (bevel toward the exiting root) and confirm it on a shot",
+                  "工作套管置于椎间孔（斜面朝向出口神经根），透视确认"),
+                 [(25, "Follow the needle's trajectory over the dilator; one lateral shot shows the depth",
+                   "沿扩张器保持穿刺轨迹；侧位一张即可确认深度")],
+                 "the cannula docked in the foramen and a shot taken of it (Feng 2024: shots for the sheath)"),
+        StepPlan("endoscope", ["scope"], "all(holding(scope), distance(kambin) < 14)", 30,
+                 ("Insert the endoscope through the cannula", "经工作套管置入内镜"), [],
+                 "the endoscope in the cannula (its picture shows)"),
+    ]
+    if t2.id == "fragment":
+        steps.append(StepPlan("remove_fragment", ["forceps"], "all(holding(forceps), removed(fragment) >= 80)", 60,
+                              ("Remove the herniated fragment with the grasping forceps, piece by piece, under "
+                               "endoscopic view", "内镜直视下用髓核钳分块摘除突出髓核"),
+                              [(30, "Bring the forceps out of the scope onto the fragment and press the trigger "
+                                    "to grasp", "髓核钳伸出内镜对准髓核，按扳机夹取")],
+                              "80 % of the fragment's volume taken out"))
+    return steps
 
 
 def plan_pted(bundle: Bundle, level: str | None, side: str | None) -> ScenarioPlan:
@@ -248,7 +290,8 @@ def plan_pted(bundle: Bundle, level: str | None, side: str | None) -> ScenarioPl
                      f"透视确认后将工作套管置于{t2.label[1]}处。"),
         side=side, level=level, orientation="prone",
         instruments=[("needle", "spinal_needle"), ("guidewire", "guidewire"), ("dilator", "dilator"),
-                     ("cannula", "working_cannula"), ("scope", "endoscope")],
+                     ("cannula", "working_cannula"), ("scope", "endoscope")]
+        + ([("forceps", "grasping_forceps")] if t2.id == "fragment" else []),
         targets=[TargetPlan("kambin", "landmark", lm_name, k_pt, 3.0,
                             (f"Kambin's triangle {level} ({side})", f"{level} Kambin 三角（{sd_zh}）"),
                             f"the bundle's landmark {lm_name} (its incentre)"), t2],
@@ -257,25 +300,7 @@ def plan_pted(bundle: Bundle, level: str | None, side: str | None) -> ScenarioPl
                RiskPlan("traversing_root", traversing, 2.0, "critical", (f"Traversing root {lower} ({side})",
                         f"{lower} 走行神经根（{sd_zh}）"), "the medial border of the triangle"),
                RiskPlan("dural_sac", dura, 2.0, "critical", ("Dural sac", "硬膜囊"), "medial to the working zone")],
-        steps=[
-            StepPlan("needle_to_kambin", ["needle"], "reached(kambin)", 120,
-                     (f"Advance the needle into Kambin's triangle ({level}, {side})",
-                      f"穿刺针进入 {level} {sd_zh}侧 Kambin 三角"),
-                     [(45, f"Aim about {coronal_deg:.0f} degrees from the coronal plane, just above the {lower} "
-                           "superior articular process",
-                       f"与冠状面约成 {coronal_deg:.0f} 度，紧贴 {lower} 上关节突上方进针")],
-                     f"the needle tip within the target's tolerance of Kambin's triangle (approach: {how})"),
-            StepPlan("confirm_fluoro", ["needle"], "shots >= 1", 60,
-                     ("Confirm the needle position with a fluoroscopy shot", "透视确认穿刺针位置"),
-                     [(20, "Take a lateral shot: the tip should sit on the posterior vertebral line",
-                       "拍摄侧位片：针尖应位于椎体后缘线")],
-                     "at least one C-arm shot taken (any view)"),
-            StepPlan(f"cannula_to_{t2.id}", ["cannula"], f"reached({t2.id})", 180,
-                     (f"Dock the working cannula on the {t2_en}", f"工作套管到达{t2.label[1]}"),
-                     [(60, "Follow the needle's trajectory over the guidewire; keep the bevel facing the root",
-                       "沿导丝保持穿刺轨迹，斜面朝向神经根")],
-                     "the cannula tip on the second target"),
-        ],
+        steps=_pted_steps(level, side, sd_zh, lower, coronal_deg, how, disc, t2),
         events=[
             EventPlan("root_contact", "any(contact(exiting_root), contact(traversing_root))",
                       ['prompt: {en: "Patient: sharp pain down the leg! The instrument is on a nerve root; withdraw '
@@ -291,6 +316,10 @@ def plan_pted(bundle: Bundle, level: str | None, side: str | None) -> ScenarioPl
                       ['prompt: {en: "The instrument is inside a nerve root: root injury", '
                        'zh: "器械进入神经根：神经根损伤"}', "sound: alert", "critical_error: root_injury"],
                       "inside a root: a critical error, the run fails", once=True),
+            EventPlan("bone_contact", "action(bone_contact)",
+                      ['prompt: {en: "Bone: the needle is on a facet or a pedicle; withdraw a little and redirect", '
+                       'zh: "触及骨质：针尖抵在关节突或椎弓根上，稍退针后调整方向"}'],
+                      "the tip met bone and was stopped there (the simulation's bone stop)", cooldown_s=3.0),
             EventPlan("dural_breach", "inside(dural_sac)",
                       ['prompt: {en: "The instrument is inside the dural sac: cerebrospinal fluid leak", '
                        'zh: "器械进入硬膜囊：脑脊液漏"}', "sound: alert", "critical_error: dural_tear"],
