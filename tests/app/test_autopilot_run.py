@@ -14,6 +14,7 @@ from vr_trainer.app.run import run_session
 
 pytestmark = pytest.mark.gl
 SIZE = (64, 48)
+STAGED = ["needle_to_kambin", "guidewire", "dilate", "dock_cannula", "endoscope", "remove_fragment"]
 
 
 def run_cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
@@ -39,7 +40,7 @@ def metric(summary: dict, name: str) -> float:
 def test_expert_passes_and_the_run_ends_with_the_plan(pted):
     s = pted["expert"]
     assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
-    assert s["steps_completed"] == ["needle_to_kambin", "cannula_to_fragment"]
+    assert s["steps_completed"] == STAGED, "every stage of the operation"
     assert all(st["completed"] for st in s["steps"])
     assert metric(s, "risk_contacts") == 0 and not s["critical_errors"]
     ap = s["autopilot"]
@@ -54,7 +55,8 @@ def test_novice_fails_and_the_metrics_say_why(pted):
     assert any(ev["id"] == "root_contact" for ev in n["events"])
     assert metric(n, "total_time_s") > 2 * metric(e, "total_time_s")
     assert metric(n, "path_length_mm") > metric(e, "path_length_mm")
-    assert {err["kind"] for err in n["autopilot"]["errors"]} >= {"aim", "detour", "overshoot", "slow", "waver"}
+    assert {err["kind"] for err in n["autopilot"]["errors"]} >= {"entry", "redirect", "shots", "slow"}
+    assert metric(n, "fluoro_shots") > metric(e, "fluoro_shots") and metric(n, "needle_redirections") > 0
     assert n["autopilot"]["seed"] == 1
 
 
@@ -127,8 +129,9 @@ def test_expert_passes_on_a_moved_copy_of_the_bundle(tmp_path: Path, move_bundle
     (tmp_path / "moved.yaml").write_text(text.replace("bundle: spine_l3_s1", "bundle: moved_spine"), encoding="utf-8")
     s = run_session(str(tmp_path / "moved.yaml"), "headless", size=SIZE, autopilot="expert")
     assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
-    assert s["steps_completed"] == ["needle_to_kambin", "cannula_to_fragment"]
+    assert s["steps_completed"] == STAGED
     assert metric(s, "risk_contacts") == 0
     kambin = s["autopilot"]["steps"][0]
     given = np.asarray(landmarks["kambin_triangle_L4_L5_left"]["approach_direction"])
-    np.testing.assert_allclose(kambin["approach_direction"], given / np.linalg.norm(given), atol=1e-6)
+    cos = float(np.dot(kambin["approach_direction"], given / np.linalg.norm(given)))
+    assert cos > np.cos(np.radians(5.0)), "the line follows the moved bundle's own approach"

@@ -49,7 +49,9 @@ def test_recording_samples_the_tip_and_each_risk_structure(recordings):
     rec = read_recording(path)
     assert len(rec.session["patient_from_world"]) == 4
     s = rec.metrics[len(rec.metrics) // 2]
-    assert set(s["risk_distance_mm"]) == {"exiting_root", "traversing_root", "dural_sac"}
+    from vr_trainer.scenario.loader import load_scenario
+
+    assert set(s["risk_distance_mm"]) == {r.id for r in load_scenario(SCENARIO).risk_structures}
     assert len(s["tip_world_mm"]) == 3 and s["instrument"]
     closest = min(min(m["risk_distance_mm"].values()) for m in rec.metrics if m.get("risk_distance_mm"))
     assert closest == pytest.approx(summary["metrics"]["min_risk_distance_mm"]["value"], abs=1.5)
@@ -94,9 +96,9 @@ def test_report_opens_in_chromium_and_its_plots_are_drawn(recordings, tmp_path):
     path, _ = recordings["weak"]
     out = tmp_path / "report.html"
     _report([str(path), "--out", str(out)])
-    png = report_cli.screenshot(out, tmp_path / "shot.png", (1000, 2600))
+    png = report_cli.screenshot(out, tmp_path / "shot.png", (1000, 4600))
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    assert img.shape[0] >= 2600 and img.shape[1] >= 1000
+    assert img.shape[0] >= 4600 and img.shape[1] >= 1000
     not_white = (img < 235).any(axis=2)
     assert not_white.mean() > 0.05, "the page shows text and plots"
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
