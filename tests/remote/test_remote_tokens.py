@@ -88,14 +88,16 @@ def test_a_token_from_an_identity_provider_with_the_same_claims_is_accepted():
 
 def _claims(**over):
     now = int(time.time())
-    return {"sid": "s", "role": "expert", "sub": "x", "iat": now, "exp": now + 60, "jti": "j", **over}
+    # made when the tests are collected: valid for long enough that a long suite reaches them unexpired
+    return {"sid": "s", "role": "expert", "sub": "x", "iat": now, "exp": now + 6 * 3600, "jti": "j", **over}
 
 
 @pytest.mark.parametrize("token,message", [
     (jwt.encode(_claims(role="admin"), SECRET, algorithm="HS256"), "role 'admin' is unknown"),
     (jwt.encode({k: v for k, v in _claims().items() if k != "sid"}, SECRET, algorithm="HS256"), "'sid'"),
     (jwt.encode(_claims(exp=int(time.time()) - 5), SECRET, algorithm="HS256"), "expired"),
-    (jwt.encode(_claims(iat=int(time.time()) + 3600), SECRET, algorithm="HS256"), "future"),
+    (jwt.encode(_claims(iat=int(time.time()) + 3600, exp=int(time.time()) + 7 * 3600), SECRET, algorithm="HS256"),
+     "future"),
     (jwt.encode(_claims(), SECRET, algorithm="HS512"), "accepts HS256 only"),
     (jwt.encode(_claims(), b"k" * 32, algorithm="HS256"), "signature"),
     (jwt.encode(_claims(sid="bad id!"), SECRET, algorithm="HS256"), "session id"),
