@@ -6,19 +6,15 @@ Mesh: the femur of ``assets/knee_tka`` (or ``--bundle``), as shipped and a copy 
 ``--depth-mm`` (default 2) above the distal condyles' mean level, from the bundle's stored TKA
 landmarks (computed when the manifest has none).
 
-Ours: :func:`vr_trainer.sim.cutting.plane_cut` from a trimesh (the conversion to a manifold3d
-solid included) and from the solid kept by the previous cut (what the simulation passes on
-between saw passes), with its parts: the conversion, manifold3d's trim and mesh export, and the
-rest (trimesh of the result, the cut face, its area and outline). Peer, in the same run:
-trimesh's ``slice_plane(..., cap=True)`` (its own slice and a triangulated cap). Median wall
-time (and process CPU time) over ``--repeat`` runs each, the ratio, whether each result is
-watertight, and both results' volumes (they should agree). The target is met when ours, cut
-from a trimesh (the stricter figure), takes <= 50 ms on the largest mesh and is watertight.
-
-Candidate, in the same run: :func:`direct_cut`, a plane cut written directly for this case
-(numpy: split the crossing faces, share one new vertex per crossed edge, cap the loops by
-ear-clipping), measured here as a replacement for manifold3d's general Boolean trim in
-:mod:`vr_trainer.sim.cutting` (its watertightness and volume are checked beside ours).
+Ours: :func:`vr_trainer.sim.cutting.plane_cut` from a trimesh: the direct plane cut of
+:mod:`vr_trainer.sim.cut_direct` (numpy: split the crossing faces, one new vertex per crossed edge,
+the loops capped by ear-clipping), with the cut face's area and outline; manifold3d takes over only
+when a cut's boundary does not close. Peers, in the same run: trimesh's ``slice_plane(...,
+cap=True)`` (its own slice and a triangulated cap), and manifold3d's general Boolean trim
+(conversion to a solid, ``trim_by_plane``, mesh export: the route ``plane_cut`` falls back to, and
+what it takes from a solid kept between saw passes). Median wall time (and process CPU time) over
+``--repeat`` runs each, the ratios, whether each result is watertight, and the results' volumes
+(they should agree). The target is met when ours takes <= 50 ms on the largest mesh and is watertight.
 """
 
 from __future__ import annotations
@@ -64,38 +60,30 @@ def _median_ms(fn: Callable[[], Any], repeat: int, cpu: list[float] | None = Non
     return statistics.median(times), out
 
 
-from vr_trainer.sim.cut_direct import direct_cut  # noqa: E402 - ours now; kept under this name for the bench
-
-
 def _row(name: str, mesh: trimesh.Trimesh, plane: Any, repeat: int) -> dict[str, Any]:
-    from vr_trainer.sim.cutting import plane_cut, to_manifold
+    from vr_trainer.sim.cutting import from_manifold, plane_cut, to_manifold
 
     mesh = trimesh.Trimesh(mesh.vertices.copy(), mesh.faces.copy(), process=False)
     cpu: list[float] = []
     ours_ms, ours = _median_ms(lambda: plane_cut(mesh, plane), repeat, cpu)
+    peer_ms, peer = _median_ms(lambda: mesh.slice_plane(plane.origin_mm, plane.normal, cap=True), repeat, cpu)
+    normal, offset = tuple(float(c) for c in plane.normal), plane.offset_mm
+    man_ms, man = _median_ms(lambda: from_manifold(to_manifold(mesh).trim_by_plane(normal, offset)), repeat, cpu)
     solid = to_manifold(mesh)
     solid_ms, _ = _median_ms(lambda: plane_cut(solid, plane), repeat)
-    conv_ms, _ = _median_ms(lambda: to_manifold(mesh), repeat)
-    normal, offset = tuple(float(c) for c in plane.normal), plane.offset_mm
-    trim_ms, _ = _median_ms(lambda: solid.trim_by_plane(normal, offset).to_mesh64(), repeat)
-    peer_ms, peer = _median_ms(lambda: mesh.slice_plane(plane.origin_mm, plane.normal, cap=True), repeat, cpu)
-    cand_ms, cand = _median_ms(lambda: direct_cut(mesh.vertices, mesh.faces, plane.normal, plane.offset_mm),
-                               repeat, cpu)
     return {
         "mesh": name, "faces": int(len(mesh.faces)), "repeat": repeat,
-        "ours_ms": round(ours_ms, 2), "ours_from_solid_ms": round(solid_ms, 2),
-        "ours_parts_ms": {"to_manifold": round(conv_ms, 2), "manifold_trim_to_mesh": round(trim_ms, 2),
-                          "cut_face_area_outline": round(max(0.0, solid_ms - trim_ms), 2)},
-        "ours_cpu_ms": round(cpu[0], 2), "peer_cpu_ms": round(cpu[1], 2),
-        "candidate_direct_ms": round(cand_ms, 2), "candidate_cpu_ms": round(cpu[2], 2),
-        "candidate_watertight": bool(cand.is_watertight and cand.is_winding_consistent),
-        "candidate_volume_ml": round(float(cand.volume) / 1e3, 3),
-        "ratio_ours_over_candidate": round(ours_ms / cand_ms, 1),
-        "peer_trimesh_ms": round(peer_ms, 2), "ratio_peer_over_ours": round(peer_ms / ours_ms, 2),
-        "ours_watertight": ours.watertight, "peer_watertight": bool(peer.is_watertight),
-        "ours_faces": int(len(ours.mesh.faces)), "peer_faces": int(len(peer.faces)),
+        "ours_ms": round(ours_ms, 2), "ours_cpu_ms": round(cpu[0], 2), "ours_direct": ours.solid is None,
+        "ours_watertight": ours.watertight, "ours_faces": int(len(ours.mesh.faces)),
         "ours_volume_ml": round(float(ours.mesh.volume) / 1e3, 3),
+        "peer_trimesh_ms": round(peer_ms, 2), "peer_cpu_ms": round(cpu[1], 2),
+        "ratio_peer_over_ours": round(peer_ms / ours_ms, 2),
+        "peer_watertight": bool(peer.is_watertight), "peer_faces": int(len(peer.faces)),
         "peer_volume_ml": round(float(peer.volume) / 1e3, 3),
+        "manifold_ms": round(man_ms, 2), "manifold_cpu_ms": round(cpu[2], 2),
+        "ratio_manifold_over_ours": round(man_ms / ours_ms, 2),
+        "manifold_watertight": bool(man.is_watertight), "manifold_volume_ml": round(float(man.volume) / 1e3, 3),
+        "manifold_from_solid_ms": round(solid_ms, 2),
         "cut_area_mm2": round(ours.cut_area_mm2, 1), "removed_ml": round(ours.removed_volume_mm3 / 1e3, 3)}
 
 
@@ -126,16 +114,16 @@ def run(args: argparse.Namespace) -> int:
           f"median of {args.repeat}")
     for row in r["rows"]:
         print(f"  {row['mesh']:9s} {row['faces']:7d} faces: ours {row['ours_ms']:7.2f} ms "
-              f"(from the kept solid {row['ours_from_solid_ms']:.2f} ms), watertight {row['ours_watertight']}, "
+              f"({'direct cut' if row['ours_direct'] else 'manifold3d fallback'}), "
+              f"watertight {row['ours_watertight']}, "
               f"{row['ours_volume_ml']} ml | trimesh slice_plane+cap {row['peer_trimesh_ms']:7.2f} ms, "
               f"watertight {row['peer_watertight']}, {row['peer_volume_ml']} ml | trimesh/ours "
               f"{row['ratio_peer_over_ours']}x")
-        parts = ", ".join(f"{k} {v:.2f}" for k, v in row["ours_parts_ms"].items())
-        print(f"            ours, parts (ms): {parts}; CPU time: ours {row['ours_cpu_ms']:.2f} ms, "
-              f"trimesh {row['peer_cpu_ms']:.2f} ms")
-        print(f"            candidate (direct split + earcut cap): {row['candidate_direct_ms']:.2f} ms "
-              f"(CPU {row['candidate_cpu_ms']:.2f} ms), watertight {row['candidate_watertight']}, "
-              f"{row['candidate_volume_ml']} ml; ours/candidate {row['ratio_ours_over_candidate']}x")
+        print(f"            manifold3d trim (solid, trim, mesh) {row['manifold_ms']:.2f} ms (from a kept solid "
+              f"{row['manifold_from_solid_ms']:.2f} ms), watertight {row['manifold_watertight']}, "
+              f"{row['manifold_volume_ml']} ml | manifold3d/ours {row['ratio_manifold_over_ours']}x; CPU time: "
+              f"ours {row['ours_cpu_ms']:.2f}, trimesh {row['peer_cpu_ms']:.2f}, "
+              f"manifold3d {row['manifold_cpu_ms']:.2f} ms")
     print(f"  target: <= {TARGET_MS:g} ms and watertight on the largest mesh: {'met' if r['met'] else 'NOT met'}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
@@ -145,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 def register(bench_subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench cut`` to the main CLI's ``bench`` sub-parsers."""
     b = bench_subparsers.add_parser(
-        "cut", help="time one plane cut of the knee femur (ours, manifold3d) beside trimesh's slice-and-cap",
+        "cut", help="time one plane cut of the knee femur (ours) beside trimesh's slice-and-cap and manifold3d's trim",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--bundle", default=None, help="knee bundle with a femur (default: assets/knee_tka)")
     b.add_argument("--repeat", type=int, default=5, help="runs per method (the median is kept)")

@@ -48,20 +48,33 @@ def wrap_lines(lines: list[str], font: ImageFont.FreeTypeFont | ImageFont.ImageF
     """Break lines to fit ``max_px``: at spaces for Latin text, anywhere for Chinese."""
     out: list[str] = []
     for line in lines:
-        cur = ""
-        for ch in line:
-            if font.getlength(cur + ch) <= max_px or not cur:
-                cur += ch
-                continue
-            cut = cur.rfind(" ")
-            if cut > 0 and ch != " ":
-                out.append(cur[:cut])
-                cur = cur[cut + 1:] + ch
-            else:
-                out.append(cur.rstrip())
-                cur = ch.lstrip()
-        out.append(cur)
+        out.extend(_wrap_line(line, font, max_px))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap_line(line: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_px: int) -> tuple[str, ...]:
+    """One line broken to fit (remembered: live panels redraw the same lines many times)."""
+    out: list[str] = []
+    rest = line
+    while len(rest) > 1 and font.getlength(rest) > max_px:
+        lo, hi = 1, len(rest)  # the longest prefix that fits (at least one character): rest[:lo] fits, rest[:hi] not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if font.getlength(rest[:mid]) <= max_px:
+                lo = mid
+            else:
+                hi = mid
+        cur, ch = rest[:lo], rest[lo]
+        cut = cur.rfind(" ")
+        if cut > 0 and ch != " ":  # Latin text: back to the last space
+            out.append(cur[:cut])
+            rest = rest[cut + 1:]
+        else:
+            out.append(cur.rstrip())
+            rest = rest[lo + 1:] if ch == " " else rest[lo:]
+    out.append(rest)
+    return tuple(out)
 
 
 def render_text_rgba(lines: list[str], font_px: int = 28, width_px: int = 512, padding_px: int = 14,
