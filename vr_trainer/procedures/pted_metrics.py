@@ -124,6 +124,11 @@ def _pted(name: str, unit: str, definition: str, source: str,
     register(MetricDef(name, unit, definition, source, ("pted",), factory), replace=True)  # type: ignore[arg-type]
 
 
+def _latest(name: str, unit: str, definition: str, source: str, key: str | None = None) -> None:
+    """A metric that reports the PTED model's latest ``key`` (default: the metric's name)."""
+    _pted(name, unit, definition, source, lambda ctx: _Latest(key or name))
+
+
 _pted("sheath_fluoro_shots", "count", "C-arm shots taken while a dilator or the working cannula was the active "
       "instrument (positioning the working sheath).", FENG_2024, lambda ctx: _ActionCount("sheath_shot"))
 _pted("risk_invasions", "count", "Entries of the active instrument (tip or inserted shaft) into a risk region: "
@@ -135,32 +140,26 @@ _pted("risk_invasion_depth_mm", "mm", "The deepest point reached inside a risk r
 _pted("min_exiting_root_distance_mm", "mm", "The smallest signed distance from the instrument to the exiting "
       "nerve root (risk structures whose id or structure names 'exiting') over the run; negative: inside.",
       FENG_2024, MinExitingRoot)
-_pted("needle_passes", "count", "Times the needle tip went in through the skin surface (tissue skin): each "
-      "new puncture is a pass.", UNGI_2012, lambda ctx: _Latest("needle_passes"))
-_pted("needle_redirections", "count", "Times, within one pass, the needle was withdrawn at least 5 mm along its "
-      "entry axis and advanced again at least 2 mm (a change of course without leaving the skin).", UNGI_2012,
-      lambda ctx: _Latest("needle_redirections"))
-_pted("bone_contacts", "count", "Times an instrument's tip met bone (a vertebra, the sacrum, the ilium) and "
-      "was stopped there.", HOOGLAND_2006, lambda ctx: _Latest("bone_contacts"))
-_pted("skin_entry_lateral_mm", "mm", "Distance of the latest needle pass's skin entry point from the midline "
-      "(the dural sac's sagittal plane), measured along the patient's left-right axis.", KAMBIN_1986,
-      lambda ctx: _Latest("skin_entry_lateral_mm"))
-_pted("kambin_entry_error_mm", "mm", "Distance from the Kambin triangle's incentre to the point where the needle "
-      "last crossed the triangle's plane coming from the approach side.", KAMBIN_1986,
-      lambda ctx: _Latest("kambin_entry_error_mm"))
-_pted("kambin_entry_inside", "0/1", "1 when the needle's latest crossing of the Kambin triangle's plane was "
-      "inside the triangle, 0 when outside (NaN: it never crossed).", KAMBIN_1986,
-      lambda ctx: _Latest("kambin_entry_inside"))
-_pted("trajectory_axial_error_deg", "deg", "Absolute difference between the needle's axial angle (from the "
+_latest("needle_passes", "count", "Times the needle tip went in through the skin surface (tissue skin): each "
+      "new puncture is a pass.", UNGI_2012)
+_latest("needle_redirections", "count", "Times, within one pass, the needle was withdrawn at least 5 mm along its "
+      "entry axis and advanced again at least 2 mm (a change of course without leaving the skin).", UNGI_2012)
+_latest("bone_contacts", "count", "Times an instrument's tip met bone (a vertebra, the sacrum, the ilium) and "
+      "was stopped there.", HOOGLAND_2006)
+_latest("skin_entry_lateral_mm", "mm", "Distance of the latest needle pass's skin entry point from the midline "
+      "(the dural sac's sagittal plane), measured along the patient's left-right axis.", KAMBIN_1986)
+_latest("kambin_entry_error_mm", "mm", "Distance from the Kambin triangle's incentre to the point where the needle "
+      "last crossed the triangle's plane coming from the approach side.", KAMBIN_1986)
+_latest("kambin_entry_inside", "0/1", "1 when the needle's latest crossing of the Kambin triangle's plane was "
+      "inside the triangle, 0 when outside (NaN: it never crossed).", KAMBIN_1986)
+_latest("trajectory_axial_error_deg", "deg", "Absolute difference between the needle's axial angle (from the "
       "coronal plane) where it crossed Kambin's triangle and the landmark's planned approach.", UNGI_2012,
-      lambda ctx: _Latest("axial_error_deg"))
-_pted("trajectory_craniocaudal_error_deg", "deg", "Absolute difference between the needle's cranio-caudal tilt "
-      "where it crossed Kambin's triangle and the landmark's planned approach.", UNGI_2012,
-      lambda ctx: _Latest("craniocaudal_error_deg"))
-_pted("fragment_removed_pct", "%", "Percent of the herniated fragment's volume taken out with the grasping "
-      "forceps (the removed pieces' share).", HOOGLAND_2006, lambda ctx: _Latest("fragment_removed_pct"))
-_pted("grasp_attempts", "count", "Trigger presses with the grasping forceps (each a bite, taking a piece or not).",
-      HOOGLAND_2006, lambda ctx: _Latest("grasps"))
-_pted("needle_economy_pct", "%", "100 x the straight distance from the first skin entry to the needle tip's "
-      "latest position / the tip's path length under the skin (100: one straight pass).", UNGI_2012,
-      lambda ctx: _Latest("needle_economy_pct"))
+        "axial_error_deg")
+_latest("trajectory_craniocaudal_error_deg", "deg", "Absolute difference between the needle's cranio-caudal tilt "
+      "where it crossed Kambin's triangle and the landmark's planned approach.", UNGI_2012, "craniocaudal_error_deg")
+_latest("fragment_removed_pct", "%", "Percent of the herniated fragment's volume taken out with the grasping "
+      "forceps (the removed pieces' share).", HOOGLAND_2006)
+_latest("grasp_attempts", "count", "Trigger presses with the grasping forceps (each a bite, taking a piece or not).",
+      HOOGLAND_2006, "grasps")
+_latest("needle_economy_pct", "%", "100 x the straight distance from the first skin entry to the needle tip's "
+      "latest position / the tip's path length under the skin (100: one straight pass).", UNGI_2012)

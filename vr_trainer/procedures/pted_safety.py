@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from vr_trainer.scenario.metrics import FENG_2024, MetricAccumulator, MetricContext, MetricDef, RunView, register
+from vr_trainer.scenario.metrics import (FENG_2024, MetricAccumulator, MetricContext, MetricDef, RiskNearTime,
+                                         RunView, register)
 from vr_trainer.sim.observation import Observation
 
 ROLES: dict[str, tuple[str, ...]] = {
@@ -61,24 +62,17 @@ class MinRoleDistance:
         return self.v
 
 
-class RoleInvasionTime:
+class RoleInvasionTime(RiskNearTime):
     """Seconds with the instrument inside the risk region (closer than ``margin_mm``) of a
-    structure of one role."""
+    structure of one role (``risk_near_time_s`` for that role's structures; NaN when it has none)."""
 
-    __slots__ = ("margins", "t_s", "defined")
+    __slots__ = ("defined",)
 
     def __init__(self, ctx: MetricContext, role: str) -> None:
+        super().__init__(ctx)
         names = set(role_structures(ctx, role))
-        self.margins = tuple((s, m) for s, m in ctx.risk_margin_mm.items() if s in names)
+        self.margins = tuple((s, m) for s, m in self.margins if s in names)
         self.defined = bool(self.margins)
-        self.t_s = 0.0
-
-    def update(self, obs: Observation, run: RunView) -> None:
-        dist = obs.structure_distance_mm
-        for s, margin in self.margins:
-            if dist.get(s, math.inf) < margin or s in obs.tip_inside:
-                self.t_s += obs.dt_s
-                return
 
     def value(self) -> float:
         return self.t_s if self.defined else math.nan
