@@ -9,6 +9,7 @@ arrays, so the draw path allocates no GL objects.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import cast
 from importlib import resources
@@ -34,10 +35,16 @@ def uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
     return cast(moderngl.Uniform, prog[name])
 
 
+_INCLUDE = re.compile(r'^#include "([\w.]+)"$', re.M)
+
+
 def load_program(ctx: moderngl.Context, name: str, defines: tuple[str, ...] = ()) -> moderngl.Program:
     """A program from ``shaders/NAME.glsl`` (one file, stages picked by #define); ``defines``
-    select a variant (``mesh`` with ``MATTE``: the room's cheaper shading)."""
-    src = resources.files("vr_trainer.render").joinpath(f"shaders/{name}.glsl").read_text()
+    select a variant (``mesh`` with ``MATTE``: the room's cheaper shading). A line ``#include "F.glsl"``
+    is replaced by that file of ``shaders/`` (a stage two programs share)."""
+    shaders = resources.files("vr_trainer.render").joinpath("shaders")
+    src = shaders.joinpath(f"{name}.glsl").read_text()
+    src = _INCLUDE.sub(lambda m: shaders.joinpath(m.group(1)).read_text(), src)  # shared stages, one level
     stages = {"vertex_shader": "VERTEX_SHADER", "fragment_shader": "FRAGMENT_SHADER"}
     if "GEOMETRY_SHADER" in src:
         stages["geometry_shader"] = "GEOMETRY_SHADER"

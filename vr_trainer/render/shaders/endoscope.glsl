@@ -1,17 +1,6 @@
 #version 330 core
 #if defined(VERTEX_SHADER)
-in vec3 in_position;
-in vec3 in_normal;
-uniform mat4 u_view_proj;
-uniform mat4 u_model;
-out vec3 v_world;
-out vec3 v_normal;
-void main() {
-    vec4 w = u_model * vec4(in_position, 1.0);
-    v_world = w.xyz;
-    v_normal = mat3(u_model) * in_normal;
-    gl_Position = u_view_proj * w;
-}
+#include "mesh_vertex.glsl"
 #elif defined(FRAGMENT_SHADER)
 // The endoscope's own light: a fibre-optic spotlight at the lens looking along the view
 // direction, falling off with distance and with the angle off the axis; no room light.

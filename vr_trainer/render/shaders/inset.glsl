@@ -1,12 +1,6 @@
 #version 330 core
 #if defined(VERTEX_SHADER)
-in vec2 in_uv;
-uniform vec4 u_rect;   // x, y, w, h in normalized device coordinates
-out vec2 v_uv;
-void main() {
-    v_uv = in_uv;
-    gl_Position = vec4(u_rect.xy + in_uv * u_rect.zw, 0.0, 1.0);
-}
+#include "rect_vertex.glsl"
 #elif defined(FRAGMENT_SHADER)
 in vec2 v_uv;
 uniform sampler2D u_color;   // the endoscope picture (already vignetted, sRGB-encoded)
