@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -180,3 +181,37 @@ def moved_bundle(bundle, m: np.ndarray):
 def move_bundle():
     """:func:`moved_bundle`, for tests in any folder."""
     return moved_bundle
+
+
+PATIENT_NAME = "DOE^JOHN"  # put into the copied bundle's provenance: it must never reach a recording
+
+
+@pytest.fixture(scope="session")
+def pted_attempts(tmp_path_factory) -> dict:
+    """The default scenario's two shared attempts, recorded by resident r07 on a copy of the
+    scenario and its bundle (a patient name put into the bundle's provenance), in this order:
+
+    - ``weak``: the novice autopilot (seed 1), simulated and scored without drawing, as the cohort
+      runs do (``a1.mcap``);
+    - ``expert``: the scenario's own demo (the expert autopilot) as ``vr-trainer run`` plays it:
+      rendered headless at 32x24 with the C-arm shots imaged, its output in ``run/`` (``a2.mcap``).
+
+    Several modules read these instead of playing the whole staged operation again each."""
+    from vr_trainer.app.autopilot_cohort import run_autopilot_unrendered
+    from vr_trainer.app.run import run_session
+    from vr_trainer.scenario.loader import default_scenario_path
+
+    d = tmp_path_factory.mktemp("attempts")
+    src = default_scenario_path()
+    shutil.copytree(REPO / "assets" / "spine_l3_s1", d / "spine_l3_s1")
+    manifest = d / "spine_l3_s1" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["provenance"]["patient_name"] = PATIENT_NAME
+    manifest.write_text(json.dumps(m, indent=1))
+    scenario = d / src.name
+    shutil.copy(src, scenario)
+    weak = run_autopilot_unrendered(scenario, "novice", None, 1, record=d / "a1.mcap", resident="r07")
+    expert = run_session(str(scenario), "headless", size=(32, 24), record=d / "a2.mcap", out_dir=str(d / "run"),
+                         resident="r07")
+    return {"patient_name": PATIENT_NAME, "dir": d, "scenario": scenario, "manifest": manifest, "run_dir": d / "run",
+            "weak": (d / "a1.mcap", weak), "expert": (d / "a2.mcap", expert)}

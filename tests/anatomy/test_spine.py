@@ -107,10 +107,10 @@ def test_pted_on_the_real_ct_is_passed_by_the_expert(ts_spine: Bundle, tmp_path:
     """The patient's own anatomy: a PTED scenario at L1-L2 authored on the derived bundle, passed without
     touching a root or the sac."""
     from vr_trainer.app.authoring import new_scenario
-    from vr_trainer.app.run import run_session
+    from vr_trainer.app.autopilot_cohort import run_autopilot_unrendered
 
     path = new_scenario("pted", ts_spine.path, tmp_path / "pted_l1_l2.yaml", level="L1-L2", side="left")
-    s = run_session(str(path), "headless", size=(64, 48), autopilot="expert")
+    s = run_autopilot_unrendered(path, "expert")  # simulated and scored as `run --autopilot expert`, not drawn
     assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
     assert s["metrics"]["risk_contacts"]["value"] == 0 and s["metrics"]["min_risk_distance_mm"]["value"] > 0.5
 
@@ -182,7 +182,7 @@ def phantom_ct_spine(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
 def test_pted_on_a_bundle_imported_from_the_phantom_ct_is_passed_by_the_expert(phantom_ct_spine: Bundle,
                                                                                  tmp_path: Path) -> None:
     from vr_trainer.app.authoring import new_scenario
-    from vr_trainer.app.run import run_session
+    from vr_trainer.app.autopilot_cohort import run_autopilot_unrendered
 
     b = phantom_ct_spine
     ref = load_bundle(PHANTOM)
@@ -193,7 +193,7 @@ def test_pted_on_a_bundle_imported_from_the_phantom_ct_is_passed_by_the_expert(p
     path = new_scenario("pted", b.path, tmp_path / "pted_derived.yaml", level="L4-L5", side="left")
     text = path.read_text(encoding="utf-8")
     assert "kambin_triangle_L4_L5_left" in text and "nerve_root_L5_traversing_left" in text
-    s = run_session(str(path), "headless", size=(64, 48), autopilot="expert")
+    s = run_autopilot_unrendered(path, "expert")  # simulated and scored as `run --autopilot expert`, not drawn
     assert s["passed"] is True and s["score"] >= 90, (s["score"], s["metrics"])
     assert s["metrics"]["risk_contacts"]["value"] == 0
 

@@ -15,7 +15,6 @@ from PIL import Image
 
 from vr_trainer.app.clock import FakeClock
 from vr_trainer.app.loop import FrameLoop
-from vr_trainer.app.run import run_session
 from vr_trainer.app.session import build_session
 from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
@@ -31,15 +30,18 @@ HIGHLIGHT = (1.0, 0.15, 0.1, 0.6)
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("scored")
-    summary = run_session(None, "headless", out_dir=str(out), size=(64, 48))
+def default_run(pted_attempts):
+    """The default scenario as `vr-trainer run` plays it (its demo: the expert autopilot), shared
+    with the recording and report tests (conftest ``pted_attempts``)."""
+    _, summary = pted_attempts["expert"]
+    out = pted_attempts["run_dir"]
     return summary, json.loads((out / "summary.json").read_text()), out
 
 
 def test_default_run_writes_a_score_and_the_metrics_behind_it(default_run):
-    """`vr-trainer run` with no arguments: the expert autopilot plays the whole staged PTED, its
-    C-arm shots are radiographs on disk, and the score and its metrics are in summary.json."""
+    """The default scenario with no autopilot asked for: its demo has the expert autopilot play the
+    whole staged PTED, its C-arm shots are radiographs on disk, and the score and its metrics are
+    in summary.json."""
     summary, written, _ = default_run
     assert written == json.loads(json.dumps(summary)), "summary.json is what run_session returned"
     s = written

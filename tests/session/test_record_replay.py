@@ -5,7 +5,6 @@ where and how much is readable; a changed scenario or bundle is reported; no pat
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,31 +14,21 @@ import pytest
 from PIL import Image
 
 from vr_trainer.app.replay import COMPARED, replay_recording
-from vr_trainer.app.run import run_session
 from vr_trainer.cli import main
 from vr_trainer.session.reader import RecordingError, read_recording
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.gl
-PATIENT = "DOE^JOHN"  # a patient name put into the copied bundle's provenance: it must not reach a recording
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory) -> dict:
-    """The PTED scenario and a copy of its bundle (with a patient name in the manifest's
-    provenance) in a temporary folder; an expert autopilot run of it, recorded."""
-    d = tmp_path_factory.mktemp("rec")
-    shutil.copytree(REPO / "assets" / "spine_l3_s1", d / "spine_l3_s1")
-    manifest = d / "spine_l3_s1" / "manifest.json"
-    m = json.loads(manifest.read_text())
-    m["provenance"]["patient_name"] = PATIENT
-    manifest.write_text(json.dumps(m, indent=1))
-    scenario = d / "pted.yaml"
-    shutil.copy(REPO / "scenarios" / "pted_l4_l5.yaml", scenario)
-    path = d / "expert.mcap"
-    summary = run_session(str(scenario), "headless", size=(32, 24), autopilot="expert", record=path,
-                          out_dir=str(d / "run"))
-    return {"dir": d, "path": path, "summary": summary, "scenario": scenario, "manifest": manifest}
+def recorded(pted_attempts) -> dict:
+    """The shared expert run (conftest ``pted_attempts``): the default scenario and a copy of its
+    bundle (with a patient name in the manifest's provenance), played by its expert demo, recorded."""
+    path, summary = pted_attempts["expert"]
+    return {"patient": pted_attempts["patient_name"], "dir": pted_attempts["dir"],
+            "run_dir": pted_attempts["run_dir"], "path": path, "summary": summary,
+            "scenario": pted_attempts["scenario"], "manifest": pted_attempts["manifest"]}
 
 
 def test_replay_without_rendering_reproduces_score_metrics_steps_and_events(recorded):
@@ -61,7 +50,7 @@ def test_replay_without_rendering_reproduces_score_metrics_steps_and_events(reco
 def test_replay_renders_the_same_eye_images(recorded, tmp_path):
     assert main(["replay", str(recorded["path"]), "--out", str(tmp_path)]) == 0
     for k in (0, 1):
-        live = np.asarray(Image.open(recorded["dir"] / "run" / f"eye{k}.png"))
+        live = np.asarray(Image.open(recorded["run_dir"] / f"eye{k}.png"))
         again = np.asarray(Image.open(tmp_path / f"eye{k}.png"))
         assert live.std() > 0, "the eye image shows something"
         np.testing.assert_array_equal(again, live)
@@ -78,8 +67,8 @@ def test_recording_holds_the_session_and_no_patient_identifiers(recorded):
     assert "meshes/L4.glb" in sess["bundle"]["files"]
     assert sess["autopilot"]["mode"] == "expert"
     raw = json.dumps(sess) + json.dumps(rec.summary) + json.dumps(rec.notices)
-    assert PATIENT not in raw and "provenance" not in raw
-    assert PATIENT.encode() not in recorded["path"].read_bytes()
+    assert recorded["patient"] not in raw and "provenance" not in raw
+    assert recorded["patient"].encode() not in recorded["path"].read_bytes()
     kinds = {n["kind"] for n in rec.notices}
     assert {"step_started", "step_completed", "run_finished"} <= kinds
     assert len(rec.metrics) >= int(rec.duration_s / 0.25) - 1

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from vr_trainer.app import report_cli
-from vr_trainer.app.run import run_session
 from vr_trainer.cli import main
 from vr_trainer.session.labels import fail_reason
 from vr_trainer.session.reader import read_recording
@@ -28,14 +27,9 @@ needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None, reason="ne
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> dict:
-    """Two short headless autopilot attempts at a tiny size: a clumsy one, then an expert one."""
-    d = tmp_path_factory.mktemp("report")
-    weak = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="novice", autopilot_skill=0.3, seed=2,
-                       record=d / "a1.mcap", resident="r07")
-    expert = run_session(str(SCENARIO), "headless", size=(32, 24), autopilot="expert", record=d / "a2.mcap",
-                         resident="r07")
-    return {"dir": d, "weak": (d / "a1.mcap", weak), "expert": (d / "a2.mcap", expert)}
+def recordings(pted_attempts) -> dict:
+    """Two attempts by resident r07 (conftest ``pted_attempts``): a novice one, then the expert's."""
+    return pted_attempts
 
 
 def _report(args: list[str]) -> str:

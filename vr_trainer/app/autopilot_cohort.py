@@ -19,6 +19,8 @@ from vr_trainer.app.clock import FakeClock
 from vr_trainer.app.run import start_recording
 from vr_trainer.app.session import build_session
 from vr_trainer.procedures.autopilot import autopilot_plan
+from vr_trainer.procedures.reach import PlanningContext
+from vr_trainer.scenario.schema import Scenario
 from vr_trainer.scenario.validate import load_validated_scenario
 from vr_trainer.sim.scene import SceneSnapshot
 from vr_trainer.xr.headless import HeadlessBackend
@@ -39,33 +41,48 @@ def record_autopilot_attempts(scenario_path: str | Path, attempts: Sequence[Auto
     """Run and record ``attempts`` in order; returns each run's summary (score, passed, metrics ...)."""
     scenario_file = Path(scenario_path)
     scenario = load_validated_scenario(scenario_file)
-    shared_ctx = None
-    out: list[dict[str, Any]] = []
-    for a in attempts:
-        scene, _meshes = build_session(scenario)
-        if shared_ctx is None:
-            shared_ctx = planning_context(scene)
-        plan = autopilot_plan(shared_ctx, "novice", a.skill, a.seed)
-        scene.track = plan_to_track(plan, scene.world_from_patient, scene.track)
-        backend = HeadlessBackend(scene.track, size)
-        backend.open()
-        recorder = None
-        try:
-            loop = scene.frame_loop(backend, None, None, FakeClock(0.0, 1.0 / scene.track.fps))  # type: ignore[arg-type]
-            loop.snapshot_fn = lambda state, frame: SceneSnapshot(state.time_s, frame.index, (), (), state.annotations)
-            recorder = start_recording(a.path, scenario, scenario_file, scene, loop, backend.name, size, 0, None,
-                                       plan, "novice", a.skill, a.seed, a.resident)
-            n = loop.run()
-            summary: dict[str, Any] = {"backend": backend.name, "scenario": scenario.id, "frames": n,
-                                       "rendered": False, "steps_completed": list(loop.state.completed_steps),
-                                       "autopilot": plan.summary(), "resident": a.resident}
-            if scene.rules is not None:
-                summary.update(scene.rules.engine.result().to_summary())
-            w = recorder.writer
-            summary["recording"] = str(w.close(summary))
-            out.append(summary)
-        finally:
-            if recorder is not None:
-                recorder.writer.close()
-            backend.close()
-    return out
+    shared: list[PlanningContext] = []
+    return [run_autopilot_unrendered(scenario_file, "novice", a.skill, a.seed, a.path, a.resident, size,
+                                     scenario=scenario, shared_ctx=shared) for a in attempts]
+
+
+def run_autopilot_unrendered(scenario_path: str | Path, mode: str = "expert", skill: float | None = None,
+                             seed: int = 0, record: Path | None = None, resident: str | None = None,
+                             size: tuple[int, int] = (32, 24), scenario: Scenario | None = None,
+                             shared_ctx: list[PlanningContext] | None = None) -> dict[str, Any]:
+    """One autopilot attempt as ``vr-trainer run SCENARIO --autopilot MODE [--autopilot-skill S]
+    --seed N [--record FILE]`` runs it (same plan, frame loop, engine, score and recording), with
+    nothing drawn. ``shared_ctx`` (a list, filled on first use) shares the planner's context
+    between attempts on one scenario."""
+    scenario_file = Path(scenario_path)
+    if scenario is None:
+        scenario = load_validated_scenario(scenario_file)
+    scene, _meshes = build_session(scenario)
+    if shared_ctx is None:
+        shared_ctx = []
+    if not shared_ctx:
+        shared_ctx.append(planning_context(scene))
+    plan = autopilot_plan(shared_ctx[0], mode, skill, seed)
+    scene.track = plan_to_track(plan, scene.world_from_patient, scene.track)
+    backend = HeadlessBackend(scene.track, size)
+    backend.open()
+    recorder = None
+    try:
+        loop = scene.frame_loop(backend, None, None, FakeClock(0.0, 1.0 / scene.track.fps))  # type: ignore[arg-type]
+        loop.snapshot_fn = lambda state, frame: SceneSnapshot(state.time_s, frame.index, (), (), state.annotations)
+        if record is not None:
+            recorder = start_recording(record, scenario, scenario_file, scene, loop, backend.name, size, 0, None,
+                                       plan, mode, skill, seed, resident)
+        n = loop.run()
+        summary: dict[str, Any] = {"backend": backend.name, "scenario": scenario.id, "frames": n,
+                                   "rendered": False, "steps_completed": list(loop.state.completed_steps),
+                                   "autopilot": plan.summary(), "resident": resident}
+        if scene.rules is not None:
+            summary.update(scene.rules.engine.result().to_summary())
+        if recorder is not None:
+            summary["recording"] = str(recorder.writer.close(summary))
+        return summary
+    finally:
+        if recorder is not None:
+            recorder.writer.close()
+        backend.close()
