@@ -165,7 +165,21 @@ def _bundle_triangles(bundle_dir: str) -> tuple[tuple[str, str, np.ndarray], ...
     """(structure, tissue, triangles (n, 3, 3) RAS mm) of each structure in the bundle (loaded once per report run)."""
     from vr_trainer.anatomy.bundle import load_bundle
 
-    return tuple((s.name, s.tissue, np.asarray(s.mesh.triangles, float)) for s in load_bundle(bundle_dir).structures)
+    return tuple((s.name, s.tissue, _outline_triangles(np.asarray(s.mesh.vertices, float), np.asarray(s.mesh.faces)))
+                 for s in load_bundle(bundle_dir).structures)
+
+
+OUTLINE_FACES = 2500  # per structure: a plot 9 inches wide shows no more detail; the full meshes cost seconds
+
+
+def _outline_triangles(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) triangles of a structure for its projected outline, decimated to about
+    :data:`OUTLINE_FACES` (fast-simplification's quadric decimation keeps the silhouette)."""
+    if len(faces) > OUTLINE_FACES:
+        import fast_simplification
+
+        vertices, faces = fast_simplification.simplify(vertices, faces, 1.0 - OUTLINE_FACES / len(faces))
+    return np.asarray(vertices, float)[np.asarray(faces)]
 
 
 def _outlines(a: Attempt, warnings: list[str]) -> list[tuple[str, str, np.ndarray]]:

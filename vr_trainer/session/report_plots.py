@@ -142,7 +142,10 @@ def trajectory_svg(tip_ras: np.ndarray, instruments: Sequence[str], outlines: Se
                                   (axes[1], (1, 2), L("lateral"), L("post_ant_mm"))):
         order = list(TISSUE_RGBA)
         ranked = sorted(outlines, key=lambda o: (order.index(o[1]) if o[1] in order else -1, o[0] in highlight))
-        for name, tissue, tris in ranked:
+        depth = 3 - i - j  # the projection's viewing axis: only the triangles facing the viewer draw the outline
+        for name, tissue, all_tris in ranked:
+            n = np.cross(all_tris[:, 1] - all_tris[:, 0], all_tris[:, 2] - all_tris[:, 0])
+            tris = all_tris[n[:, depth] >= 0.0]
             rgba = TISSUE_RGBA.get(tissue, (0.9, 0.9, 0.9, 1.0))
             if name in highlight:
                 rgba = (rgba[0] * 0.85, rgba[1] * 0.7, rgba[2] * 0.5, 1.0)
