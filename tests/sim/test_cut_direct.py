@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from vr_trainer.bench.cut import direct_cut
+from vr_trainer.sim.cut_direct import direct_cut
 from vr_trainer.sim.cutting import Plane, plane_cut
 
 
