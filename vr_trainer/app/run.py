@@ -16,6 +16,7 @@ from vr_trainer.app.bridge import run_finished_notice
 from vr_trainer.app.clock import FakeClock, MonotonicClock
 from vr_trainer.app.loop import FrameLoop
 from vr_trainer.app.session import build_session
+from vr_trainer.app.speech import attach_speech
 from vr_trainer.render.mirror import MirrorCompositor
 from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.loader import default_scenario_path
@@ -146,6 +147,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
     bridge = None
     recorder = None
     fluoro = None
+    speech = None
     ok = False
     try:
         renderer = SceneRenderer(ctx, samples=samples)
@@ -161,6 +163,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
                                        renderer.samples, locale, plan, autopilot, autopilot_skill, seed,
                                        resident)
         fluoro = attach_key_images(scene, loop, renderer, out, recorder, synchronous=scripted)
+        speech = attach_speech(scenario, loop, out)  # speak: true prompts said aloud (vr_trainer.app.speech)
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)
@@ -208,6 +211,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             summary["sound_cues"] = scene.rules.cues_summary()
             loop.publish_notices([run_finished_notice(loop.state.time_s, result.score, result.passed,
                                                       result.pass_mark, len(scenario.steps))])
+        if speech is not None:  # waits for the queued clips: OUT/audio/*.wav, then the list
+            summary["spoken_prompts"] = speech.close()
         if recorder is not None:
             w = recorder.writer
             summary.update({"recording": str(w.path), "recording_dropped": w.dropped})
@@ -219,6 +224,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             write_outputs(out, backend.eye_images() or [], summary, mirror.read_now())
         return summary
     finally:
+        if speech is not None:
+            speech.close(timeout_s=5.0)
         if fluoro is not None:
             fluoro.close()
         if recorder is not None:

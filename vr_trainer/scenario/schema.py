@@ -44,6 +44,16 @@ class LocalizedText(Strict):
         return self.zh if locale == "zh" and self.zh else self.en
 
 
+class PromptText(LocalizedText):
+    """An event's message: shown on the in-scene panel and the mentor console and, with
+    ``speak: true``, also spoken aloud in the session's locale (e.g. the patient's voice under
+    local anaesthesia: "Patient: sharp pain down the leg!")."""
+
+    speak: bool = Field(default=False, description=(
+        "Also speak the message aloud (speech synthesis in the session's locale: en, or zh as Mandarin) "
+        "on the machine's audio output; the run's output folder keeps each clip (audio/*.wav)"))
+
+
 class AnatomyRef(Strict):
     bundle: str = Field(min_length=1, max_length=1024,
                         description="Asset bundle folder: a name under assets/ or a path relative to the scenario file")
@@ -127,8 +137,8 @@ class OverlayEffect(Strict):
 class Effect(Strict):
     """One effect of an event; give exactly one field."""
 
-    prompt: LocalizedText | None = Field(default=None,
-                                         description="A message on the in-scene panel and the mentor console")
+    prompt: PromptText | None = Field(default=None, description=(
+        "A message on the in-scene panel and the mentor console (speak: true also says it aloud)"))
     haptic: HapticEffect | None = Field(default=None, description="A pulse on the hand holding the instrument")
     sound: Literal["alert", "warning", "success", "pain"] | None = Field(default=None, description="A sound cue")
     overlay: OverlayEffect | None = None
