@@ -155,7 +155,10 @@ def spoken_en(pulse_server, tmp_path_factory):
         rec = subprocess.Popen(["parec", "-d", "vrt.monitor", "--format=s16le", f"--rate={RATE_HZ}", "--channels=1",
                                 "--latency-msec=20"], stdout=f)
         try:
-            time.sleep(0.5)  # the recorder is connected before anything plays
+            deadline = time.monotonic() + 10.0
+            while raw.stat().st_size < RATE_HZ * 2 * 0.5 and time.monotonic() < deadline:
+                time.sleep(0.05)  # the recorder is connected (0.5 s of the idle sink) before anything plays
+            assert raw.stat().st_size >= RATE_HZ, "parec records the null sink's monitor"
             output, _ = find_audio_output()
             synth = SpeechSynthesizer()
             loop, service, entries = touch_root(spoken_scenario("en"), out, output, synth)
@@ -195,7 +198,7 @@ def test_the_root_contact_is_heard_on_the_audio_output(spoken_en):
     rms = rms_windows(captured)
     loud = np.flatnonzero(rms > SPEECH_RMS)
     assert loud.size, f"speech on the sink: max window RMS {rms.max():.0f}"
-    floor = float(np.median(rms[: int(0.4 / WINDOW_S)]))  # before anything played
+    floor = float(np.median(rms[: int(0.4 / WINDOW_S)]))  # the idle sink, before anything played
     heard_s = (loud[-1] - loud[0] + 1) * WINDOW_S
     assert floor < 50.0 and float(rms[loud].mean()) > 20 * max(floor, 10.0), (floor, rms[loud].mean())
     assert 0.7 * entry["duration_s"] <= heard_s <= entry["duration_s"] + 0.5, (heard_s, entry["duration_s"])
