@@ -38,9 +38,15 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
+from vr_trainer.sim.distance_grid import DistanceGrid
+
 MEMO_MAX_POINTS = 4096  # larger queries (a planner's batches) are not kept
+PAIR_TREE_SEPARATION_MM = 1.0e4  # structures' offsets in the clearance query's one k-d tree
+TIP_HALF_WIDTH_MM = 0.1  # clearance: a tip within exact_mm whose grid bounds are wider is searched
 # closest-feature codes of :func:`closest_points_on_triangles`
 FACE, VERT_A, VERT_B, VERT_C, EDGE_AB, EDGE_BC, EDGE_CA = range(7)
+# edge AB, BC, CA (from corner a, b, c) by where its closest point is: its start, inside, its end
+_EDGE_FEATURE = np.array([[VERT_A, EDGE_AB, VERT_B], [VERT_B, EDGE_BC, VERT_C], [VERT_C, EDGE_CA, VERT_A]])
 
 
 def closest_points_on_triangles(p: np.ndarray, a: np.ndarray, ab: np.ndarray, ac: np.ndarray,
@@ -237,7 +243,7 @@ class ProximityField:
     displayed frame with the same hand pose (a 30 Hz replay: 3 of every 4 steps; 0 turns it off)."""
 
     def __init__(self, surfaces: Mapping[str, SurfaceIndex], k: int = 8, exact_mm: float = 20.0,
-                 memo_size: int = 8) -> None:
+                 memo_size: int = 8, grid_spacing_mm: float = 3.0) -> None:
         self.surfaces = dict(surfaces)
         self.k = k
         self.exact_mm = exact_mm
@@ -254,6 +260,11 @@ class ProximityField:
         self._boxes = np.stack([s.box_mm for s in sur]) if sur else np.zeros((0, 2, 3))
         self._reach = np.array([s.reach_mm for s in sur])
         self._closed = np.array([s.closed for s in sur], bool)
+        self.grid_spacing_mm = grid_spacing_mm
+        self._grid: DistanceGrid | None = None  # the clearance query's grids and pair tree: built
+        self._pair_tree: cKDTree | None = None  # on first use, or by prepare_clearance()
+        self._edges: tuple[np.ndarray, ...] | None = None
+        self._build_lock = threading.Lock()
 
     @classmethod
     def from_meshes(cls, meshes: Mapping[str, tuple[np.ndarray, np.ndarray]], max_edge_mm: float = 3.0,
@@ -289,13 +300,114 @@ class ProximityField:
         key = ("c", p.tobytes() if memo else b"")
         hit = self._recall(key) if memo else None
         if hit is None:
-            d = dict(zip(self.surfaces, self._evaluate_all(p)))
-            tip = {n: float(v[0]) for n, v in d.items()}
-            hit = Clearance({n: float(v.min()) for n, v in d.items()}, tip,
-                            frozenset(n for n, v in tip.items() if v < 0))
+            dmin, dtip = self._clearance_values(p)
+            names = list(self.surfaces)
+            tip = dict(zip(names, dtip.tolist()))
+            hit = Clearance(dict(zip(names, dmin.tolist())), tip, frozenset(n for n, v in tip.items() if v < 0))
             if memo:
                 self._remember(key, hit)
         return Clearance(dict(hit.distance_mm), dict(hit.tip_mm), hit.inside)
+
+    @property
+    def grid_node_count(self) -> int:
+        """Nodes of the clearance query's distance grids (0 until built)."""
+        return 0 if self._grid is None else self._grid.node_count
+
+    def prepare_clearance(self) -> None:
+        """Build what :meth:`clearance` searches with (its first call does it otherwise): every
+        structure's distance grid (:class:`~vr_trainer.sim.distance_grid.DistanceGrid`) and one
+        k-d tree over all structures' triangle centroids, each structure moved far from the others."""
+        with self._build_lock:
+            if self._grid is not None:
+                return
+            sur = list(self.surfaces.values())
+            cent = [(s.a + (s.ab + s.ac) / 3.0) + self._shift(j) for j, s in enumerate(sur)]
+            self._pair_tree = cKDTree(np.concatenate(cent) if cent else np.zeros((0, 3)))
+            self._edges = _edge_tables(self._geom)
+            self._grid = DistanceGrid.build(self, self.grid_spacing_mm)
+
+    def _shift(self, j: np.ndarray | int) -> np.ndarray:
+        """Where structure ``j`` is moved in the pair tree (far beyond any search radius)."""
+        return np.multiply.outer(np.asarray(j, float), np.array([PAIR_TREE_SEPARATION_MM, 0.0, 0.0]))
+
+    def _clearance_values(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per structure (S,): the smallest signed distance over the chain ``p`` (n, 3) and its first
+        point's. The grids bound every (structure, point) pair in one pass (from the corners of
+        its cell, :meth:`DistanceGrid.bounds`); the exact search runs only on the pairs whose lower bound is at most
+        the structure's smallest upper bound (the chain's minimum is among them, so it comes out
+        exact), and on the tip where the bounds leave its sign open (inside or not) or, within
+        ``exact_mm``, are wider than ``2 * TIP_HALF_WIDTH_MM``; only within ``exact_mm``: a pair
+        whose lower bound is farther is not searched. A pair not searched
+        reports the middle of its bounds (within half their width of the truth, and above the minimum
+        where the minimum is within ``exact_mm``); a point outside a structure's grid
+        ``max(box distance, exact_mm + spacing)``, a lower bound."""
+        if self._grid is None:
+            self.prepare_clearance()
+        grid = self._grid
+        assert grid is not None
+        if not self.surfaces:
+            return np.zeros(0), np.zeros(0)
+        lower, upper, ingrid = grid.bounds(p)
+        v, err = (lower + upper) * 0.5, (upper - lower) * 0.5  # the middle, within err of the truth
+        res = v
+        # the tip: searched where its sign is open, or where its bounds leave more than TIP_HALF_WIDTH_MM
+        tip = ((lower[:, 0] <= 0.0) & (upper[:, 0] >= 0.0)) | (
+            (upper[:, 0] - lower[:, 0] > 2.0 * TIP_HALF_WIDTH_MM) & (lower[:, 0] <= self.exact_mm))
+        tip &= ingrid[:, 0]
+        if not ingrid.all():
+            lower = np.where(ingrid, lower, np.inf)
+            upper = np.where(ingrid, upper, np.inf)
+            boxes = self._boxes
+            gap = np.maximum(np.maximum(boxes[:, None, 0] - p[None], p[None] - boxes[:, None, 1]), 0.0)
+            res = np.where(ingrid, v, np.maximum(np.sqrt((gap * gap).sum(2)), self.exact_mm + grid.spacing_mm))
+        need = (lower <= upper.min(1)[:, None]) & (lower <= self.exact_mm)
+        need[:, 0] |= tip
+        js, ip = np.nonzero(need)
+        if len(js):
+            res = res.copy()
+            x = self._exact_pairs(p, js, ip, self.exact_mm)
+            # nan: no surface within exact_mm; deep inside (the bound says so) or beyond exact_mm
+            vj, ej = v[js, ip], err[js, ip]
+            res[js, ip] = np.where(np.isnan(x), np.where(vj + ej < 0.0, vj, np.maximum(vj, self.exact_mm)), x)
+        return res.min(1), res[:, 0]
+
+    def _exact_pairs(self, p: np.ndarray, js: np.ndarray, ip: np.ndarray, radius_mm: float) -> np.ndarray:
+        """Signed distance of point ``p[ip]`` to structure ``js`` per pair: one k-d search of the pair
+        tree for the ``k`` nearest centroids, then the exact point-triangle distance on those (as
+        :meth:`_evaluate_all`, in fewer array passes: each triangle's three edges at once, the face's
+        projection tested against its in-plane edge normals); nan where no centroid is within
+        ``radius_mm`` + a centroid's reach."""
+        assert self._pair_tree is not None and self._edges is not None
+        k = self.k
+        m = len(js)
+        reach = radius_mm + self._reach[js]
+        dd, idx = self._pair_tree.query(p[ip] + self._shift(js), k=k, distance_upper_bound=float(reach.max()))
+        dd, fi = np.asarray(dd).reshape(m, k), np.asarray(idx, np.int64).reshape(m, k)
+        within = dd < reach[:, None]
+        fi = np.where(within, fi, fi[:, :1])  # missing neighbours: repeat the first
+        found = within[:, 0]
+        fi[~found] = 0
+        e0, ed, einv, em, nrm = self._edges
+        w = p[ip][:, None, None, :] - e0[fi]  # (m, k, 3 edges, 3): from each edge's start
+        dvec = ed[fi]
+        t = np.clip(np.einsum("mkij,mkij->mki", w, dvec) * einv[fi], 0.0, 1.0)
+        r = w - t[..., None] * dvec  # from the closest point of each edge
+        ed2 = np.einsum("mkij,mkij->mki", r, r)
+        inside = (np.einsum("mkij,mkij->mki", w, em[fi]) >= 0.0).all(2)  # projection within the face
+        h = np.einsum("mkj,mkj->mk", w[:, :, 0], nrm[fi])  # height above the face's plane
+        ek = ed2.argmin(2)
+        d2 = np.where(inside, h * h, np.take_along_axis(ed2, ek[..., None], 2)[..., 0])
+        rows = np.arange(m)
+        kb = d2.argmin(1)
+        e_b = ek[rows, kb]
+        ins = inside[rows, kb]
+        state = (t[rows, kb, e_b] > 0.0).astype(np.int64) + (t[rows, kb, e_b] >= 1.0)  # start, edge, end
+        pn = self._pn[fi[rows, kb], _EDGE_FEATURE[e_b, state]]
+        side = np.where(ins, h[rows, kb], np.einsum("mj,mj->m", r[rows, kb, e_b], pn))
+        d = np.sqrt(d2[rows, kb])
+        v = np.where(side < 0.0, -d, d)
+        v = np.where(self._closed[js], v, d)
+        return np.where(found, v, np.nan)
 
     def _recall(self, key: tuple[str, bytes]) -> Any:
         if self.memo_size <= 0:
@@ -377,6 +489,25 @@ class ProximityField:
         diff = points - q
         d = np.sqrt((diff * diff).sum(1))
         return np.where((diff * self._pn[fi, feat]).sum(1) < 0, -d, d)
+
+
+def _edge_tables(geom: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per packed triangle (rows of ``geom``: a, b - a, c - a, ...): each edge's start (F, 3, 3),
+    vector (F, 3, 3), inverse squared length (F, 3; 0 for a zero-length edge), in-plane normal
+    towards the inside (F, 3, 3; nan for a zero-area triangle, which has no inside), and the unit
+    face normal (F, 3; 0 for a zero-area triangle)."""
+    a, ab, ac = geom[:, 0:3], geom[:, 3:6], geom[:, 6:9]
+    b, c = a + ab, a + ac
+    start = np.stack([a, b, c], 1)
+    vec = np.stack([b - a, c - b, a - c], 1)
+    ll = (vec * vec).sum(2)
+    inv = np.where(ll > 0.0, 1.0 / np.where(ll > 0.0, ll, 1.0), 0.0)
+    n = np.cross(ab, ac)
+    ln = np.linalg.norm(n, axis=1)
+    n = n / np.where(ln > 0.0, ln, 1.0)[:, None]
+    inward = np.cross(n[:, None, :], vec)  # left of each edge of a counter-clockwise face
+    inward[ln <= 0.0] = np.nan
+    return start, vec, inv, inward, n
 
 
 def shaft_points(world_from_tool: np.ndarray, length_mm: float, spacing_mm: float = 2.0) -> np.ndarray:
