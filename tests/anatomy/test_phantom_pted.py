@@ -115,7 +115,10 @@ def test_l5_s1_kambin_triangle(spine: Bundle, solid: trimesh.Trimesh, side: str)
     assert not solid.contains(core).any(), "something solid inside the triangle's core"
     d = np.asarray(k["approach_direction"])
     assert not solid.ray.intersects_any(core, np.repeat(d[None], len(core), axis=0)).any()
-    assert spine["disc_L5_S1"].mesh.contains([np.asarray(k["incenter_mm"]) - 5.0 * d])[0]
+    # the corridor leads into the disc: within 10 mm past the incentre the needle is in it (the derived
+    # triangle lies ~4.5 mm more lateral than the analytic one, so the disc starts 5-8 mm in)
+    ahead = np.asarray(k["incenter_mm"]) - np.arange(3.0, 10.5, 1.0)[:, None] * d
+    assert spine["disc_L5_S1"].mesh.contains(ahead).any()
     root = spine[k["exiting_root"]].mesh.vertices
     assert np.min(np.linalg.norm(root - 0.5 * (b + c), axis=1)) < 5.0
     assert np.min(np.linalg.norm(spine["sacrum"].mesh.vertices - 0.5 * (a + b), axis=1)) < 6.0
@@ -171,9 +174,10 @@ def test_lordosis(spine: Bundle) -> None:
 
 
 def test_shipped_spine_is_what_the_generator_paints(spine: Bundle) -> None:
-    """A cheap regeneration check (the full run, meshing included, takes about a minute and is byte-identical:
-    ``python -m vr_trainer.anatomy.phantoms --only spine``): the three label volumes painted today hash to
-    the shipped bundle's recorded inputs."""
+    """A cheap regeneration check (the full run, the derivation and meshing included, takes about two
+    minutes and is byte-identical: ``python -m vr_trainer.anatomy.phantoms --only spine``): the spine's
+    painted label volume (before its sac and roots are derived) and the skin's hash to the shipped
+    bundle's recorded inputs."""
     import hashlib
 
     from vr_trainer.anatomy import phantom_body as B
@@ -182,11 +186,8 @@ def test_shipped_spine_is_what_the_generator_paints(spine: Bundle) -> None:
 
     canvas = Canvas(P.BOUNDS_MM[0], P.BOUNDS_MM[1], spine.manifest["provenance"]["voxel_mm"])
     P.build(canvas)
-    body, _ = B.build_body(canvas)
-    B.finish_body(body)
     skin, _ = B.build_skin()
     got = {k: hashlib.sha256(c.labels.tobytes()).hexdigest()
-           for k, c in (("synthetic_labels", canvas), ("synthetic_labels_body_1mm", body),
-                        ("synthetic_labels_skin_2mm", skin))}
+           for k, c in (("synthetic_labels_painted", canvas), ("synthetic_labels_skin_2mm", skin))}
     want = {i["kind"]: i["sha256"] for i in spine.manifest["provenance"]["inputs"]}
     assert {k: want.get(k) for k in got} == got, "assets/spine_l3_s1 is stale: regenerate it"

@@ -1,5 +1,7 @@
 """``--spine``: discs, dural sac, nerve roots and Kambin's triangles derived from vertebrae alone,
-checked on a real TotalSegmentator label map and against the phantom's hand-made (analytic) ones."""
+checked on a real TotalSegmentator label map and against the phantom's analytic ones (computed from the
+generator's own parameters, :func:`phantom_spine.analytic_landmarks`: the shipped phantom's landmarks are
+themselves derived, so comparing with them would be circular)."""
 
 from __future__ import annotations
 
@@ -115,13 +117,20 @@ def test_pted_on_the_real_ct_is_passed_by_the_expert(ts_spine: Bundle, tmp_path:
     assert s["metrics"]["risk_contacts"]["value"] == 0 and s["metrics"]["min_risk_distance_mm"]["value"] > 0.5
 
 
+def _analytic() -> dict[str, dict]:
+    from vr_trainer.anatomy.phantom_spine import analytic_landmarks
+
+    return analytic_landmarks()
+
+
 def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> None:
     b = phantom_spine
     ref = load_bundle(PHANTOM)
+    analytic = _analytic()
     errors = {}
     for side in ("left", "right"):
         name = f"kambin_triangle_L4_L5_{side}"
-        got, want = b.landmarks[name], ref.landmarks[name]
+        got, want = b.landmarks[name], analytic[name]
         errors[side] = float(np.linalg.norm(np.subtract(got["incenter_mm"], want["incenter_mm"])))
         assert got["vertex_roles"][0].startswith("base_medial") and len(got["vertices_mm"]) == 3
         assert abs(got["inradius_mm"] - want["inradius_mm"]) < 1.5
@@ -141,10 +150,17 @@ def test_phantom_landmarks_match_the_analytic_ones(phantom_spine: Bundle) -> Non
     heights = {n: b[n].extra["derived"]["height_mm"] for n in ("disc_L3_L4", "disc_L4_L5", "disc_L5_S1")}
     for n, want_mm in (("disc_L3_L4", 10.0), ("disc_L4_L5", 10.5), ("disc_L5_S1", 10.0)):
         assert abs(heights[n] - want_mm) < 1.5, heights
-    # the derived sac follows the phantom's canal: its centreline within 2 mm in x and y
-    sac, want_sac = b["dural_sac"], ref["dural_sac"]
-    assert abs(sac.centroid_mm[0] - want_sac.centroid_mm[0]) < 2.0
-    assert abs(sac.centroid_mm[1] - want_sac.centroid_mm[1]) < 2.0
+    # the derived sac follows the phantom's canal, whose centre at the L4-L5 disc is the origin
+    # (phantom_spine's straight coordinates): the sac's section there within 2 mm of it; midline overall
+    sac = b["dural_sac"]
+    v = np.asarray(sac.mesh.vertices)
+    mid = v[np.abs(v[:, 2]) < 2.0]
+    assert abs(sac.centroid_mm[0]) < 2.0 and np.linalg.norm(0.5 * (mid.min(0) + mid.max(0))[:2]) < 2.0
+    # and the shipped bundle carries the same derivation (one path): its sac and landmarks match these
+    assert np.allclose(ref["dural_sac"].centroid_mm, sac.centroid_mm, atol=1.0)
+    for side in ("left", "right"):
+        name = f"kambin_triangle_L4_L5_{side}"
+        assert np.allclose(ref.landmarks[name]["incenter_mm"], b.landmarks[name]["incenter_mm"], atol=1.0), name
     roots = [s.name for s in b.by_tissue("nerve")]
     assert len(roots) == 12  # L3, L4, L5 exiting; L4, L5, S1 traversing; both sides
     gap, inside = _bone_check(b, roots)
@@ -185,10 +201,10 @@ def test_pted_on_a_bundle_imported_from_the_phantom_ct_is_passed_by_the_expert(p
     from vr_trainer.app.autopilot_cohort import run_autopilot_unrendered
 
     b = phantom_ct_spine
-    ref = load_bundle(PHANTOM)
+    ref = _analytic()
     for side in ("left", "right"):
         name = f"kambin_triangle_L4_L5_{side}"
-        err = float(np.linalg.norm(np.subtract(b.landmarks[name]["incenter_mm"], ref.landmarks[name]["incenter_mm"])))
+        err = float(np.linalg.norm(np.subtract(b.landmarks[name]["incenter_mm"], ref[name]["incenter_mm"])))
         assert err < 3.0, f"{side} Kambin incentre {err:.2f} mm from the analytic one (from the 1 mm CT)"
     path = new_scenario("pted", b.path, tmp_path / "pted_derived.yaml", level="L4-L5", side="left")
     text = path.read_text(encoding="utf-8")
@@ -200,7 +216,8 @@ def test_pted_on_a_bundle_imported_from_the_phantom_ct_is_passed_by_the_expert(p
 
 def test_derivation_follows_the_bones_when_they_are_rotated_and_shifted() -> None:
     """No coordinate of the shipped files is assumed: the phantom's bones turned 25 degrees and moved give
-    the analytic Kambin incentres, turned and moved the same way, within 3 mm."""
+    the analytic Kambin incentres (:func:`phantom_spine.analytic_landmarks`), turned and moved the same way,
+    within 3 mm."""
     from vr_trainer.anatomy.bundle import Structure
     from vr_trainer.anatomy.spine import derive_spine
 
@@ -217,7 +234,7 @@ def test_derivation_follows_the_bones_when_they_are_rotated_and_shifted() -> Non
     assert "disc_L4_L5" not in {s.name for s in d.structures}
     for side in ("left", "right"):
         name = f"kambin_triangle_L4_L5_{side}"
-        want = trimesh.transform_points(np.array([ref.landmarks[name]["incenter_mm"]]), m)[0]
+        want = trimesh.transform_points(np.array([_analytic()[name]["incenter_mm"]]), m)[0]
         err = float(np.linalg.norm(np.subtract(d.landmarks[name]["incenter_mm"], want)))
         assert err < 3.0, f"{side}: {err:.2f} mm"
     assert all(r["bone_clearance_mm"] > 0.5 for r in d.summary["roots"].values()), d.summary["roots"]
@@ -228,3 +245,35 @@ def test_spine_needs_two_adjacent_vertebrae(tmp_path: Path, capsys: pytest.Captu
     assert rc == 2
     err = capsys.readouterr().err
     assert "--spine needs at least two adjacent vertebrae" in err and "L3" in err
+
+
+def test_the_shipped_phantom_is_derived_and_its_herniated_roots_displaced() -> None:
+    """One path: the shipped phantom's sac, roots and Kambin landmarks are the derivation's (marked so in
+    the manifest), within 3 mm of the analytic triangles; each root a fragment lay on was moved off it,
+    and the manifest records how far (checked here on the meshes)."""
+    b = load_bundle(PHANTOM)
+    analytic = _analytic()
+    for level in ("L4_L5", "L5_S1"):
+        for side in ("left", "right"):
+            name = f"kambin_triangle_{level}_{side}"
+            got, want = b.landmarks[name], analytic[name]
+            assert "derived" in got and "searched" in got["derived"]["approach"]
+            err = float(np.linalg.norm(np.subtract(got["incenter_mm"], want["incenter_mm"])))
+            # L4-L5 (the issue's 3 mm): 2.3 / 1.9 mm measured; L5-S1, where the derivation measures S1 on the
+            # sacrum's top slab and the analytic L5 root runs its own course over the ala: 5.2 / 4.7 mm
+            limit_mm = 3.0 if level == "L4_L5" else 6.0
+            assert err < limit_mm, f"{name}: derived incentre {err:.2f} mm from the analytic one"
+            assert abs(got["inradius_mm"] - want["inradius_mm"]) < 1.5, (name, got["inradius_mm"], want["inradius_mm"])
+            assert got["exiting_root"] in b.names() and got["traversing_root"] in b.names()
+    nerves = b.by_tissue("nerve")
+    assert len(nerves) == 12 and all("derived" in s.extra for s in nerves + [b["dural_sac"]])
+    moved = b.manifest["notes"]["herniation_displacement"]["roots"]
+    assert set(moved) == {"nerve_root_L5_traversing_left", "nerve_root_S1_traversing_right"}, moved
+    for name, info in moved.items():
+        root, frag = b[name].mesh, b[info["by"]].mesh
+        assert b[name].extra["derived"]["displaced"]["by"] == info["by"]
+        assert info["overlap_before_mm"] > 0.5 and info["fragment_clearance_mm"] > 0.5
+        gap = float(cKDTree(trimesh.sample.sample_surface_even(frag, 20000, seed=2)[0]).query(root.vertices)[0].min())
+        assert not frag.contains(root.vertices).any() and gap > 0.3, f"{name} {gap:.2f} mm from {info['by']}"
+    gap, inside = _bone_check(b, [s.name for s in nerves])
+    assert inside == 0 and gap > 0.2, (gap, inside)

@@ -146,6 +146,10 @@ def add_entries(landmarks: dict[str, Any], approaches: dict[str, dict[str, Any]]
         lm["note"] = (f"safe posterolateral approach (searched: nothing solid within {CLEARANCE_MM} mm of the line "
                       f"to the skin), {ap['axial_deg']:.1f} deg from the coronal plane, {ap['cranial_deg']:.1f} deg "
                       "cranial; the direction points away from the disc, towards the skin")
+        if isinstance(lm.get("derived"), dict):
+            lm["derived"]["approach"] = ("searched on the phantom's label volumes (phantom_approach.safe_approach: "
+                                         "bone incl. the ilium, roots, sac, vessels, out to the skin) from the "
+                                         "derived incentre")
         lm["skin_entry_mm"] = np.round(p, 2).tolist()
         lm["skin_depth_mm"] = round(depth, 1)
         lm["skin_entry_from_midline_mm"] = round(abs(float(p[0])), 1)

@@ -37,13 +37,18 @@ from memory).  Superior and inferior articular processes of one joint are
 built in the joint's own (disc mid-plane) placement so they face each other
 across a 2 mm joint space.
 
-Pathology: a left posterolateral L4-L5 fragment displaces the traversing left
-L5 root; a right posterolateral L5-S1 fragment displaces the traversing right
-S1 root.  Kambin's triangles (exiting root, lower endplate, lower superior
-articular process) are left free and recorded as landmarks at both levels.
+Pathology: a left posterolateral L4-L5 fragment and a right posterolateral
+L5-S1 fragment in the lateral recess, where the traversing (L5, S1) roots run.
 Lumbar segmental arteries run around each body's waist (L5's stands for the
-branch of the iliolumbar / median sacral artery there).  The roots are
-hand-made courses (not the --spine derivation).
+branch of the iliolumbar / median sacral artery there).
+
+:func:`build` paints the bones, discs, fragments and arteries only: the dural
+sac, the nerve roots and Kambin's triangles come from the ``--spine``
+derivation on these bones (:mod:`phantom_roots`), the fragments' roots then
+displaced around them.  :func:`root_paths` and :func:`kambin_triangle` are the
+*analytic* reference: the textbook root courses the bones were designed around
+and the triangles they bound, computed from the generator's own parameters
+(never painted), against which the tests measure the derivation.
 """
 
 
@@ -56,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from . import phantom_sdf as S
-from .phantom_bend import Bend, Zone, bent_tube
+from .phantom_bend import Bend, Zone
 from .pipeline import LabelSpec
 
 SIDES = {"right": 1.0, "left": -1.0}
@@ -150,6 +155,8 @@ ROOT_NAMES = {"L3": "nerve_root_L3_exiting", "L4": "nerve_root_L4_exiting",
 for _i, (_lvl, _nm) in enumerate(ROOT_NAMES.items()):
     ID[f"{_nm}_left"] = 30 + 2 * _i
     ID[f"{_nm}_right"] = 31 + 2 * _i
+#: the derived roots beyond the analytic five (the L4 root traversing L3-L4)
+ID["nerve_root_L4_traversing_left"], ID["nerve_root_L4_traversing_right"] = 40, 41
 for _i, _lvl in enumerate(("L3", "L4", "L5")):
     ID[f"segmental_artery_{_lvl}_left"] = 50 + 2 * _i
     ID[f"segmental_artery_{_lvl}_right"] = 51 + 2 * _i
@@ -291,7 +298,8 @@ def exit_path(v: Level, s: float) -> tuple[list[tuple[float, float, float]], lis
 
 
 def root_paths(s: float) -> dict[str, tuple[list[tuple[float, float, float]], list[float]]]:
-    """All five roots on one side (straight coordinates): key -> (points, radii).  "L5" is the L5 root
+    """The analytic (reference, not painted) courses of five roots on one side (straight coordinates):
+    key -> (points, radii).  "L5" is the L5 root
     in the canal (traversing at L4-L5) down to the L5 pedicle, "L5x" the same nerve below it, exiting
     through the L5-S1 foramen."""
     out = {}
@@ -327,8 +335,9 @@ KAMBIN = {"L4_L5": ("L4", L5.pedicle_x, Z_DISC["L4_L5"] - DISC_H["L4_L5"] / 2),
 
 
 def kambin_triangle(side: str = HERNIATION_SIDE, level: str = "L4_L5") -> dict[str, Any]:
-    """Kambin's triangle: apex where the exiting root crosses above the lower superior articular
-    process, base on the lower vertebra's superior endplate (computed straight, then placed)."""
+    """The analytic Kambin's triangle: apex where the analytic exiting root (:func:`root_paths`) crosses
+    above the lower superior articular process, base on the lower vertebra's superior endplate (computed
+    straight, then placed); the approach is the textbook one, 30 degrees from the coronal plane."""
     s = SIDES[side]
     key, px, z_base = KAMBIN[level]
     pts, _ = root_paths(s)[key]
@@ -370,8 +379,9 @@ def _arteries(v: Level, s: float) -> list[S.Part]:
     return [S.capsule(tuple(p), tuple(q), 1.2) for p, q in zip(w[:-1], w[1:])]
 
 
-def build(canvas: S.Canvas) -> tuple[dict[int, LabelSpec], dict[str, Any]]:
-    """Paint the spine into ``canvas``; return label specs and landmarks."""
+def build(canvas: S.Canvas) -> dict[int, LabelSpec]:
+    """Paint the spine's bones, discs, fragments and arteries into ``canvas``; return their label specs
+    (the sac and roots are derived from these bones: :func:`phantom_roots.derive_into`)."""
     specs: dict[int, LabelSpec] = {}
     disc_ids = [ID["disc_L3_L4"], ID["disc_L4_L5"], ID["disc_L5_S1"]]
     for (u, lo, joint) in ((L3, L4, "L3_L4"), (L4, L5, "L4_L5"), (L5, None, "L5_S1")):
@@ -392,23 +402,11 @@ def build(canvas: S.Canvas) -> tuple[dict[int, LabelSpec], dict[str, Any]]:
     specs[ID["sacrum"]] = LabelSpec(ID["sacrum"], "sacrum", "bone", "sacrum with S1 facets")
     for b in ("L3", "L4", "L5", "sacrum"):
         canvas.open_label(ID[b])
-    root_ids = []
     for side, s in SIDES.items():
-        for lvl, (pts, radii) in root_paths(s).items():
-            name = f"{ROOT_NAMES[lvl]}_{side}"
-            canvas.paint_union(ID[name], bent_tube(BEND, pts, radii))
-            root_ids.append(ID[name])
-            what = "L5 nerve root below the pedicle (exiting at L5-S1)" if lvl == "L5x" else f"{lvl} nerve root"
-            specs[ID[name]] = LabelSpec(ID[name], name, "nerve", f"{side} {what}")
         for v in LEVELS:
             name = f"segmental_artery_{v.name}_{side}"
             canvas.paint_union(ID[name], _arteries(v, s))
             specs[ID[name]] = LabelSpec(ID[name], name, "vessel", f"{side} {v.name} lumbar segmental artery")
-    sac_pts = [(0.0, 0.0, SAC_TOP_Z), (0.0, 0.0, -28.0)] + [tuple(sacral_to_straight((0, CANAL_V, w)))
-                                                        for w in (0.0, -26.0)]
-    sac = bent_tube(BEND, sac_pts, [7.5, 7.5, 6.5, 3.0], (1, 5.5 / 7.5, 1))
-    canvas.paint_union(ID["dural_sac"], sac, over=[0] + root_ids)
-    specs[ID["dural_sac"]] = LabelSpec(ID["dural_sac"], "dural_sac", "dura", "thecal sac (dura + CSF)")
     for name, side, joint in (("herniation_L4_L5", HERNIATION_SIDE, "L4_L5"),
                               ("herniation_L5_S1", HERNIATION2_SIDE, "L5_S1")):
         s, zd = SIDES[side], Z_DISC[joint]
@@ -417,13 +415,15 @@ def build(canvas: S.Canvas) -> tuple[dict[int, LabelSpec], dict[str, Any]]:
         canvas.paint(ID[name], hern, hern.lo, hern.hi)
         specs[ID[name]] = LabelSpec(ID[name], name, "pathology",
                                     f"{side} posterolateral {joint.replace('_', '-')} herniated fragment")
-    landmarks = {f"kambin_triangle_{lvl}_{side}": kambin_triangle(side, lvl)
-                 for lvl in ("L4_L5", "L5_S1") for side in ("left", "right")}
-    return specs, landmarks
+    return specs
 
 
-#: the sac's top (straight z): just above L3 (beyond it the column would keep tipping back)
-SAC_TOP_Z = 84.0
+def analytic_landmarks() -> dict[str, dict[str, Any]]:
+    """The four analytic Kambin triangles (L4-L5, L5-S1, both sides) from the generator's parameters:
+    the reference the derived landmarks are measured against (not shipped)."""
+    return {f"kambin_triangle_{lvl}_{side}": kambin_triangle(side, lvl)
+            for lvl in ("L4_L5", "L5_S1") for side in ("left", "right")}
+
 BOUNDS_MM = ((-62.0, -70.0, -125.0), (62.0, 62.0, 100.0))
 
 

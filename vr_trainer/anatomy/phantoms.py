@@ -10,7 +10,8 @@ exactly as a segmented patient CT would.  Run::
 Same seed and spacing -> byte-identical bundles.
 
 The spine (``assets/spine_l3_s1``, about a minute) is a prone patient's lumbar
-region: the spine canvas (0.5 mm, :mod:`phantom_spine`), the body around it
+region: the spine canvas (0.5 mm, :mod:`phantom_spine`; its dural sac, nerve roots and Kambin
+triangles derived from its bones by the ``--spine`` derivation, :mod:`phantom_roots`), the body around it
 (muscles and iliac wings at 1 mm, the skin at 2 mm, :mod:`phantom_body`), safe
 approaches and skin entries searched on those label volumes
 (:mod:`phantom_approach`), and one 2 mm CT of the whole body kept as
@@ -36,21 +37,28 @@ from .volume import Volume
 
 GENERATOR_VERSION = 1
 #: phantoms whose geometry changed since version 1 (the others stay byte-identical)
-VERSIONS = {"spine": 2}
+VERSIONS = {"spine": 3}
 #: per-phantom face budgets (tissue -> faces) where the defaults are too rich: thin vessels
 BUDGETS = {"spine": {**FACE_BUDGET, "vessel": 900}}
 #: the body around the spine: the ilium coarser than a vertebra, the muscles a few thousand faces
 BODY_BUDGETS = {**FACE_BUDGET, "bone": 7000, "muscle": 3500, "skin": 16000}
 DEFAULT_SEED = 20261125
+#: the spine's levels that get a searched approach and skin entries (the PTED scenarios' levels)
+PTED_LEVELS = ("L4_L5", "L5_S1")
 
 
-def _spine(spacing_mm: float) -> tuple[Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]:
+def _spine(spacing_mm: float) -> tuple[Any, ...]:
+    """The spine canvas: bones, discs, fragments and arteries painted (:mod:`phantom_spine`), then the sac,
+    roots and Kambin landmarks derived from those bones and painted in (:mod:`phantom_roots`)."""
     from . import phantom_spine as P
+    from .phantom_roots import derive_into
 
     canvas = Canvas(P.BOUNDS_MM[0], P.BOUNDS_MM[1], spacing_mm)
-    specs, landmarks = P.build(canvas)
+    specs = P.build(canvas)
+    painted = {"kind": "synthetic_labels_painted", "sha256": hashlib.sha256(canvas.labels.tobytes()).hexdigest()}
+    derived, landmarks, notes = derive_into(canvas, specs, P.ID)
     hu, bones = P.hu_table()
-    return canvas, specs, landmarks, hu, bones
+    return canvas, specs, landmarks, hu, bones, derived, notes, [painted]
 
 
 def _knee(spacing_mm: float) -> tuple[Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]:
@@ -76,31 +84,46 @@ PHANTOMS: dict[str, tuple[Callable[[float], Any], float, str, str]] = {
 def make_volumes(name: str, seed: int = DEFAULT_SEED, spacing_mm: float | None = None
                  ) -> tuple[Volume, Volume, dict[int, LabelSpec], dict[str, Any]]:
     """Synthetic (CT in HU, label map) volumes for phantom ``name``."""
+    ct, labels, specs, landmarks, _derived, _notes = _volumes(name, seed, spacing_mm)
+    return ct, labels, specs, landmarks
+
+
+def _volumes(name: str, seed: int, spacing_mm: float | None) -> tuple[Volume, Volume, dict[int, LabelSpec],
+                                                                      dict[str, Any], list[Structure], dict[str, Any]]:
+    """:func:`make_volumes` plus the structures the builder derived (meshes, not from the labels) and its
+    manifest notes."""
     builder, default_spacing, _folder, desc = PHANTOMS[name]
     sp = float(spacing_mm or default_spacing)
-    canvas, specs, landmarks, hu_by_label, bones = builder(sp)
+    built = builder(sp)
+    canvas, specs, landmarks, hu_by_label, bones = built[:5]
+    derived, notes, pre_inputs = (built[5], built[6], built[7]) if len(built) > 5 else ([], {}, [])
     hu = canvas.hu_volume(hu_by_label, bones, seed=seed)
     digest = hashlib.sha256(canvas.labels.tobytes()).hexdigest()
     ct = Volume(array=hu, affine=canvas.affine.copy(), source_units="mm", name=f"phantom:{name}:ct",
                 inputs=[{"kind": "synthetic_ct", "sha256": hashlib.sha256(hu.tobytes()).hexdigest()}])
     labels = Volume(array=canvas.labels, affine=canvas.affine.copy(), source_units="mm",
-                    name=f"phantom:{name}:labels", inputs=[{"kind": "synthetic_labels", "sha256": digest}])
+                    name=f"phantom:{name}:labels",
+                    inputs=[{"kind": "synthetic_labels", "sha256": digest}, *pre_inputs])
     labels.notes["blocked_voxels"] = {specs[k].name: v for k, v in canvas.blocked.items() if v and k in specs}
     labels.notes["description"] = desc
-    return ct, labels, specs, landmarks
+    return ct, labels, specs, landmarks, derived, notes
 
 
 def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing_mm: float | None = None,
                  volumes_dir: Path | None = None) -> Path:
     """Generate phantom ``name`` and write its bundle under ``out_root``."""
     _builder, default_spacing, folder, desc = PHANTOMS[name]
-    ct, labels, specs, landmarks = make_volumes(name, seed, spacing_mm)
+    ct, labels, specs, landmarks, derived, notes = _volumes(name, seed, spacing_mm)
     if volumes_dir is not None:
         _save_nifti(ct, volumes_dir / f"{folder}_ct.nii.gz")
         _save_nifti(labels, volumes_dir / f"{folder}_labels.nii.gz")
-    structures, unmapped = structures_from_labels(labels, specs, ct=ct, budgets=BUDGETS.get(name))
+    # derived structures ship the derivation's own meshes (their labels only feed the CT and the body)
+    own = {s.name for s in derived}
+    structures, unmapped = structures_from_labels(labels, specs, ct=ct, budgets=BUDGETS.get(name),
+                                                  only=[i for i, sp in specs.items() if sp.name not in own])
     if unmapped:
         raise RuntimeError(f"phantom {name}: labels without specs {unmapped}")
+    structures += derived
     # only the spine keeps a CT (volume/hu.npz) for the C-arm: the knee and hip stay as shipped (their DRR
     # falls back to the meshes)
     hu_volume: Volume | None = None
@@ -126,7 +149,7 @@ def make_phantom(name: str, out_root: Path, *, seed: int = DEFAULT_SEED, spacing
     return write_bundle(
         out_root / folder, structures, source_units="mm", provenance=provenance,
         deidentification={"status": "not_applicable", "reason": "synthetic phantom, no patient data"},
-        landmarks=landmarks, hu_volume=hu_volume, hu_source=hu_source,
+        landmarks=landmarks, notes=notes or None, hu_volume=hu_volume, hu_source=hu_source,
     )
 
 
@@ -145,7 +168,7 @@ def _spine_body(ct: Volume, labels: Volume, specs: dict[int, LabelSpec], landmar
     obst = Obstacles([(spine, forbidden), (body, ilia)], skin)
     approaches = {n: safe_approach(obst, lm["incenter_mm"], 1.0 if lm["side"] == "right" else -1.0,
                                    lm["vertices_mm"])
-                  for n, lm in landmarks.items() if n.startswith("kambin_triangle_")}
+                  for n, lm in landmarks.items() if n.startswith("kambin_triangle_") and lm["level"] in PTED_LEVELS}
     B.finish_body(body)
     inputs = [{"kind": "synthetic_labels_body_1mm", "sha256": hashlib.sha256(body.labels.tobytes()).hexdigest()},
               {"kind": "synthetic_labels_skin_2mm", "sha256": hashlib.sha256(skin.labels.tobytes()).hexdigest()}]

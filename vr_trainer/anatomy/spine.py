@@ -49,6 +49,7 @@ ROOT_RADIUS_MM = {"T12": 2.0, "L1": 2.0, "L2": 2.2, "L3": 2.3, "L4": 2.4, "L5": 
 ROOT_CLEARANCE_MM = 0.8
 SAC_MAX_SEMI_AXES_MM = (9.0, 7.0)
 APPROACH_CORONAL_DEG = 30.0
+OTHER_BONE_MARGIN_MM = 10.0
 MIN_VERTEBRA_ML = 10.0  # smaller pieces are fragments cut by the scan's edge
 SIDES = {"right": 1.0, "left": -1.0}
 
@@ -60,6 +61,20 @@ class SpineDerivation:
     structures: list[Structure]
     landmarks: dict[str, Any]
     summary: dict[str, Any] = field(default_factory=dict)
+    #: name -> the tube each derived sac or root was made from (to paint it into a label volume or move it)
+    tubes: dict[str, "Tube"] = field(default_factory=dict)
+    #: the vertebrae's signed distance field the roots were kept clear of (None when nothing was derived)
+    bone: BoneField | None = None
+
+
+@dataclass
+class Tube:
+    """A derived tube: centreline ``path_mm`` (m, 3), radii ``radius_mm`` (m,), and for the elliptic sac the
+    (unit axis (3,), factor) its cross-section is scaled by along that axis."""
+
+    path_mm: np.ndarray
+    radius_mm: np.ndarray
+    squash: tuple[np.ndarray, float] | None = None
 
 
 def _derived(method: str, sources: Sequence[str], **extra: Any) -> dict[str, Any]:
@@ -223,9 +238,21 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
         raise AnatomyError(f"--spine needs at least two adjacent vertebrae named by level (L1 .. L5, S1 or "
                            f"sacrum); found: {', '.join(order) or 'none'} among {', '.join(have)}")
     full = [solid_points(vertebrae[lv].mesh, pitch) if lv == "S1" else pts[lv] for lv in order]
+    # other bones near the spine (the iliac wings beside the sacrum): the roots and approaches keep clear of
+    # them too; only their part within OTHER_BONE_MARGIN_MM of the vertebrae
+    others = [s for s in structures if s.tissue in ("bone", "cortical_bone") and vertebra_level(s.name) is None]
+    if others:
+        box_lo = np.vstack(full).min(0) - OTHER_BONE_MARGIN_MM
+        box_hi = np.vstack(full).max(0) + OTHER_BONE_MARGIN_MM
+        for s in others:
+            p = solid_points(s.mesh, max(pitch, 0.8))
+            p = p[np.all((p > box_lo) & (p < box_hi), axis=1)]
+            if len(p):
+                full.append(p)
     bone = BoneField(full, max(pitch, 0.8), pad_mm=25.0)
     frames = [frames_by[lv] for lv in order]
     out: list[Structure] = []
+    tubes: dict[str, Tube] = {}
     summary: dict[str, Any] = {"pitch_mm": pitch, "levels": [f"{u}-{lo}" for u, lo in pairs], "discs": {},
                                "roots": {}, "notes": [n for f in frames for n in f.notes]}
     for u, lo in pairs:
@@ -248,6 +275,7 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
         semi_w = np.minimum(semi_w, np.maximum(d - 0.3, 2.0) / squash)
         a_axis = unit(np.mean([f.a for f in frames], axis=0))
         sac = tube_mesh(sac_path, semi_w, pitch_mm=0.6, max_faces=5000, squash=(a_axis, squash))
+        tubes["dural_sac"] = Tube(sac_path, semi_w, (a_axis, squash))
         src = [f.name for f in frames] + ([cord.name] if cord is not None else [])
         out.append(Structure.from_mesh("dural_sac", "dura", sac, description="thecal sac (dura + CSF)",
                                        **_derived("tube through the vertebral foramina (centre of the hole of each "
@@ -282,6 +310,7 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
                     exiting[(u, side)] = path
                 if name in have:
                     continue
+                tubes[name] = Tube(path, np.full(len(path), radius))
                 mesh = tube_mesh(path, np.full(len(path), radius), pitch_mm=0.5)
                 how = ("from the sac at the top of the pedicle, under the pedicle in the upper foramen, then "
                        "anterolaterally beside the lower body" if kind == "exiting" else
@@ -307,7 +336,7 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
                                   "superior": np.round(f.s, 4).tolist(), "anterior": np.round(f.a, 4).tolist(),
                                   "canal_mm": np.round(f.canal_mm, 2).tolist(),
                                   "canal_found": f.canal_found} for f in frames}
-    return SpineDerivation(out, landmarks, summary)
+    return SpineDerivation(out, landmarks, summary, tubes, bone)
 
 
 def with_spine(structures: list[Structure], notes: dict[str, Any] | None) -> tuple[list[Structure], dict[str, Any],
