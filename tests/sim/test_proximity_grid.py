@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "spine_l3_s1"
 TOLERANCE_MM = 0.25  # issue #10: within 20 mm of the surfaces
 EXACT_MM = 20.0
+GRID_BOUND_MM = 3.0 * np.sqrt(3.0) / 2.0 + 0.01  # half a 3 mm cell's diagonal, plus the nodes' error
 
 
 def winding_inside(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
@@ -72,8 +73,9 @@ def check(field: ProximityField, meshes: dict[str, trimesh.Trimesh], chains: lis
                 assert got.distance_mm[n] <= -EXACT_MM + TOLERANCE_MM, f"{n}: deep chain reads {got.distance_mm[n]}"
             if abs(ref[0]) > 0.05:
                 assert (n in got.inside) == (ref[0] < 0), f"{n}: tip at {ref[0]:.3f} mm told the wrong side"
-            if abs(ref[0]) < EXACT_MM:
-                assert got.tip_mm[n] == pytest.approx(ref[0], abs=TOLERANCE_MM), n
+            if abs(ref[0]) < EXACT_MM:  # the tip: exact where it is the minimum, else within the grid's bound
+                bound = TOLERANCE_MM if ref[0] == ref.min() else GRID_BOUND_MM
+                assert got.tip_mm[n] == pytest.approx(ref[0], abs=bound), n
     return worst
 
 
@@ -133,4 +135,4 @@ def test_an_open_surface_is_unsigned_in_the_chain_query():
     chain = np.array([1.0, 2.0, -3.0]) + np.arange(16)[:, None] * [0.0, 0.0, 0.5]  # from below, through
     c = field.clearance(chain, memo=False)
     assert c.distance_mm["sheet"] == pytest.approx(0.0, abs=1e-9) and not c.inside
-    assert c.tip_mm["sheet"] == pytest.approx(3.0, abs=1e-9)
+    assert c.tip_mm["sheet"] == pytest.approx(3.0, abs=GRID_BOUND_MM) and c.tip_mm["sheet"] > 0.0

@@ -9,9 +9,12 @@ structures and targets), in the patient frame.
 Ours: :meth:`vr_trainer.sim.proximity.ProximityField.clearance` with its memo of repeated queries
 off (each step searches); wall time, and this thread's CPU time (on a shared machine the wall
 figure includes waits for a core). The method: each surface is refined so that no edge is longer than
-3 mm, a k-d tree (scipy, C) over the triangle centroids gives each point its 8 nearest triangles,
-and the exact point-triangle distance (Ericson) is taken on those, signed by the angle-weighted
-pseudonormal of the closest feature (details in :mod:`vr_trainer.sim.proximity`). Why this:
+3 mm; per structure a 3 mm grid of signed distances bounds every (structure, point) pair of the
+query (1-Lipschitz), and only the pairs that can hold a structure's minimum (and a tip whose side
+is in doubt) are searched: a k-d tree (scipy, C; one over all structures) gives each the 8
+nearest triangles, and the exact point-triangle distance is taken on those, signed by the
+angle-weighted pseudonormal of the closest feature (details in :mod:`vr_trainer.sim.proximity`).
+The grid's build is timed and printed apart from the session's. Why this:
 it is exact point-triangle geometry on the candidates, not an interpolation, so thin roots
 (4-5 mm across) and bone edges keep their shape, where a sampled distance field in the bundle
 would smooth creases and need a new bundle format and regeneration whenever a structure is
@@ -27,9 +30,11 @@ builds the tree on every call) and libigl's prebuilt ``igl.AABB.squared_distance
 built once: unsigned, so a lower bound on what a signed query costs). Without libigl
 (``pip install libigl``, the ``bench`` extra) only trimesh is measured.
 
-Accuracy: ours against exact signed distances (libigl's closest point, sign from the winding
-number; without libigl trimesh's closest point and our winding number) on the track's points and
-on points scattered from 4 mm inside to 20 mm outside every surface, within 20 mm of a surface.
+Accuracy: ``clearance`` (what the simulation reads) against the exact minimum over each chain,
+on the track's steps and on random chains near every surface; and ours against exact signed
+distances (libigl's closest point, sign from the winding number; without libigl trimesh's
+closest point and our winding number) on the track's points and on points scattered from 4 mm
+inside to 20 mm outside every surface, within 20 mm of a surface.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ geometry the bundle holds: per structure, the signed distance (the field's exact
 the nodes of a uniform grid of ``spacing_mm`` over its bounding box grown by the field's
 ``exact_mm`` plus one cell. Packed: one array of node values for all structures.
 
-The bound: the signed distance is 1-Lipschitz, so a point's distance differs from each corner
-value of its cell by at most its distance to that corner; the tightest of the 8 (where the
-distance changes steadily across the cell, the corner along its gradient makes the bound nearly
-exact; never wider than the nearest corner's ``spacing * sqrt(3) / 2``). The grid decides which pairs need the exact
+The bounds: the signed distance is 1-Lipschitz, so a point's distance differs from a node's by at
+most its distance to that node. A cheap pass for every pair takes the nearest node (at most
+``spacing * sqrt(3) / 2`` wide); a tight pass for the pairs that survive it takes the best of the
+8 corners of the cell (where the distance changes steadily across the cell, the corner along its
+gradient makes the bound nearly exact). The grid decides which pairs need the exact
 search (see :meth:`ProximityField.clearance`); its values are reported only as bounds. Points
 outside a structure's grid are more than ``exact_mm`` + one cell from its box.
 
@@ -43,6 +44,7 @@ class DistanceGrid:
     corner_offset: np.ndarray  # (S, 8) flat-index offset of each cell corner from its corner (0, 0, 0)
     values_mm: np.ndarray  # (nodes,) signed distance at every node
     origin_cells: np.ndarray  # (S, 3) ``origin_mm / spacing_mm``
+    cells_u: np.ndarray  # (S, 3) ``cells`` as unsigned
 
     @classmethod
     def build(cls, field: "ProximityField", spacing_mm: float = 3.0) -> "DistanceGrid":
@@ -74,27 +76,57 @@ class DistanceGrid:
         if not values:
             z = np.zeros((0, 3))
             return cls(h, z, z.astype(np.int64), z.astype(np.int64), np.zeros(0, np.int64),
-                       np.zeros((0, 8), np.int64), np.zeros(0), z)
+                       np.zeros((0, 8), np.int64), np.zeros(0), z, z.astype(np.uint64))
         origin = np.array(origins)
         return cls(h, origin, np.array(cells), np.array(strides), np.array(bases), np.array(offsets),
-                   np.concatenate(values), origin / h)
+                   np.concatenate(values), origin / h, np.array(cells).astype(np.uint64))
 
     @property
     def node_count(self) -> int:
         return len(self.values_mm)
 
-    def bounds(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For points ``p`` (n, 3): per structure and point (S, n) a lower and an upper bound on the
-        signed distance (mm), from the 8 corners of the point's cell: ``max_k (v_k - |x - c_k|)``
-        and ``min_k (v_k + |x - c_k|)`` (1-Lipschitz), widened by the nodes' own error; and whether
-        the point lies in the structure's grid (elsewhere the bounds are meaningless: the point is
-        more than ``exact_mm`` + one cell from the structure's box)."""
+    def near_bounds(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The cheap pass, for points ``p`` (n, 3): per structure and point (S, n) the signed distance
+        at the nearest node, its bound (the distance to that node plus the nodes' own error), and
+        whether the point lies in the structure's grid (elsewhere the first two are meaningless:
+        the point is more than ``exact_mm`` + half a cell from the structure's box); and the points
+        in each grid's cell units (S, n, 3), for :meth:`corner_bounds`."""
         u = p[None] * (1.0 / self.spacing_mm) - self.origin_cells[:, None]  # (S, n, 3) in cells
-        i = np.floor(u).astype(np.int64)
-        ingrid = ((i >= 0) & (i < self.cells[:, None])).all(2)
-        i = np.clip(i, 0, self.cells[:, None] - 1)
+        r = np.rint(u)
+        i = r.astype(np.int64)
+        ingrid = (i.view(np.uint64) <= self.cells_u[:, None]).all(2)  # negatives wrap to huge
         node = np.matmul(i, self.node_stride[:, :, None])[:, :, 0] + self.node_base[:, None]
-        cv = self.values_mm[node[:, :, None] + self.corner_offset[:, None, :]]  # (S, n, 8)
-        df = (u - i)[:, :, None, :] - CORNERS  # (S, n, 8, 3) from each corner, in cells
-        dk = np.sqrt(np.einsum("sncj,sncj->snc", df, df)) * self.spacing_mm + NODE_SLACK_MM
-        return (cv - dk).max(2), (cv + dk).min(2), ingrid
+        v = self.values_mm.take(node, mode="clip")  # outside the grid: any value, masked by ingrid
+        du = u - r
+        return v, np.sqrt((du * du).sum(2)) * self.spacing_mm + NODE_SLACK_MM, ingrid, u
+
+    def corner_bounds(self, u: np.ndarray, js: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The tight pass, for pairs in the grids (``u``: (m, 3) points in cell units of structure
+        ``js``): a lower and an upper bound on each pair's signed distance (mm) from the 8 corners
+        of its cell, ``max_k (v_k - |x - c_k|)`` and ``min_k (v_k + |x - c_k|)`` (1-Lipschitz),
+        widened by the nodes' own error."""
+        i = np.clip(np.floor(u), 0.0, self.cells[js] - 1.0)
+        df = (u - i)[:, None, :] - CORNERS  # (m, 8, 3) from each corner, in cells
+        node = (i.astype(np.int64) * self.node_stride[js]).sum(1) + self.node_base[js]
+        cv = self.values_mm[node[:, None] + self.corner_offset[js]]  # (m, 8)
+        dk = np.sqrt((df * df).sum(2)) * self.spacing_mm + NODE_SLACK_MM
+        return (cv - dk).max(1), (cv + dk).min(1)
+
+
+def edge_tables(geom: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per packed triangle (rows of ``geom``: a, b - a, c - a, ...): each edge's start (F, 3, 3),
+    vector (F, 3, 3), inverse squared length (F, 3; 0 for a zero-length edge), in-plane normal
+    towards the inside (F, 3, 3; nan for a zero-area triangle, which has no inside), and the unit
+    face normal (F, 3; 0 for a zero-area triangle)."""
+    a, ab, ac = geom[:, 0:3], geom[:, 3:6], geom[:, 6:9]
+    b, c = a + ab, a + ac
+    start = np.stack([a, b, c], 1)
+    vec = np.stack([b - a, c - b, a - c], 1)
+    ll = (vec * vec).sum(2)
+    inv = np.where(ll > 0.0, 1.0 / np.where(ll > 0.0, ll, 1.0), 0.0)
+    n = np.cross(ab, ac)
+    ln = np.linalg.norm(n, axis=1)
+    n = n / np.where(ln > 0.0, ln, 1.0)[:, None]
+    inward = np.cross(n[:, None, :], vec)  # left of each edge of a counter-clockwise face
+    inward[ln <= 0.0] = np.nan
+    return start, vec, inv, inward, n
