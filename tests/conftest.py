@@ -215,3 +215,32 @@ def pted_attempts(tmp_path_factory) -> dict:
                          resident="r07")
     return {"patient_name": PATIENT_NAME, "dir": d, "scenario": scenario, "manifest": manifest, "run_dir": d / "run",
             "weak": (d / "a1.mcap", weak), "expert": (d / "a2.mcap", expert)}
+
+
+def point_inside_root(scene, meshes, root_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """From the bundle's own geometry: 1 mm inside the root ``root_name`` at the vertex nearest
+    the Kambin target that is clear of its tolerance (10 mm away, so the step stays open) and
+    reachable by a straight 40 mm push along its normal without meeting bone (bone stops the
+    needle); returns that point and the outward normal there (patient frame, mm)."""
+    import trimesh
+
+    m = meshes[f"anatomy:{root_name}"]
+    root = trimesh.Trimesh(m.vertices_mm, m.faces, process=False)
+    bones = [trimesh.Trimesh(b.vertices_mm, b.faces, process=False)
+             for k, b in meshes.items() if k.startswith("anatomy:") and b.tissue == "bone"]
+    bone = trimesh.util.concatenate(bones)
+    pfw = scene.simulation.patient_from_world
+    kambin = pfw[:3, :3] @ scene.simulation.targets["kambin"].point_world_mm + pfw[:3, 3]
+    d = np.linalg.norm(root.vertices - kambin, axis=1)
+    order = [i for i in np.argsort(d) if d[i] > 10.0][:400]
+    normals = root.vertex_normals[order]
+    inside = root.vertices[order] - 1.0 * normals
+    starts = inside + 41.0 * normals
+    hits, rays, _ = bone.ray.intersects_location(starts, -normals, multiple_hits=False)
+    blocked = np.zeros(len(order), bool)
+    reach = np.linalg.norm(hits - starts[rays], axis=1) if len(rays) else np.zeros(0)
+    blocked[rays[reach < 41.0]] = True
+    if blocked.all():
+        raise AssertionError(f"no straight 40 mm approach to {root_name} clear of bone")
+    k = int(np.argmin(blocked))
+    return inside[k], normals[k]

@@ -22,6 +22,7 @@ from vr_trainer.scenario.loader import default_scenario_path, load_scenario
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.xr.headless import HeadlessBackend
 from vr_trainer.xr.posetrack import PoseTrack
+from tests.conftest import point_inside_root
 
 pytestmark = pytest.mark.gl
 ROOT = "nerve_root_L4_exiting_left"
@@ -82,19 +83,6 @@ def with_root_highlight(scenario: Scenario) -> Scenario:
     return out
 
 
-def point_inside_root(scene, meshes) -> tuple[np.ndarray, np.ndarray]:
-    """From the bundle's own geometry: 1 mm inside the root at its vertex nearest the Kambin
-    target but clear of its tolerance (10 mm away, so the step stays open), and the outward
-    normal there (patient frame, mm)."""
-    m = meshes[f"anatomy:{ROOT}"]
-    root = trimesh.Trimesh(m.vertices_mm, m.faces, process=False)
-    pfw = scene.simulation.patient_from_world
-    kambin = pfw[:3, :3] @ scene.simulation.targets["kambin"].point_world_mm + pfw[:3, 3]
-    d = np.linalg.norm(root.vertices - kambin, axis=1)
-    i = int(np.argmin(np.where(d > 10.0, d, np.inf)))
-    return root.vertices[i] - 1.0 * root.vertex_normals[i], root.vertex_normals[i]
-
-
 class MentorConsoleSink:
     """Collects what the loop forwards to a mentor console (a NoticeSink)."""
 
@@ -109,7 +97,7 @@ class MentorConsoleSink:
 def contact_run():
     scenario = with_root_highlight(load_scenario(TWO_STEPS))
     scene, meshes = build_session(scenario)
-    inside, normal = point_inside_root(scene, meshes)
+    inside, normal = point_inside_root(scene, meshes, ROOT)
     wfp = scene.world_from_patient
 
     def world(p):

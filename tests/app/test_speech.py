@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import trimesh
 
-from tests.conftest import need
+from tests.conftest import need, point_inside_root
 from vr_trainer.app.clock import FakeClock
 from vr_trainer.app.loop import FrameLoop
 from vr_trainer.app.session import build_session
-from vr_trainer.app.speech import AudioOutput, SpeechService, SpeechSynthesizer, find_audio_output, spoken_prompts
+from vr_trainer.app.speech import (AudioOutput, SpeechService, SpeechSynthesizer, audio_message, find_audio_output,
+                                   spoken_prompts)
 from vr_trainer.scenario.loader import REPO_ROOT, ScenarioError, load_scenario
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.xr.headless import HeadlessBackend
@@ -51,24 +51,12 @@ def spoken_scenario(locale: str) -> Scenario:
     return out
 
 
-def point_inside_root(scene, meshes) -> tuple[np.ndarray, np.ndarray]:
-    """1 mm inside the exiting root at its vertex nearest the Kambin target but 10 mm clear of it
-    (the step stays open), and the outward normal there (patient frame, mm)."""
-    m = meshes[f"anatomy:{ROOT}"]
-    root = trimesh.Trimesh(m.vertices_mm, m.faces, process=False)
-    pfw = scene.simulation.patient_from_world
-    kambin = pfw[:3, :3] @ scene.simulation.targets["kambin"].point_world_mm + pfw[:3, 3]
-    d = np.linalg.norm(root.vertices - kambin, axis=1)
-    i = int(np.argmin(np.where(d > 10.0, d, np.inf)))
-    return root.vertices[i] - 1.0 * root.vertex_normals[i], root.vertex_normals[i]
-
-
 def touch_root(scenario: Scenario, out_dir: Path | None, output: AudioOutput | None = None,
-               synth: SpeechSynthesizer | None = None) -> tuple[FrameLoop, SpeechService, list[dict]]:
+               synth: SpeechSynthesizer | None = None, recorder=None) -> tuple[FrameLoop, SpeechService, list[dict]]:
     """A 1.5 s session (simulated, not drawn) whose needle goes into the exiting root, with the
     speech service listening to the loop's notices; returns the loop, the service and its list."""
     scene, meshes = build_session(scenario)
-    inside, normal = point_inside_root(scene, meshes)
+    inside, normal = point_inside_root(scene, meshes, ROOT)
     wfp = scene.world_from_patient
 
     def world(p):
@@ -80,6 +68,8 @@ def touch_root(scenario: Scenario, out_dir: Path | None, output: AudioOutput | N
     backend = HeadlessBackend(track, (32, 24))
     backend.open()
     service = SpeechService(scenario, out_dir, synthesizer=synth, output=output)
+    if recorder is not None:  # as attach_speech hooks a run's recording
+        service.listeners.append(lambda entry, wav: recorder.record_audio(audio_message(entry, wav)))
     try:
         loop = FrameLoop(backend, None, scene.simulation, scene.initial_state, scene.snapshot, None,
                          FakeClock(0.0, 1 / 30))
@@ -243,3 +233,30 @@ def test_without_espeak_the_prompt_is_shown_and_one_line_says_why(tmp_path, monk
     assert len(lines) == 1 and lines[0].exc_info is None, [r.getMessage() for r in lines]
     assert "not spoken" in lines[0].getMessage() and "apt-get install espeak-ng" in lines[0].getMessage()
     assert not (tmp_path / "out" / "audio").exists()
+
+
+def test_the_recording_keeps_the_clip_and_its_text(tmp_path):
+    need_espeak()
+    pytest.importorskip("mcap", reason="recording needs mcap (pip install 'vr-trainer[record]')")
+    import base64
+    import io
+    import json
+
+    from mcap.reader import make_reader
+
+    from vr_trainer.app.recording import SessionRecorder
+    from vr_trainer.session.writer import SessionWriter
+
+    writer = SessionWriter(tmp_path / "run.mcap", {"scenario": "pted_two_steps"})
+    _, _, entries = touch_root(spoken_scenario("en"), tmp_path / "out", AudioOutput("none"),
+                               recorder=SessionRecorder(writer, None))
+    path = writer.close({"spoken_prompts": entries})
+    with open(path, "rb") as f:
+        msgs = [json.loads(m.data) for _, ch, m in make_reader(f).iter_messages() if ch.topic == "/audio"]
+    (msg,) = msgs
+    assert msg["event"] == "root_contact" and msg["text"].startswith(PAIN_EN) and msg["locale"] == "en"
+    wav_bytes = base64.b64decode(msg["data"])
+    assert wav_bytes == (tmp_path / "out" / entries[0]["file"]).read_bytes(), "the clip the resident heard"
+    with wave.open(io.BytesIO(wav_bytes)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    assert seconds > 0.5 and seconds == pytest.approx(msg["duration_s"], abs=0.01)

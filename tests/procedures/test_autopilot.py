@@ -213,7 +213,8 @@ def test_plans_work_on_a_moved_bundle(contexts, move_bundle, key, angle_deg, axi
     assert min(risk_distance_mm(ctx, expert).values()) > 0.5
     for _, route in plan_routes(ctx):  # each advance starts clear of the (moved) anatomy
         assert route is not None
-        assert min(float(v[0]) for v in ctx.distances(route.entry_point[None]).values()) > 10.0
+        # (distances beyond the planner's exact range are lower bounds: at least 10 mm clear)
+        assert min(float(v[0]) for v in ctx.distances(route.entry_point[None]).values()) >= 10.0
         np.testing.assert_allclose(expert.tip_at(next(st.arrive_s for st in expert.steps
                                                       if st.step_id == route.step_id)), route.stop_point, atol=0.5)
     if key == "pted":  # the landmark's direction moved with it

@@ -148,6 +148,11 @@ class SessionRecorder:
 
         self.writer.message("/images", self._now(), image_message(kind, time_s, png, **meta))
 
+    def record_audio(self, message: dict[str, Any]) -> None:
+        """A spoken prompt's clip (:func:`vr_trainer.app.speech.audio_message`) into ``/audio``; called
+        from any thread, never blocks."""
+        self.writer.message("/audio", self._now(), message)
+
     def publish_notice(self, notice: dict[str, Any]) -> None:
         """A :class:`~vr_trainer.app.bridge.NoticeSink`: every engine notice goes to ``/notices``."""
         self.writer.message("/notices", self._now(), notice)

@@ -163,7 +163,7 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
                                        renderer.samples, locale, plan, autopilot, autopilot_skill, seed,
                                        resident)
         fluoro = attach_key_images(scene, loop, renderer, out, recorder, synchronous=scripted)
-        speech = attach_speech(scenario, loop, out)  # speak: true prompts said aloud (vr_trainer.app.speech)
+        speech = attach_speech(scenario, loop, out, recorder)  # speak: true prompts said aloud (vr_trainer.app.speech)
         if video and out is not None:
             out.mkdir(parents=True, exist_ok=True)
             video_writer = MirrorVideoWriter(out / "mirror.mp4", (mw, mh), scene.track.fps)

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,7 @@ class SpeechService:
         self.synth = synthesizer or SpeechSynthesizer()
         self._output = output
         self.entries: list[dict[str, Any]] = []
+        self.listeners: list[Callable[[dict[str, Any], bytes], None]] = []  # (entry, WAV) of each clip
         self.dropped = 0
         self._q: queue.Queue[_Job | None] = queue.Queue(maxsize=QUEUE_ITEMS)
         self._thread: threading.Thread | None = None
@@ -236,6 +238,11 @@ class SpeechService:
                 log.warning("spoken prompts are shown but not spoken: %s%s", e, hint)
             return
         entry["duration_s"] = round(wav_duration_s(data), 3)
+        for listener in self.listeners:
+            try:
+                listener(entry, data)
+            except Exception:  # noqa: BLE001 - the recording failing must not silence the prompt
+                log.exception("spoken prompt: a clip listener failed")
         if self.out_dir is not None:
             audio = self.out_dir / "audio"
             audio.mkdir(parents=True, exist_ok=True)
@@ -281,11 +288,23 @@ class SpeechService:
         return {"synth_ms_median": round(statistics.median(ms), 1) if ms else None, "synthesized": len(ms)}
 
 
-def attach_speech(scenario: Scenario, loop: Any, out_dir: Path | None) -> SpeechService | None:
-    """Speak ``scenario``'s spoken prompts during ``loop`` (a frame loop's ``notice_sinks``);
-    None when the scenario marks no prompt ``speak: true``. ``VR_TRAINER_NO_SPEECH=1`` turns it off."""
+def audio_message(entry: dict[str, Any], wav: bytes) -> dict[str, Any]:
+    """A recording's ``/audio`` message: the clip (WAV, ``data`` base64) and what was said."""
+    import base64
+
+    return {"format": "wav", "data": base64.b64encode(wav).decode("ascii"),
+            **{k: entry[k] for k in ("time_s", "event", "text", "locale", "voice", "duration_s")}}
+
+
+def attach_speech(scenario: Scenario, loop: Any, out_dir: Path | None, recorder: Any = None) -> SpeechService | None:
+    """Speak ``scenario``'s spoken prompts during ``loop`` (a frame loop's ``notice_sinks``); each
+    clip also goes into ``recorder``'s ``/audio`` channel when given (a
+    :class:`~vr_trainer.app.recording.SessionRecorder`). None when the scenario marks no prompt
+    ``speak: true``; ``VR_TRAINER_NO_SPEECH=1`` turns speech off."""
     if not spoken_prompts(scenario) or os.environ.get("VR_TRAINER_NO_SPEECH") == "1":
         return None
     service = SpeechService(scenario, out_dir)
+    if recorder is not None:
+        service.listeners.append(lambda entry, wav: recorder.record_audio(audio_message(entry, wav)))
     loop.notice_sinks.append(service)
     return service

@@ -8,6 +8,7 @@
 | ``/notices`` | json | as announced | the scenario engine's notices (:func:`~vr_trainer.app.bridge.notice_to_dict`) |
 | ``/metrics`` | json | every ``METRIC_PERIOD_S`` of simulation time | live metric values |
 | ``/images`` | json (``foxglove.CompressedImage``) | as taken | C-arm shots, the endoscope at fragment removal |
+| ``/audio`` | json | as spoken | a spoken prompt's clip: WAV base64 in ``data``, its text, locale, voice, event |
 | ``/summary`` | json | once, last | the run's summary.json |
 
 ``vr_trainer.frame.v1``, little-endian: a header ``<IBBBBH`` (frame index, flags, active hand,
@@ -41,7 +42,7 @@ from vr_trainer.sim.annotations import AnnotationSet, Pin, Stroke
 FORMAT = "vr_trainer.session"
 FORMAT_VERSION = 1
 FRAME_SCHEMA = "vr_trainer.frame.v1"
-TOPICS = ("/session", "/frame", "/inbox", "/notices", "/metrics", "/images", "/summary")
+TOPICS = ("/session", "/frame", "/inbox", "/notices", "/metrics", "/images", "/audio", "/summary")
 IMAGE_SCHEMA = "foxglove.CompressedImage"  # Foxglove shows /images as pictures; our extra fields ride along
 METRIC_PERIOD_S = 0.25
 HEADER = struct.Struct("<IBBBBH")

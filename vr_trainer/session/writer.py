@@ -63,7 +63,7 @@ class SessionWriter:
         json_schema = self._mcap.register_schema("json", "jsonschema", b"{}")
         frame_schema = self._mcap.register_schema(FRAME_SCHEMA, "vr_trainer", FRAME_SCHEMA_TEXT)
         self._ch = {t: self._mcap.register_channel(t, "json", json_schema)
-                    for t in ("/session", "/inbox", "/notices", "/metrics", "/summary")}
+                    for t in ("/session", "/inbox", "/notices", "/metrics", "/audio", "/summary")}
         self._ch["/frame"] = self._mcap.register_channel("/frame", "vr_trainer", frame_schema)
         image_schema = self._mcap.register_schema(IMAGE_SCHEMA, "jsonschema", IMAGE_SCHEMA_TEXT)
         self._ch["/images"] = self._mcap.register_channel("/images", "json", image_schema)
@@ -90,7 +90,7 @@ class SessionWriter:
         self._put(("/frame", clock_s, frame))
 
     def message(self, topic: str, clock_s: float, payload: Any) -> None:
-        """Record a JSON-ready ``payload`` on ``topic`` (``/inbox``, ``/notices``, ``/metrics``, ``/images``)."""
+        """Record a JSON-ready ``payload`` on ``topic`` (``/inbox``, ``/notices``, ``/metrics``, ``/images``, ``/audio``)."""
         self._put((topic, clock_s, payload))
 
     # ---- the writer thread ---------------------------------------------------------------
