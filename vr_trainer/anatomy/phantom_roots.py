@@ -35,9 +35,7 @@ FRAGMENT_CLEARANCE_MM = ROOT_CLEARANCE_MM
 #: sampling of the fragment's and the bones' distance field for the displacement (mm)
 FIELD_PITCH_MM = 0.5
 #: bone within this distance of the fragment's centre is what the displaced root must stay clear of (mm)
-NEIGHBOURHOOD_MM = 25.0
-#: the distance fields reach this far beyond their solid points (mm): more than a root's radius + clearance
-FIELD_PAD_MM = 8.0
+NEIGHBOURHOOD_MM = 45.0
 #: samples (1 mm apart) either side of the pushed ones that are smoothed with them
 SMOOTH_WINDOW = 8
 
@@ -84,12 +82,12 @@ def displace_around_fragment(path_mm: np.ndarray, radius_mm: float, bones: Seque
     ``fragment_clearance_mm`` and ``bone_clearance_mm`` (root surface to fragment / bone, after),
     ``max_shift_mm`` (the largest move of a sample).
     """
-    frag = BoneField([fragment], FIELD_PITCH_MM, pad_mm=FIELD_PAD_MM)
+    frag = BoneField([fragment], FIELD_PITCH_MM, pad_mm=15.0)
     before = float((frag.distance(path_mm) - radius_mm).min())
     centre = fragment.mean(0)
     near_bone = [b[np.linalg.norm(b - centre, axis=1) < NEIGHBOURHOOD_MM] for b in bones]
     near_bone = [b for b in near_bone if len(b)]
-    solid = BoneField([*near_bone, fragment], FIELD_PITCH_MM, pad_mm=FIELD_PAD_MM)
+    solid = BoneField([*near_bone, fragment], FIELD_PITCH_MM, pad_mm=15.0)
     need = radius_mm + max(clearance_mm, ROOT_CLEARANCE_MM)
     p = np.array(path_mm, float)
     for _ in range(200):
@@ -107,7 +105,7 @@ def displace_around_fragment(path_mm: np.ndarray, radius_mm: float, bones: Seque
         sm = p.copy()
         sm[1:-1] = 0.25 * p[:-2] + 0.5 * p[1:-1] + 0.25 * p[2:]
         p[window] = sm[window]
-    bone_only = BoneField(near_bone, FIELD_PITCH_MM, pad_mm=FIELD_PAD_MM)
+    bone_only = BoneField(near_bone, FIELD_PITCH_MM, pad_mm=15.0)
     info = {"overlap_before_mm": round(max(0.0, -before), 2),
             "fragment_clearance_mm": round(float((frag.distance(p) - radius_mm).min()), 2),
             "bone_clearance_mm": round(float((bone_only.distance(p) - radius_mm).min()), 2),
@@ -133,7 +131,7 @@ def derive_into(canvas: S.Canvas, specs: dict[int, LabelSpec], ids: dict[str, in
         bones = [solid_points(s.mesh, pitch) for s in given if s.tissue == "bone"]
         for frag in fragments:
             fp = solid_points(frag.mesh, pitch)
-            field = BoneField([fp], pitch, pad_mm=FIELD_PAD_MM)
+            field = BoneField([fp], pitch, pad_mm=15.0)
             for name, tube in d.tubes.items():
                 if tube.squash is not None:
                     continue

@@ -90,7 +90,8 @@ class SessionWriter:
         self._put(("/frame", clock_s, frame))
 
     def message(self, topic: str, clock_s: float, payload: Any) -> None:
-        """Record a JSON-ready ``payload`` on ``topic`` (``/inbox``, ``/notices``, ``/metrics``, ``/images``, ``/audio``)."""
+        """Record a JSON-ready ``payload`` on ``topic`` (``/inbox``, ``/notices``, ``/metrics``,
+        ``/images``, ``/audio``)."""
         self._put((topic, clock_s, payload))
 
     # ---- the writer thread ---------------------------------------------------------------
