@@ -78,7 +78,8 @@ def test_report_has_score_rubric_definitions_steps_and_plots(recordings, tmp_pat
     assert steps is not None
     for s in summary["steps"]:
         assert f"<td>{s['id']}</td>" in steps.group(0)
-        assert f"{s['time_s']:.1f}" in steps.group(0)
+        shown = f"{s['time_s']:.1f}".rstrip("0").rstrip(".")  # 1.0 s reads 1
+        assert f"<td class=num>{shown}</td>" in steps.group(0), (s["id"], shown)
     figures = re.findall(r"<figure class=plot id=(plot-[a-z]+)>\s*<svg", page)
     assert {"plot-timeline", "plot-distance", "plot-shots", "plot-trajectory", "plot-angles"} <= set(figures)
     assert "http://" not in page and "https://" not in page, "nothing to fetch at view time"
