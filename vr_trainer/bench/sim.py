@@ -48,7 +48,7 @@ class TrimeshProximity:
         p = np.asarray(points_mm, float).reshape(-1, 3)
         return {n: -trimesh.proximity.signed_distance(m, p) for n, m in self.meshes.items()}
 
-    def clearance(self, points_mm: np.ndarray, memo: bool = True) -> Any:
+    def clearance(self, points_mm: np.ndarray, memo: bool = True, contact_mm: float = 0.0) -> Any:
         from vr_trainer.sim.proximity import Clearance
 
         p = np.asarray(points_mm, float).reshape(-1, 3)

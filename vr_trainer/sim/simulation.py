@@ -162,6 +162,6 @@ class Simulation:
         pts_w = shaft_points(world_from_tool, min(self.shaft_sample_mm, inst.spec.shaft_length_mm),
                              self.sample_spacing_mm)
         pts_p = pts_w @ self.patient_from_world[:3, :3].T + self.patient_from_world[:3, 3]
-        c = self.proximity.clearance(pts_p)
         radius_mm = inst.spec.shaft_diameter_mm / 2.0
+        c = self.proximity.clearance(pts_p, contact_mm=radius_mm)  # contact (below the radius) decided exactly
         return {n: d - radius_mm for n, d in c.distance_mm.items()}, c.inside
