@@ -185,10 +185,13 @@ def expert_chains(scenario_path: str | None, points: int) -> tuple[Any, list[np.
 def accuracy(field: Any, meshes: dict[str, tuple[np.ndarray, np.ndarray]], track_points: np.ndarray,
              per_structure: int) -> dict[str, Any]:
     """Largest |ours - exact| (mm) within 20 mm of each surface, and the sign disagreements
-    (points more than 0.05 mm from the surface), over the track's points and scattered ones."""
+    (points more than 0.05 mm from the surface), over the track's points and scattered ones: the
+    field's point query, and the chain query's fast path (each point a one-point chain: its value
+    from the fine grid, or searched where the grid cannot answer)."""
     worst: dict[str, float] = {}
+    fast_worst = 0.0
     checked = 0
-    sign_errors = 0
+    sign_errors = fast_sign_errors = 0
     for i, (name, (v, f)) in enumerate(meshes.items()):
         pts = np.vstack([track_points, near_surface_points(v, f, per_structure, seed=100 + i)])
         ref = exact_signed(meshes, name, pts)
@@ -198,8 +201,13 @@ def accuracy(field: Any, meshes: dict[str, tuple[np.ndarray, np.ndarray]], track
         worst[name] = float(np.abs(got[near] - ref[near]).max()) if near.any() else 0.0
         clear = near & (np.abs(ref) > 0.05)
         sign_errors += int(((got < 0) != (ref < 0))[clear].sum())
+        fast = np.array([field.clearance(q[None], memo=False).distance_mm[name] for q in pts[near]])
+        if len(fast):
+            fast_worst = max(fast_worst, float(np.abs(fast - ref[near]).max()))
+            fast_sign_errors += int(((fast < 0) != (ref[near] < 0))[np.abs(ref[near]) > 0.05].sum())
     return {"max_error_mm": max(worst.values(), default=0.0), "per_structure_mm": worst,
-            "points_within_20mm": checked, "sign_errors": sign_errors}
+            "points_within_20mm": checked, "sign_errors": sign_errors,
+            "fast_path_max_error_mm": fast_worst, "fast_path_sign_errors": fast_sign_errors}
 
 
 def random_chains(meshes: dict[str, tuple[np.ndarray, np.ndarray]], per_structure: int, points: int,
@@ -306,8 +314,10 @@ def measure(scenario_path: str | None, repeat: int, peer_steps: int, points: int
                         "max_error_mm": TARGET_ERROR_MM},
             "met": {"median_ms": float(np.median(o)) <= TARGET_MEDIAN_MS,
                     "ratio_over_trimesh": trimesh_ratio >= TARGET_RATIO,
-                    "max_error_mm": max(acc["max_error_mm"], acc["clearance"]["max_error_mm"]) <= TARGET_ERROR_MM,
-                    "no_sign_errors": acc["sign_errors"] + acc["clearance"]["tip_inside_errors"]
+                    "max_error_mm": max(acc["max_error_mm"], acc["fast_path_max_error_mm"],
+                                        acc["clearance"]["max_error_mm"]) <= TARGET_ERROR_MM,
+                    "no_sign_errors": acc["sign_errors"] + acc["fast_path_sign_errors"]
+                    + acc["clearance"]["tip_inside_errors"]
                     + acc["clearance"]["minimum_side_errors"] == 0}}
 
 
@@ -326,6 +336,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  accuracy: largest error within 20 mm {a['max_error_mm']:.4f} mm over {a['points_within_20mm']} points "
           f"(track + scattered), {a['sign_errors']} sign errors; per structure "
           + ", ".join(f"{n} {v:.4f}" for n, v in a["per_structure_mm"].items()))
+    print(f"  fast path on the same points (one-point chains): largest error {a['fast_path_max_error_mm']:.4f} mm, "
+          f"{a['fast_path_sign_errors']} sign errors")
     c = a["clearance"]
     print(f"  clearance (what the simulation reads): largest error of the chain's minimum within 20 mm "
           f"{c['max_error_mm']:.4f} mm over {c['minima_within_20mm']} minima ({c['chains']} chains: track + random), "

@@ -31,7 +31,7 @@ structure's minimum and whose bound leaves open their side of 0 or of the caller
 (an instrument's radius), the tip where its side is open, and minimum candidates in cells the grid
 marks unreliable (gradient jumps: the middle of a thin root, creases). So contact, "inside" and
 the sign of every minimum are the exact search's; other values are within the interpolation's
-error (measured below 0.15 mm within 20 mm of the shipped structures; ``vr-trainer bench
+error (measured below 0.2 mm within 20 mm of the shipped structures; ``vr-trainer bench
 proximity``). Without a fine grid (``fine_spacing_mm=None``) the coarse grid's bounds pick the pairs
 to search (the minimum within ``exact_mm`` comes out exact). Usually no pair is searched at all.
 
@@ -257,7 +257,7 @@ class ProximityField:
         structure's grid gets ``max(box distance, exact_mm + spacing)``, a lower bound."""
         fine = self._fine
         assert fine is not None
-        v, ok, ingrid, t = fine.interpolate(p)
+        v, code, ingrid, t = fine.interpolate(p)
         e = fine.max_error_mm
         vm = np.where(ingrid, v, np.inf)
         m = vm.min(1)  # (S,)
@@ -265,7 +265,7 @@ class ProximityField:
         # of it) near a decision (0, contact_mm), the tip near 0, or an unreliable candidate
         rows = ((m <= e) & (m >= -3.0 * e)) | ((m <= contact_mm + e) & (m >= contact_mm - 3.0 * e))
         rows |= np.abs(vm[:, 0]) <= e
-        bad = ingrid & ~ok
+        bad = ingrid & (code == 0)
         if bad.any():
             rows |= (bad & (vm <= m[:, None] + 2.0 * e)).any(1)
         rows &= m - e <= self.exact_mm
@@ -273,11 +273,11 @@ class ProximityField:
         if rows.any():
             r = np.nonzero(rows)[0]
             vr, tr = vm[r], t[:, r]
-            err = fine.error_mm(tr)
+            err = fine.error_mm(tr, code[r])
             cand = vr - err <= (vr + err).min(1)[:, None]
             dec = cand & ((np.abs(vr) <= err) | (np.abs(vr - contact_mm) <= err))
             dec[:, 0] |= np.abs(vr[:, 0]) <= err[:, 0]  # the tip's side
-            ks, ip = np.nonzero((dec | (cand & ~ok[r])) & (np.abs(vr) - err <= self.exact_mm))
+            ks, ip = np.nonzero((dec | (cand & (code[r] == 0))) & (np.abs(vr) - err <= self.exact_mm))
             if len(ks):
                 js = r[ks]
                 x = self._exact_pairs(p, js, ip, self.exact_mm)
