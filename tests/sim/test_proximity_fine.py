@@ -76,6 +76,8 @@ def test_fast_path_matches_exact_distances_near_the_roots_without_a_sign_error(r
 
 
 def test_fast_path_agrees_with_the_bounded_exact_path_on_decisions(roots):
+    """Chains near the roots: the same minimum within the tolerance, and the same side of 0 and of
+    the contact distance as the path that searches every minimum exactly."""
     meshes = {n: (np.asarray(m.vertices), np.asarray(m.faces)) for n, m in roots.items()}
     fast = ProximityField.from_meshes(meshes)
     exact = ProximityField(fast.surfaces, fine_spacing_mm=None)  # bounds + exact search only
@@ -85,11 +87,12 @@ def test_fast_path_agrees_with_the_bounded_exact_path_on_decisions(roots):
             axis = rng.normal(size=3)
             axis /= np.linalg.norm(axis)
             chain = q + rng.normal(0.0, 2.0, 3) + (np.arange(48) - rng.integers(0, 48))[:, None] * 2.0 * axis
-            a = fast.clearance(chain, memo=False, contact_mm=CONTACT_MM)
             b = exact.clearance(chain, memo=False)
-            assert a.inside == b.inside
-            for n in meshes:
-                if b.distance_mm[n] < NEAR_MM:
-                    assert a.distance_mm[n] == pytest.approx(b.distance_mm[n], abs=TOLERANCE_MM), n
-                    assert (a.distance_mm[n] < 0.0) == (b.distance_mm[n] < 0.0), n
-                    assert (a.distance_mm[n] < CONTACT_MM) == (b.distance_mm[n] < CONTACT_MM), n
+            for contact in (CONTACT_MM, 8.0):  # a needle's radius; a contact distance past the fine band
+                a = fast.clearance(chain, memo=False, contact_mm=contact)
+                assert a.inside == b.inside
+                for n in meshes:
+                    if b.distance_mm[n] < NEAR_MM:
+                        assert a.distance_mm[n] == pytest.approx(b.distance_mm[n], abs=TOLERANCE_MM), n
+                        assert (a.distance_mm[n] < 0.0) == (b.distance_mm[n] < 0.0), n
+                        assert (a.distance_mm[n] < contact) == (b.distance_mm[n] < contact), n

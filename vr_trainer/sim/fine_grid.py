@@ -164,6 +164,17 @@ class FineDistanceGrid:
         """The error bound at a cell's centre, the largest in a ``FINE`` cell (mm)."""
         return float(self.spacing_mm * np.sqrt(0.75) + FINE_SLACK_MM)
 
+    @property
+    def coarse_error_mm(self) -> float:
+        """The error bound at a coarse cell's centre: that of values in ``COARSE`` cells (mm)."""
+        return float(self.coarse_spacing_mm * np.sqrt(0.75) + FINE_SLACK_MM)
+
+    @property
+    def contact_limit_mm(self) -> float:
+        """Below this, a contact distance is never within a ``COARSE`` cell's reach (its points are
+        at least ``NEAR_MM`` less half a coarse diagonal from the surface): the fine bound decides."""
+        return NEAR_MM - self.coarse_spacing_mm * np.sqrt(0.75) - self.max_error_mm
+
     def interpolate(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For points ``p`` (n, 3), per structure and point (S, n): the trilinear signed distance
         (mm), whether its cell is reliable, whether the point lies in the structure's grid (elsewhere
@@ -191,7 +202,7 @@ class FineDistanceGrid:
         ``code`` (the module's: any 1-Lipschitz function, plus the nodes' own error; in a ``COARSE``
         cell the coarse cell's centre's)."""
         fine = np.sqrt((t * (1.0 - t)).sum(0)) * self.spacing_mm + FINE_SLACK_MM
-        return np.where(code == COARSE, self.coarse_spacing_mm * np.sqrt(0.75) + FINE_SLACK_MM, fine)
+        return np.where(code == COARSE, self.coarse_error_mm, fine)
 
 
 def _corners(v: np.ndarray) -> np.ndarray:

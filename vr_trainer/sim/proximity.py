@@ -127,7 +127,8 @@ class ProximityField:
     ``exact_mm``), which keeps far points from costing a full search.
 
     ``grid_spacing_mm``, ``fine_spacing_mm``: the chain query's bounding and interpolated grids
-    (``fine_spacing_mm=None``: no fine grid, the chain query searches what the bounds leave open).
+    (the fine spacing a whole fraction of the coarse; ``fine_spacing_mm=None``: no fine grid, the
+    chain query searches what the bounds leave open).
 
     ``memo_size``: the last queries' answers are kept, keyed on the query's exact bytes, and a
     repeated query returns them without searching. The answer is a pure function of the points,
@@ -263,7 +264,8 @@ class ProximityField:
         m = vm.min(1)  # (S,)
         # structures where a pair may need the exact search: a candidate for the minimum (within 2 e
         # of it) near a decision (0, contact_mm), the tip near 0, or an unreliable candidate
-        rows = ((m <= e) & (m >= -3.0 * e)) | ((m <= contact_mm + e) & (m >= contact_mm - 3.0 * e))
+        ec = e if contact_mm <= fine.contact_limit_mm else fine.coarse_error_mm  # (the module's)
+        rows = ((m <= e) & (m >= -3.0 * e)) | ((m <= contact_mm + ec) & (m >= contact_mm - 3.0 * ec))
         rows |= np.abs(vm[:, 0]) <= e
         bad = ingrid & (code == 0)
         if bad.any():
