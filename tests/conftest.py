@@ -244,3 +244,19 @@ def point_inside_root(scene, meshes, root_name: str) -> tuple[np.ndarray, np.nda
         raise AssertionError(f"no straight 40 mm approach to {root_name} clear of bone")
     k = int(np.argmin(blocked))
     return inside[k], normals[k]
+
+
+def root_contact_track(scenario, scene, meshes, root_name: str):
+    """A 1.5 s pose track (30 Hz) whose needle comes 40 mm along the outward normal, clear of bone,
+    to 1 mm inside ``root_name`` (:func:`point_inside_root`) and stays there."""
+    from vr_trainer.xr.posetrack import PoseTrack
+
+    inside, normal = point_inside_root(scene, meshes, root_name)
+    wfp = scene.world_from_patient
+
+    def world(p):
+        return (wfp @ np.append(p, 1.0))[:3]
+
+    tool = [{"t_s": t, "tip_mm": world(inside + back * normal), "toward_mm": world(inside + (back + 100) * normal)}
+            for t, back in ((0.0, 40.0), (1.0, 0.0), (1.5, 0.0))]
+    return PoseTrack.from_keys([h.model_dump() for h in scenario.demo.head[:1]], tool, 30.0)

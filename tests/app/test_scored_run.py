@@ -21,8 +21,7 @@ from vr_trainer.render.renderer import SceneRenderer
 from vr_trainer.scenario.loader import default_scenario_path, load_scenario
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.xr.headless import HeadlessBackend
-from vr_trainer.xr.posetrack import PoseTrack
-from tests.conftest import point_inside_root
+from tests.conftest import root_contact_track
 
 pytestmark = pytest.mark.gl
 ROOT = "nerve_root_L4_exiting_left"
@@ -97,15 +96,7 @@ class MentorConsoleSink:
 def contact_run():
     scenario = with_root_highlight(load_scenario(TWO_STEPS))
     scene, meshes = build_session(scenario)
-    inside, normal = point_inside_root(scene, meshes, ROOT)
-    wfp = scene.world_from_patient
-
-    def world(p):
-        return (wfp @ np.append(p, 1.0))[:3]
-
-    tool = [{"t_s": t, "tip_mm": world(inside + back * normal), "toward_mm": world(inside + (back + 100) * normal)}
-            for t, back in ((0.0, 40.0), (1.0, 0.0), (1.5, 0.0))]
-    track = PoseTrack.from_keys([h.model_dump() for h in scenario.demo.head[:1]], tool, 30.0)
+    track = root_contact_track(scenario, scene, meshes, ROOT)
     backend = HeadlessBackend(track, (64, 48))
     console = MentorConsoleSink()
     ctx = backend.open()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import need, point_inside_root
+from tests.conftest import need, root_contact_track
 from vr_trainer.app.clock import FakeClock
 from vr_trainer.app.loop import FrameLoop
 from vr_trainer.app.session import build_session
@@ -24,7 +24,6 @@ from vr_trainer.app.speech import (AudioOutput, SpeechService, SpeechSynthesizer
 from vr_trainer.scenario.loader import REPO_ROOT, ScenarioError, load_scenario
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.xr.headless import HeadlessBackend
-from vr_trainer.xr.posetrack import PoseTrack
 
 ROOT = "nerve_root_L4_exiting_left"
 TWO_STEPS = Path(__file__).parents[1] / "scenario" / "data" / "pted_two_steps.yaml"  # a frozen two-step PTED
@@ -56,15 +55,7 @@ def touch_root(scenario: Scenario, out_dir: Path | None, output: AudioOutput | N
     """A 1.5 s session (simulated, not drawn) whose needle goes into the exiting root, with the
     speech service listening to the loop's notices; returns the loop, the service and its list."""
     scene, meshes = build_session(scenario)
-    inside, normal = point_inside_root(scene, meshes, ROOT)
-    wfp = scene.world_from_patient
-
-    def world(p):
-        return (wfp @ np.append(p, 1.0))[:3]
-
-    tool = [{"t_s": t, "tip_mm": world(inside + back * normal), "toward_mm": world(inside + (back + 100) * normal)}
-            for t, back in ((0.0, 40.0), (1.0, 0.0), (1.5, 0.0))]
-    track = PoseTrack.from_keys([h.model_dump() for h in scenario.demo.head[:1]], tool, 30.0)
+    track = root_contact_track(scenario, scene, meshes, ROOT)
     backend = HeadlessBackend(track, (32, 24))
     backend.open()
     service = SpeechService(scenario, out_dir, synthesizer=synth, output=output)

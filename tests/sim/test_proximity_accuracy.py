@@ -13,24 +13,12 @@ import pytest
 import trimesh
 
 from vr_trainer.sim.proximity import ProximityField, shaft_points
+from tests.sim.winding import winding_inside
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "spine_l3_s1"
 TOLERANCE_MM = 0.25  # issue #10: accuracy <= 0.25 mm within 20 mm of the surfaces
 
-
-def winding_inside(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
-    """Generalised winding number > 1/2 (Jacobson et al. 2013), one point at a time (low memory)."""
-    tri = np.asarray(mesh.triangles)
-    out = np.empty(len(points), bool)
-    for i, p in enumerate(points):
-        t = tri - p
-        a, b, c = t[:, 0], t[:, 1], t[:, 2]
-        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
-        num = (a * np.cross(b, c)).sum(1)
-        den = la * lb * lc + (a * b).sum(1) * lc + (b * c).sum(1) * la + (c * a).sum(1) * lb
-        out[i] = (2.0 * np.arctan2(num, den)).sum() / (4.0 * np.pi) > 0.5
-    return out
 
 
 def pick_structures(names: list[str]) -> list[str]:

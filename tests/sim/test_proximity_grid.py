@@ -14,6 +14,7 @@ import pytest
 import trimesh
 
 from vr_trainer.sim.proximity import ProximityField
+from tests.sim.winding import winding_inside
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "spine_l3_s1"
@@ -21,18 +22,6 @@ TOLERANCE_MM = 0.25  # issue #10: within 20 mm of the surfaces
 EXACT_MM = 20.0
 GRID_BOUND_MM = 3.0 * np.sqrt(3.0) / 2.0 + 0.01  # half a 3 mm cell's diagonal, plus the nodes' error
 
-
-def winding_inside(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
-    tri = np.asarray(mesh.triangles)
-    out = np.empty(len(points), bool)
-    for i, p in enumerate(points):
-        t = tri - p
-        a, b, c = t[:, 0], t[:, 1], t[:, 2]
-        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
-        num = (a * np.cross(b, c)).sum(1)
-        den = la * lb * lc + (a * b).sum(1) * lc + (b * c).sum(1) * la + (c * a).sum(1) * lb
-        out[i] = (2.0 * np.arctan2(num, den)).sum() / (4.0 * np.pi) > 0.5
-    return out
 
 
 def exact_signed(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
