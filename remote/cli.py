@@ -55,6 +55,10 @@ def register(subparsers: Any) -> None:
     sc = msub.add_parser("schema", help="print the message JSON Schema")
     sc.set_defaults(func=cmd_schema)
 
+    from remote.stack_cli import register_stack
+
+    register_stack(msub)
+
 
 def _need_sub(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
