@@ -65,7 +65,11 @@ class JanusClient:
             await self._http.close()
             raise JanusError(f"cannot reach Janus at {self.url} ({e})") from None
         self._tasks.append(asyncio.create_task(self._read()))
-        ans = await self.request({"janus": "create"})
+        try:
+            ans = await self.request({"janus": "create"})
+        except BaseException:
+            await self.close()
+            raise
         self.session_id = int(ans["data"]["id"])
         self._tasks.append(asyncio.create_task(self._keepalive()))
         return self

@@ -4,6 +4,7 @@ status line every STATUS_S; runs until its stdin closes or --seconds pass.
 
     python janus_peer_process.py publish STACK_JSON
     python janus_peer_process.py subscribe STACK_JSON FEED --count N [--relay]
+    python janus_peer_process.py probe STACK_JSON     (what Janus refuses without the secrets)
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from remote.sfu_janus import (FrameIdVideoTrack, FrameIdWatcher, JanusClient, publish, selected_candidate_types,
-                              subscribe)
+from remote.sfu_janus import (FrameIdVideoTrack, FrameIdWatcher, JanusClient, JanusError, publish,
+                              selected_candidate_types, subscribe)
 from remote.stack import StackInfo
 
 STATUS_S = 0.5
@@ -82,9 +83,31 @@ async def do_subscribe(info: StackInfo, feed: int, count: int, relay: bool, seco
                 await pc.close()
 
 
+async def refused(coro: Any) -> str:
+    """The error Janus answers, or "accepted"."""
+    try:
+        await coro
+    except JanusError as e:
+        return str(e)
+    return "accepted"
+
+
+async def do_probe(info: StackInfo) -> None:
+    no_secret = await refused(JanusClient(info.janus_ws, None).__aenter__())
+    async with JanusClient(info.janus_ws, info.api_secret) as janus:
+        handle = await janus.attach()
+        wrong_pin = await refused(handle.message({"request": "join", "ptype": "subscriber", "room": info.room,
+                                                  "pin": "wrong", "streams": [{"feed": 1}]}))
+        create = await refused(handle.message({"request": "create", "room": info.room + 1, "publishers": 1}))
+        destroy = await refused(handle.message({"request": "destroy", "room": info.room, "secret": "wrong"}))
+        rooms, _ = await handle.message({"request": "list"})
+    say(event="probe", no_secret=no_secret, wrong_pin=wrong_pin, create=create, destroy=destroy,
+        listed=[r.get("room") for r in rooms.get("list", [])])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("publish", "subscribe"))
+    ap.add_argument("mode", choices=("publish", "subscribe", "probe"))
     ap.add_argument("stack_json")
     ap.add_argument("feed", nargs="?", type=int, default=0)
     ap.add_argument("--count", type=int, default=1)
@@ -93,7 +116,9 @@ def main() -> None:
     a = ap.parse_args()
     info = StackInfo(**json.loads(Path(a.stack_json).read_text()))
     try:
-        if a.mode == "publish":
+        if a.mode == "probe":
+            asyncio.run(do_probe(info))
+        elif a.mode == "publish":
             asyncio.run(do_publish(info, a.seconds))
         else:
             asyncio.run(do_subscribe(info, a.feed, a.count, a.relay, a.seconds))

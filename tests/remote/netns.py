@@ -1,14 +1,16 @@
 """Two network namespaces joined by a veth pair, for tests of servers that ignore loopback
 (Janus never offers loopback ICE candidates). Needs root and iproute2.
 
-``sfu`` gets 10.77.N.1/24 and ``peer`` 10.77.N.2/24 (N from the pid, so parallel runs do
-not collide). :meth:`close` kills whatever still runs in either namespace and deletes
-both (which deletes the veth pair); it is safe to call after a partial set-up.
+``sfu`` gets 10.77.N.1/24 and ``peer`` 10.77.N.2/24; the names carry the test process's
+pid, so parallel runs do not collide, and :meth:`open` first removes pairs left by a run
+that was killed (its pid gone). :meth:`close` kills whatever still runs in either
+namespace and deletes both (which deletes the veth pair); it is safe after a partial set-up.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,15 +30,43 @@ def can_make_namespaces() -> str | None:
     return None
 
 
+def namespace_pids(ns: str) -> list[int]:
+    out = ip("netns", "pids", ns, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def delete_namespace(ns: str) -> None:
+    """Stop the processes in ``ns`` (TERM, then KILL), then delete it."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = namespace_pids(ns)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 3.0
+        while pids and namespace_pids(ns) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    ip("netns", "del", ns, check=False)
+
+
+def remove_stale_pairs() -> None:
+    """Delete pairs made by test processes that no longer run (a killed run skips close)."""
+    for line in ip("netns", "list", check=False).stdout.splitlines():
+        m = re.fullmatch(r"vrt(\d+)[sp]", line.split(" ")[0])
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            delete_namespace(m.group(0))
+
+
 class NamespacePair:
     def __init__(self) -> None:
-        n = os.getpid() % 200 + 20
-        tag = f"{os.getpid() % 100000}"
-        self.sfu, self.peer = f"vrt{tag}s", f"vrt{tag}p"
+        n = os.getpid() % 200 + 20  # namespaces are isolated: equal subnets in two pairs do not clash
+        self.sfu, self.peer = f"vrt{os.getpid()}s", f"vrt{os.getpid()}p"  # veth "vrt<pid>s0": <= 15 chars
         self.sfu_ip, self.peer_ip = f"10.77.{n}.1", f"10.77.{n}.2"
         self._made: list[str] = []
 
     def open(self) -> NamespacePair:
+        remove_stale_pairs()
         veth_s, veth_p = f"{self.sfu}0", f"{self.peer}0"
         for ns in (self.sfu, self.peer):
             ip("netns", "add", ns)
@@ -52,24 +82,9 @@ class NamespacePair:
     def exec_argv(self, ns: str, *argv: str) -> list[str]:
         return ["ip", "netns", "exec", ns, *argv]
 
-    def pids(self, ns: str) -> list[int]:
-        out = ip("netns", "pids", ns, check=False).stdout
-        return [int(p) for p in out.split()]
-
     def close(self) -> None:
-        for ns in self._made:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                pids = self.pids(ns)
-                for pid in pids:
-                    try:
-                        os.kill(pid, sig)
-                    except ProcessLookupError:
-                        pass
-                deadline = time.monotonic() + 3.0
-                while pids and self.pids(ns) and time.monotonic() < deadline:
-                    time.sleep(0.05)
         for ns in reversed(self._made):
-            ip("netns", "del", ns, check=False)
+            delete_namespace(ns)
         self._made.clear()
 
     def __enter__(self) -> NamespacePair:

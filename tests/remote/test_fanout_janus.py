@@ -146,6 +146,21 @@ def test_stack_up_prints_where_and_runs_only_what_is_needed(stack: dict[str, Any
     assert {addr for addr, who in listening if '"janus"' in who} == {f"{nets.sfu_ip}:{ws_port}"}, listening
 
 
+def test_janus_refuses_what_lacks_the_generated_secrets(stack: dict[str, Any], tmp_path: Path) -> None:
+    nets, d, info = stack["nets"], stack["dir"], stack["info"]
+    probe = PeerProcess(nets.exec_argv(nets.peer, sys.executable, str(PEER_SCRIPT), "probe", str(d / "stack.json")),
+                        tmp_path / "probe.err")
+    try:
+        got = probe.wait_for(lambda: probe.last("probe"), 20, "probe answered")
+    finally:
+        probe.stop()
+    assert "Unauthorized" in got["no_secret"] and "code 403" in got["no_secret"], got
+    assert "code 433" in got["wrong_pin"] and "pin" in got["wrong_pin"].lower(), got  # 433: unauthorized
+    assert "refused create" in got["create"] and "admin_key" in got["create"], got  # rooms need the admin key
+    assert "code 433" in got["destroy"], got  # the room needs its generated secret
+    assert info["room"] not in got["listed"], got  # private: not listed
+
+
 def test_one_publisher_nine_subscribers_drop_and_relay(stack: dict[str, Any], tmp_path: Path) -> None:
     nets, d, info = stack["nets"], stack["dir"], stack["info"]
     sj = str(d / "stack.json")
@@ -201,7 +216,8 @@ def test_one_publisher_nine_subscribers_drop_and_relay(stack: dict[str, Any], tm
             assert pairs and all(local == "host" for local, _ in pairs), pairs
         sent = pub.last("status")
         ids = [i for s in later.values() for i in s["last_ids"]]
-        assert sent is not None and sent["sent"] - 45 < min(ids) <= max(ids) < sent["sent"] + 30, \
+        assert sent is not None
+        assert sent["sent"] - 45 < min(ids) <= max(ids) < sent["sent"] + 30, \
             f"subscribers are not watching live: publisher at frame {sent['sent']}, subscribers at {ids}"
         turn_log = (d / "logs" / "turnserver.log").read_text()
         assert "ALLOCATE processed, success" in turn_log, "coturn never granted a relay allocation"
