@@ -46,8 +46,10 @@ class JanusError(RemoteError):
 class JanusClient:
     """One Janus session over one WebSocket; ``async with JanusClient(url, secret) as j``."""
 
-    def __init__(self, url: str, api_secret: str | None = None) -> None:
-        self.url, self.api_secret = url, api_secret
+    def __init__(self, url: str, api_secret: str | None = None, keepalive_s: float = KEEPALIVE_S) -> None:
+        self.url, self.api_secret, self.keepalive_s = url, api_secret, keepalive_s
+        self.keepalives_acked = 0
+        self.keepalive_error: str | None = None  # the last refused or unanswered keepalive
         self.session_id: int | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -150,9 +152,12 @@ class JanusClient:
 
     async def _keepalive(self) -> None:
         while True:
-            await asyncio.sleep(KEEPALIVE_S)
-            with contextlib.suppress(JanusError):
+            await asyncio.sleep(self.keepalive_s)
+            try:
                 await self.request({"janus": "keepalive"})
+                self.keepalives_acked += 1
+            except JanusError as e:
+                self.keepalive_error = str(e)
 
 
 class JanusHandle:

@@ -9,21 +9,24 @@ import socket
 import struct
 from typing import Any
 
+import aiohttp
+
 from remote.errors import RemoteError
 
 
 async def janus_info(ws_url: str, timeout_s: float = 5.0) -> dict[str, Any]:
     """Janus's ``info`` answer over its WebSocket API."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(ws_url, protocols=("janus-protocol",), timeout=aiohttp.ClientWSTimeout(
-                ws_receive=timeout_s, ws_close=1.0)) as ws:
-            await ws.send_json({"janus": "info", "transaction": "info"})
-            msg = await asyncio.wait_for(ws.receive_json(), timeout_s)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(ws_url, protocols=("janus-protocol",), timeout=aiohttp.ClientWSTimeout(
+                    ws_receive=timeout_s, ws_close=1.0)) as ws:
+                await ws.send_json({"janus": "info", "transaction": "info"})
+                msg = dict(await asyncio.wait_for(ws.receive_json(), timeout_s))
+    except aiohttp.ClientError as e:
+        raise RemoteError(f"Janus at {ws_url}: {e}") from None
     if msg.get("janus") != "server_info":
         raise RemoteError(f"Janus at {ws_url} answered {msg.get('janus')!r} to info")
-    return dict(msg)
+    return msg
 
 
 def stun_binding(host: str, port: int, timeout_s: float = 1.0) -> tuple[str, int]:

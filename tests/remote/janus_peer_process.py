@@ -25,6 +25,7 @@ from remote.sfu_janus import (FrameIdVideoTrack, FrameIdWatcher, JanusClient, Ja
 from remote.stack import StackInfo
 
 STATUS_S = 0.5
+KEEPALIVE_S = 1.0  # far below Janus's 20 s default, so a run this short exercises keepalives
 
 
 def say(**msg: Any) -> None:
@@ -60,7 +61,7 @@ async def do_subscribe(info: StackInfo, feed: int, count: int, relay: bool, seco
     t0 = time.monotonic()
     servers = [info.turn_server(f"sub{k}") for k in range(count)] if relay else [None] * count
     policy = "relay" if relay else "all"
-    clients = [JanusClient(info.janus_ws, info.api_secret) for _ in range(count)]
+    clients = [JanusClient(info.janus_ws, info.api_secret, KEEPALIVE_S) for _ in range(count)]
     async with contextlib.AsyncExitStack() as stack:
         for c in clients:
             await stack.enter_async_context(c)
@@ -72,7 +73,8 @@ async def do_subscribe(info: StackInfo, feed: int, count: int, relay: bool, seco
         def status() -> None:
             say(event="status", frames=[w.frames for w in watchers], last_ids=[w.last_id for w in watchers],
                 distinct=[len(w.ids_seen) for w in watchers], ended=[w.ended for w in watchers],
-                pairs=[selected_candidate_types(pc) for pc, _ in got])
+                pairs=[selected_candidate_types(pc) for pc, _ in got],
+                keepalives=[c.keepalives_acked for c in clients], keepalive_errors=[c.keepalive_error for c in clients])
 
         try:
             await run_until_done(seconds, status)

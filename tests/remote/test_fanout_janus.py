@@ -141,9 +141,10 @@ def test_stack_up_prints_where_and_runs_only_what_is_needed(stack: dict[str, Any
     # nothing listens anywhere but on the namespace's own address; Janus only on its API port
     ss = subprocess.run(nets.exec_argv(nets.sfu, "ss", "-H", "-lntup"), capture_output=True, text=True,
                         timeout=10).stdout.splitlines()
-    listening = [(row.split()[4], row.split()[-1]) for row in ss if row.strip()]
-    assert listening and all(addr.startswith(f"{nets.sfu_ip}:") for addr, _ in listening), listening
-    assert {addr for addr, who in listening if '"janus"' in who} == {f"{nets.sfu_ip}:{ws_port}"}, listening
+    listening = [(row.split()[0], row.split()[4], row.split()[-1]) for row in ss if row.strip()]
+    assert listening and all(addr.startswith(f"{nets.sfu_ip}:") for _, addr, _ in listening), listening
+    assert {addr for net, addr, who in listening if net == "tcp" and '"janus"' in who} == \
+        {f"{nets.sfu_ip}:{ws_port}"}, listening
 
 
 def test_janus_refuses_what_lacks_the_generated_secrets(stack: dict[str, Any], tmp_path: Path) -> None:
@@ -210,6 +211,7 @@ def test_one_publisher_nine_subscribers_drop_and_relay(stack: dict[str, Any], tm
                 assert i0 is not None and i1 is not None and i1 - i0 >= 15, \
                     f"{n}[{k}]: frame ids {i0} -> {i1}: the picture stopped advancing"
             assert not any(s["ended"])
+            assert min(s["keepalives"]) >= 3 and not any(s["keepalive_errors"]), s  # Janus acks our keepalives
         for pairs in later["relay"]["pairs"]:
             assert pairs and all(local == "relay" for local, _ in pairs), f"relay-only subscriber used {pairs}"
         for pairs in later["direct"]["pairs"]:
