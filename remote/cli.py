@@ -16,6 +16,8 @@ from remote.errors import RemoteError
 from remote.tokens import ROLES, TokenSigner, default_secret_path, load_or_create_secret, parse_duration_s
 
 DEFAULT_SERVER = "http://127.0.0.1:8765"
+DIRECT_MAX_VIEWERS = 8  # the resident's PC sends to each viewer itself
+SFU_MAX_VIEWERS = 60  # Janus sends; the server's welcome lists at most 64 peers
 
 
 def register(subparsers: Any) -> None:
@@ -34,9 +36,16 @@ def register(subparsers: Any) -> None:
     s.add_argument("--turn-password", default=None)
     s.add_argument("--turn-secret", default=None, help="coturn static-auth-secret: per-peer short-lived credentials")
     s.add_argument("--relay-only", action="store_true", help="force media through TURN")
-    s.add_argument("--max-viewers", type=int, default=8, help="experts + observers per session")
+    s.add_argument("--max-viewers", type=int, default=None,
+                   help=f"experts + observers per session (default {DIRECT_MAX_VIEWERS}; with --sfu "
+                        f"{SFU_MAX_VIEWERS})")
     s.add_argument("--secret-file", default=None,
                    help="token signing secret (default ~/.config/vr-trainer/mentor-secret)")
+    s.add_argument("--sfu", choices=("janus",), default=None,
+                   help="fan out through a Janus VideoRoom: the resident publishes once, viewers subscribe there")
+    s.add_argument("--stack", default=None, metavar="DIR|FILE",
+                   help="with --sfu: a `mentor stack up` folder (its stack.json) or a JSON file with janus_ws, "
+                        "api_secret, room, pin (default ~/.cache/vr-trainer/mentor-stack)")
     s.set_defaults(func=cmd_serve)
 
     t = msub.add_parser("token", help="issue a signed, expiring join token")
@@ -158,11 +167,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise RemoteError(f"--port {args.port}: must be 0-65535")
-    if args.max_viewers < 1:
-        raise RemoteError("--max-viewers must be at least 1")
-    config = ServerConfig(args.host, args.port, args.tls_cert, args.tls_key, list(args.stun), list(args.turn),
-                          args.turn_user, args.turn_password, args.turn_secret, relay_only=args.relay_only,
-                          max_viewers=args.max_viewers)
+    max_viewers = args.max_viewers if args.max_viewers is not None else (
+        SFU_MAX_VIEWERS if args.sfu else DIRECT_MAX_VIEWERS)
+    if not 1 <= max_viewers <= 63:
+        raise RemoteError("--max-viewers must be 1-63")
+    turn, turn_secret, sfu = list(args.turn), args.turn_secret, None
+    if args.stack and not args.sfu:
+        raise RemoteError("--stack needs --sfu janus")
+    if args.sfu:
+        from remote.fanout import load_sfu_room
+        from remote.stack import default_stack_dir
+
+        sfu = load_sfu_room(args.stack or default_stack_dir())
+        if not turn and sfu.turn_url:  # the stack's coturn, with per-peer credentials
+            turn, turn_secret = [sfu.turn_url], sfu.turn_secret
+    config = ServerConfig(args.host, args.port, args.tls_cert, args.tls_key, list(args.stun), turn,
+                          args.turn_user, args.turn_password, turn_secret, relay_only=args.relay_only,
+                          max_viewers=max_viewers, sfu=sfu)
     check_bind(config)
     signer = TokenSigner(load_or_create_secret(args.secret_file))
 
@@ -175,6 +196,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"mentor server on {shown}  (expert console: {shown}/console#token=...; Ctrl-C stops)\n"
               f"tokens for it: vr-trainer mentor token --server {shown} --session ID --role expert|trainee|observer",
               flush=True)
+        if sfu is not None:
+            print(f"fan-out: the resident publishes once to Janus room {sfu.room} at {sfu.janus_ws} "
+                  f"(from {sfu.source}); viewers subscribe there", flush=True)
         state = _note_server(shown, _secret_path(args.secret_file))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

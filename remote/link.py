@@ -24,7 +24,8 @@ from remote import framecode
 from remote.annotate import Sender
 from remote.peer import add_browser_candidate, prefer_codec
 from remote.publisher import MirrorFrameSource, MirrorVideoTrack
-from remote.schema import ANNOTATION_TYPES, MessageGate, PeerInfo, ViewShown, encode, make
+from remote.gate import MessageGate
+from remote.schema import ANNOTATION_TYPES, PeerInfo, ViewShown, encode, make
 from remote.views import Rect
 
 log = logging.getLogger("remote.link")

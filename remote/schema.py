@@ -1,11 +1,11 @@
 """The versioned message schema: data-channel messages (console <-> trainee) and
-signalling messages (browser/trainee <-> server), with size and rate limits.
+signalling messages (browser/trainee <-> server) and their size limits.
 
 Every message is a JSON object with ``v`` (protocol version, :data:`PROTOCOL_VERSION`)
 and ``type``. Unknown fields are refused (``extra="forbid"``), numbers must be finite
-and in range, strings are bounded. :class:`MessageGate` applies, in order: size limit,
+and in range, strings are bounded. :class:`remote.gate.MessageGate` applies, in order: size limit,
 rate limit (token buckets), parse + validate; anything refused is dropped and counted
-in :attr:`MessageGate.counters` - it never raises.
+in its ``counters`` - it never raises.
 
 Video coordinates (``point``, ``points``) are normalised to the mirror picture (both
 eyes as the resident's mirror holds them): (0, 0) top-left, (1, 1) bottom-right. A
@@ -30,12 +30,9 @@ validated by the trainee with :data:`SERVER_ADAPTER`): ``welcome``, ``peer-joine
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from remote import PROTOCOL_VERSION
 
@@ -282,7 +279,17 @@ class Leave(_Msg):
     type: Literal["leave"]
 
 
-SignalMessage = Annotated[Join | Signal | Ping | Leave, Field(discriminator="type")]
+class MentorSend(_Msg):
+    """A console message (stroke, pin, note...) sent through the server instead of a data
+    channel (SFU mode): a viewer's goes to the trainee if its token's role may annotate;
+    the trainee's (acks, marks, notes, status) goes to viewer ``to``."""
+
+    type: Literal["mentor"]
+    to: PeerId | None = None
+    data: dict[str, Any]
+
+
+SignalMessage = Annotated[Join | Signal | Ping | Leave | MentorSend, Field(discriminator="type")]
 SIGNAL_ADAPTER: TypeAdapter = TypeAdapter(SignalMessage)
 
 # ---- signalling: server -> trainee and viewers -------------------------------------
@@ -308,6 +315,21 @@ class IceServer(BaseModel):
     credential: Annotated[str, Field(max_length=1024)] | None = None
 
 
+class SfuJoin(BaseModel):
+    """How to reach the session's Janus VideoRoom: only in a ``welcome``, so only after the
+    token was checked; never the room's secret or admin key. ``feed`` is the publisher id
+    the server chose for the session's trainee (``ptype`` publisher) or to subscribe to."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    kind: Literal["janus"]
+    url: Annotated[str, Field(max_length=1024)]
+    api_secret: Annotated[str, Field(max_length=256)]
+    room: Annotated[int, Field(ge=1)]
+    pin: Annotated[str, Field(max_length=256)]
+    feed: Annotated[int, Field(ge=1)]
+    ptype: Literal["publisher", "subscriber"]
+
+
 class Welcome(_Msg):
     """The answer to ``join``: who you are in which session, how to reach the others."""
 
@@ -321,6 +343,7 @@ class Welcome(_Msg):
     ice_servers: Annotated[list[IceServer], Field(max_length=16)]
     ice_transport_policy: Literal["all", "relay"]
     peers: Annotated[list[PeerInfo], Field(max_length=64)]
+    sfu: SfuJoin | None = None  # set when the server runs with --sfu janus
 
 
 class PeerJoined(_Msg):
@@ -342,6 +365,15 @@ class Relayed(_Msg):
     data: Annotated[SdpPayload | CandidatePayload | EndOfCandidates, Field(discriminator="kind")]
 
 
+class MentorRelayed(_Msg):
+    """A :class:`MentorSend` passed on, with the authenticated sender in ``from``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    type: Literal["mentor"]
+    sender: PeerId = Field(alias="from")
+    data: dict[str, Any]
+
+
 class ServerError(_Msg):
     """A refusal: ``code`` is unauthorized | replaced | full | no_peer | join_timeout | bad_request."""
 
@@ -354,7 +386,8 @@ class Pong(_Msg):
     type: Literal["pong"]
 
 
-ServerMessage = Annotated[Welcome | PeerJoined | PeerLeft | Relayed | ServerError | Pong, Field(discriminator="type")]
+ServerMessage = Annotated[Welcome | PeerJoined | PeerLeft | Relayed | MentorRelayed | ServerError | Pong,
+                          Field(discriminator="type")]
 SERVER_ADAPTER: TypeAdapter = TypeAdapter(ServerMessage)
 
 
@@ -370,122 +403,3 @@ def encode(msg: dict[str, Any] | BaseModel) -> str:
     if isinstance(msg, BaseModel):
         msg = msg.model_dump(mode="json", by_alias=True, exclude_none=True)
     return json.dumps({"v": PROTOCOL_VERSION, **msg}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-# ---- limits ------------------------------------------------------------------------
-@dataclass
-class TokenBucket:
-    """``rate_per_s`` tokens a second, at most ``burst`` saved up."""
-
-    rate_per_s: float
-    burst: float
-    tokens: float = -1.0
-    last_s: float = 0.0
-
-    def take(self, now_s: float) -> bool:
-        if self.tokens < 0:
-            self.tokens, self.last_s = self.burst, now_s
-        self.tokens = min(self.burst, self.tokens + (now_s - self.last_s) * self.rate_per_s)
-        self.last_s = now_s
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-# per-type limits (messages a second, burst); "*" is the overall limit for one peer
-DEFAULT_CONSOLE_RATES: dict[str, tuple[float, float]] = {
-    "*": (120.0, 240.0),
-    "laser": (40.0, 60.0),
-    "stroke": (20.0, 40.0),
-    "pin": (10.0, 20.0),
-    "note": (5.0, 10.0),
-    "hold": (20.0, 40.0),
-    "release": (20.0, 40.0),
-    "undo": (10.0, 20.0),
-    "clear": (5.0, 10.0),
-    "sync": (2.0, 5.0),
-    "view": (2.0, 5.0),
-    "hb": (5.0, 10.0),
-    "hb_ack": (5.0, 10.0),
-}
-DEFAULT_SIGNAL_RATES: dict[str, tuple[float, float]] = {"*": (60.0, 200.0)}
-
-
-@dataclass
-class MessageGate:
-    """Size limit, rate limits, parse and validate; counts everything it drops.
-
-    ``counters`` keys: received, accepted, oversized, rate_limited, malformed,
-    unknown_type, bad_version, binary."""
-
-    adapter: TypeAdapter
-    max_bytes: int
-    rates: dict[str, tuple[float, float]]
-    counters: Counter = field(default_factory=Counter)
-    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
-
-    @classmethod
-    def for_console(cls, rates: dict[str, tuple[float, float]] | None = None) -> MessageGate:
-        return cls(CONSOLE_ADAPTER, MAX_DATA_MESSAGE_BYTES, dict(DEFAULT_CONSOLE_RATES if rates is None else rates))
-
-    @classmethod
-    def for_signal(cls, rates: dict[str, tuple[float, float]] | None = None) -> MessageGate:
-        return cls(SIGNAL_ADAPTER, MAX_SIGNAL_MESSAGE_BYTES, dict(DEFAULT_SIGNAL_RATES if rates is None else rates))
-
-    def _allow(self, key: str, now_s: float) -> bool:
-        rate = self.rates.get(key)
-        if rate is None:
-            return True
-        b = self._buckets.get(key)
-        if b is None:
-            b = self._buckets[key] = TokenBucket(*rate)
-        return b.take(now_s)
-
-    def admit(self, raw: object, now_s: float | None = None) -> BaseModel | None:
-        """The validated message, or None (dropped and counted)."""
-        self.counters["received"] += 1
-        if not isinstance(raw, str):
-            self.counters["binary"] += 1
-            return None
-        if len(raw) > self.max_bytes or len(raw.encode("utf-8", "surrogatepass")) > self.max_bytes:
-            self.counters["oversized"] += 1
-            return None
-        now = time.monotonic() if now_s is None else now_s
-        if not self._allow("*", now):
-            self.counters["rate_limited"] += 1
-            return None
-        try:
-            msg = self.adapter.validate_json(raw)
-        except ValidationError as e:
-            self.counters[_classify(e)] += 1
-            return None
-        except Exception:  # noqa: BLE001 - recursion, unicode: whatever a hostile peer finds
-            self.counters["malformed"] += 1
-            return None
-        if not self._allow(msg.type, now):
-            self.counters["rate_limited"] += 1
-            return None
-        self.counters["accepted"] += 1
-        return msg
-
-    @property
-    def dropped(self) -> int:
-        c = self.counters
-        return c["received"] - c["accepted"]
-
-
-def _classify(e: ValidationError) -> str:
-    try:
-        errs = e.errors(include_url=False, include_input=False)
-    except Exception:  # noqa: BLE001
-        return "malformed"
-    if not errs:
-        return "malformed"
-    first = errs[0]
-    if first.get("type") == "union_tag_invalid":
-        return "unknown_type"
-    loc = first.get("loc") or ()
-    if len(loc) == 2 and loc[1] == "v":
-        return "bad_version"
-    return "malformed"

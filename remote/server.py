@@ -9,6 +9,11 @@ learns each viewer's role from ``peer-joined``, which only the server sends, so 
 observer cannot claim to be an expert. Media and annotations then flow peer to peer
 (trainee -> viewer, or trainee -> an SFU later). The server refuses to listen on a
 non-loopback address without TLS.
+
+With ``--sfu janus`` (:mod:`remote.fanout`) the welcome also carries the session's Janus
+room: a publisher join for the trainee, a subscriber join for experts and observers;
+the trainee publishes once to Janus, viewers subscribe there, and the console's
+messages travel over this WebSocket (``mentor``), an observer's annotations refused here.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from remote.errors import RemoteError, TokenError
+from remote.fanout import SfuRoom, new_feed_id
+from remote.gate import MessageGate
 from remote.schema import (
     MAX_NOTE_CHARS,
     IceServer,
     Join,
     Leave,
-    MessageGate,
+    MentorRelayed,
+    MentorSend,
     PeerInfo,
     PeerJoined,
     PeerLeft,
@@ -76,6 +84,7 @@ class ServerConfig:
     turn_ttl_s: int = 12 * 3600
     relay_only: bool = False
     max_viewers: int = 8
+    sfu: SfuRoom | None = None  # --sfu janus: the room the trainee publishes to once
 
 
 def is_loopback_host(host: str) -> bool:
@@ -135,6 +144,7 @@ class Room:
     session_id: str
     trainee: PeerConn | None = None
     viewers: dict[str, PeerConn] = field(default_factory=dict)
+    feed_id: int = field(default_factory=new_feed_id)  # the trainee's publisher id in the SFU room
 
     def empty(self) -> bool:
         return self.trainee is None and not self.viewers
@@ -284,7 +294,8 @@ class MentorServer:
             can_annotate=peer.claims.can_annotate,
             ice_servers=self.ice_servers(peer.peer_id, peer.claims.expires_s),
             ice_transport_policy="relay" if self.config.relay_only else "all",
-            peers=[o.info() for o in others]))
+            peers=[o.info() for o in others],
+            sfu=self.config.sfu.join_for(role, room.feed_id) if self.config.sfu is not None else None))
         for o in others:
             await self._send(o, make(PeerJoined, peer=peer.info()))
         log.info("%s %s (%s) joined session %s", role, peer.peer_id, peer.claims.name, room.session_id)
@@ -306,7 +317,8 @@ class MentorServer:
         for k, n in peer.gate.counters.items():
             self.counters[f"signal_{k}"] += n
 
-    async def _send(self, peer: PeerConn, msg: Welcome | PeerJoined | PeerLeft | Relayed | ServerError | Pong) -> None:
+    async def _send(self, peer: PeerConn,
+                    msg: Welcome | PeerJoined | PeerLeft | Relayed | MentorRelayed | ServerError | Pong) -> None:
         if peer.ws.closed:
             return
         try:
@@ -325,6 +337,8 @@ class MentorServer:
             await peer.ws.close()
         elif isinstance(msg, Join):
             self.counters["dropped"] += 1
+        elif isinstance(msg, MentorSend):
+            await self._mentor(room, peer, msg)
         elif isinstance(msg, Signal):
             if peer is room.trainee:
                 target = room.viewers.get(msg.to or "")
@@ -337,6 +351,25 @@ class MentorServer:
                 return
             self.counters["relayed"] += 1
             await self._send(target, make(Relayed, sender=peer.peer_id, data=msg.data))
+
+
+    async def _mentor(self, room: Room, peer: PeerConn, msg: MentorSend) -> None:
+        """A console message over the WebSocket: the trainee's to one viewer, an expert's to
+        the trainee; an observer's is refused here (its token's role, not what it claims)."""
+        if peer is room.trainee:
+            target = room.viewers.get(msg.to or "")
+        elif not peer.claims.can_annotate:
+            self.counters["refused_role"] += 1
+            await self._send(peer, make(ServerError, code="forbidden",
+                                        message="observers can watch but not annotate"))
+            return
+        else:
+            target = room.trainee
+        if target is None:
+            await self._send(peer, make(ServerError, code="no_peer", message="no such peer in the session"))
+            return
+        self.counters["mentor_relayed"] += 1
+        await self._send(target, make(MentorRelayed, sender=peer.peer_id, data=msg.data))
 
 
 async def start_server(signer: TokenSigner, config: ServerConfig) -> tuple[web.AppRunner, str, MentorServer]:

@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import secrets
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -78,6 +79,11 @@ class JanusClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Janus closed the WebSocket (or we did)."""
+        return self._ws is None or self._ws.closed
 
     async def close(self) -> None:
         if self._ws is not None and not self._ws.closed and self.session_id is not None:
@@ -203,16 +209,22 @@ def _jsep(pc: RTCPeerConnection) -> dict[str, Any]:
 
 
 async def publish(client: JanusClient, room: int, pin: str, track: MediaStreamTrack, *, display: str = "resident",
-                  ice_servers: list[dict[str, Any]] | None = None, policy: str = "all",
-                  ) -> tuple[RTCPeerConnection, int]:
-    """Join ``room`` as its publisher and send ``track`` (VP8) once; return (pc, feed id)."""
+                  ice_servers: list[dict[str, Any]] | None = None, policy: str = "all", feed: int | None = None,
+                  on_keyframe: Callable[[], None] | None = None) -> tuple[RTCPeerConnection, int]:
+    """Join ``room`` as its publisher (as ``feed`` when given) and send ``track`` (VP8)
+    once; return (pc, feed id). ``on_keyframe``: Janus's picture-loss reports (a new
+    subscriber) ask a shared encoder for a key frame instead of aiortc's own."""
     handle = await client.attach()
-    joined, _ = await handle.message({"request": "join", "ptype": "publisher", "room": room, "pin": pin,
-                                      "display": display})
+    body: dict[str, Any] = {"request": "join", "ptype": "publisher", "room": room, "pin": pin, "display": display}
+    if feed is not None:
+        body["id"] = feed
+    joined, _ = await handle.message(body)
     pc = RTCPeerConnection(rtc_configuration(ice_servers, policy))
     try:
         tr = pc.addTransceiver(track, direction="sendonly")
         prefer_codec(tr, "VP8")
+        if on_keyframe is not None:
+            tr.sender._send_keyframe = on_keyframe  # type: ignore[method-assign]
         await pc.setLocalDescription(await pc.createOffer())
         data, jsep = await handle.message({"request": "publish", "audio": False, "video": True}, _jsep(pc))
         if jsep is None or jsep.get("type") != "answer":

@@ -84,6 +84,7 @@ class StackInfo:
     media_ip: str
     pids: dict[str, int] = field(default_factory=dict)
     started_s: float = 0.0  # how long `up` took until both servers answered
+    mentor_url: str = ""  # `stack up --serve`: the mentor server in --sfu janus mode
 
     def turn_server(self, name: str = "peer", ttl_s: int = 3600) -> dict[str, str]:
         """A browser-style ICE server entry with short-lived coturn credentials."""
@@ -323,8 +324,12 @@ def stack_up(directory: Path, config: StackConfig) -> StackInfo:
         stack_down(directory)
         raise
     info.started_s = round(time.monotonic() - t0, 3)
-    _write_private(directory / "stack.json", json.dumps(asdict(info), indent=2) + "\n")
+    save_stack(info)
     return info
+
+
+def save_stack(info: StackInfo) -> None:
+    _write_private(Path(info.dir) / "stack.json", json.dumps(asdict(info), indent=2) + "\n")
 
 
 def load_stack(directory: Path) -> StackInfo:

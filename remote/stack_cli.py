@@ -25,6 +25,13 @@ def register_stack(msub: Any) -> None:
     up.add_argument("--ws-port", type=int, default=0, help="Janus WebSocket port (default: a free one)")
     up.add_argument("--turn-port", type=int, default=0, help="coturn UDP port (default: a free one)")
     up.add_argument("--json", action="store_true", help="print the stack description as JSON (secrets included)")
+    up.add_argument("--serve", action="store_true",
+                    help="also start `mentor serve --sfu janus` on this stack (stopped by `stack down`)")
+    up.add_argument("--mentor-host", default=None, help="with --serve: its address (default: --bind)")
+    up.add_argument("--mentor-port", type=int, default=0, help="with --serve: its port (default: a free one)")
+    up.add_argument("--tls-cert", default=None, help="with --serve: PEM certificate (needed beyond loopback)")
+    up.add_argument("--tls-key", default=None, help="with --serve: PEM private key")
+    up.add_argument("--secret-file", default=None, help="with --serve: token signing secret")
     up.set_defaults(func=cmd_stack_up)
 
     down = ssub.add_parser("down", help="stop the stack started from --dir")
@@ -44,8 +51,28 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
     for name in ("ws_port", "turn_port"):
         if not 0 <= getattr(args, name) <= 65535:
             raise RemoteError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be 0-65535")
+    if not 0 <= args.mentor_port <= 65535:
+        raise RemoteError(f"--mentor-port {args.mentor_port}: must be 0-65535")
+    mentor = None
+    if args.serve:
+        from remote.server import ServerConfig, check_bind
+
+        mentor = ServerConfig(args.mentor_host or args.bind, args.mentor_port, args.tls_cert, args.tls_key)
+        check_bind(mentor)  # before anything starts: beyond loopback it needs TLS
+    elif args.tls_cert or args.tls_key or args.mentor_host or args.mentor_port or args.secret_file:
+        raise RemoteError("--mentor-host, --mentor-port, --tls-cert, --tls-key and --secret-file go with --serve")
     info = stack_up(_dir(args), StackConfig(bind_ip=args.bind, media_ip=args.media_ip, ws_port=args.ws_port,
                                             turn_port=args.turn_port))
+    if mentor is not None:
+        from remote.stack import save_stack, stack_down
+        from remote.stack_mentor import start_mentor
+
+        try:
+            info.mentor_url, info.pids["mentor"] = start_mentor(Path(info.dir), mentor, args.secret_file)
+            save_stack(info)
+        except BaseException:
+            stack_down(Path(info.dir))
+            raise
     if args.json:
         print(json.dumps(asdict(info)))
         return 0
@@ -54,6 +81,8 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
           f"  coturn TURN      {info.turn_url}  (static-auth-secret; ICE/relay address {info.media_ip})\n"
           f"  logs             {info.dir}/logs/\n"
           f"  pids             janus {info.pids['janus']}, turnserver {info.pids['turnserver']}\n"
+          + (f"  mentor server    {info.mentor_url}  (--sfu janus; pid {info.pids['mentor']}; tokens: "
+             f"vr-trainer mentor token --server {info.mentor_url} ...)\n" if info.mentor_url else "") +
           f"stop it with: vr-trainer mentor stack down --dir {info.dir}", flush=True)
     return 0
 
@@ -61,8 +90,11 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
 def cmd_stack_down(args: argparse.Namespace) -> int:
     from remote.stack import stack_down
 
+    from remote.stack_mentor import stop_mentor
+
     d = _dir(args)
-    stopped = stack_down(d)
+    mentor = stop_mentor(d)
+    stopped = {**({"mentor": mentor} if mentor else {}), **stack_down(d)}
     if stopped:
         print("stopped " + ", ".join(f"{name} ({pid})" for name, pid in stopped.items()) + f" from {d}")
     else:

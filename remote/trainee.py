@@ -29,25 +29,25 @@ import ssl
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from pydantic import BaseModel
 
-from remote import framecode
 from remote.annotate import LASER_PREFIX, AnnotationApplier, Sender
 from remote.audio import open_microphone, open_speaker
 from remote.errors import RemoteError
-from remote.link import DROP_CONNECT_TIMEOUT, DROP_HEARTBEAT, VIEWER_ROLES, LinkConfig, ViewerLink
+from remote.bridge_config import BridgeConfig, config_from_options, parse_mentor_url
+from remote.link import DROP_CONNECT_TIMEOUT, DROP_HEARTBEAT, VIEWER_ROLES, ViewerLink
 from remote.peer import IceOptions, configure_ice, rtc_configuration
-from remote.publisher import MirrorFrameSource, StreamConfig
+from remote.publisher import MirrorFrameSource
 from remote.schema import (
     SERVER_ADAPTER,
     LaserMsg,
+    MentorRelayed,
     NoteMsg,
     PeerInfo,
     PeerJoined,
@@ -59,72 +59,12 @@ from remote.schema import (
 )
 from remote.server import is_loopback_host
 from remote.status import NoticeRelay, StatusBoard
-from remote.views import BUILTIN_VIEWS, StreamView
+from remote.trainee_sfu import SfuPublisher, SfuViewer
 from vr_trainer.app.bridge import BridgeHost, LoopView, ThreadSafeInbox
 
 log = logging.getLogger("remote.trainee")
 MAX_INBOX_ITEMS_PER_FRAME = 64  # a flood of marks spreads over frames instead of making one long
 _DROP_COUNTERS = {DROP_HEARTBEAT: "dead_peers", DROP_CONNECT_TIMEOUT: "connect_timeouts"}
-
-
-@dataclass
-class BridgeConfig:
-    stream: StreamConfig = field(default_factory=StreamConfig)
-    audio: str = "auto"
-    ice: IceOptions | None = None  # None: offer 127.0.0.1 too when the server is on loopback
-    heartbeat_interval_s: float = 1.0
-    dead_after_s: float = 3.0
-    connect_timeout_s: float = 20.0
-    reconnect_max_s: float = 5.0
-    connect_wait_s: float = 3.0
-    console_rates: dict[str, tuple[float, float]] | None = None
-    max_links: int = 8
-    ca_file: str | None = None
-    extra_views: list[StreamView] = field(default_factory=list)  # offered beside one eye / both eyes
-
-    def link_config(self) -> LinkConfig:
-        return LinkConfig(self.stream.codec, self.stream.fps, self.heartbeat_interval_s, self.dead_after_s,
-                          self.connect_timeout_s, self.console_rates)
-
-
-def parse_mentor_url(url: str) -> tuple[str, str, dict[str, str]]:
-    """(http base URL, WebSocket URL, options) from ``--mentor``."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteError(f"--mentor {url!r}: give the server's address, e.g. http://127.0.0.1:8765")
-    opts = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    base = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-    ws = urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
-    return base, ws, opts
-
-
-def config_from_options(opts: dict[str, str], base: BridgeConfig | None = None) -> BridgeConfig:
-    cfg = base or BridgeConfig()
-    try:
-        if "fps" in opts:
-            cfg.stream.fps = float(opts["fps"])
-            if not 1 <= cfg.stream.fps <= 120:
-                raise ValueError
-        if "size" in opts:
-            w, h = (int(x) for x in opts["size"].lower().split("x"))
-            if not (framecode.STAMP_WIDTH_PX <= w <= 4096 and 16 <= h <= 4096):
-                raise ValueError
-            cfg.stream.max_size = (w, h)
-    except ValueError:
-        raise RemoteError("--mentor options: fps must be 1-120 and size like 1280x720") from None
-    if "codec" in opts:
-        if opts["codec"].upper() not in ("VP8", "H264"):
-            raise RemoteError("--mentor option codec must be VP8 or H264")
-        cfg.stream.codec = opts["codec"].upper()
-    if "audio" in opts:
-        cfg.audio = opts["audio"]
-    if "view" in opts:
-        if opts["view"] not in {v.view_id for v in BUILTIN_VIEWS}:
-            raise RemoteError(f"--mentor option view must be one of {', '.join(v.view_id for v in BUILTIN_VIEWS)}")
-        cfg.stream.default_view = opts["view"]
-    if "loopback" in opts:
-        cfg.ice = IceOptions(include_loopback=opts["loopback"] not in ("0", "false", "no"))
-    return cfg
 
 
 class TraineeBridge:
@@ -150,6 +90,7 @@ class TraineeBridge:
         self.notices = NoticeRelay(self._notices_waiting_threadsafe)  # scenario notices -> ``status``
         self.status = StatusBoard()  # network thread only
         self.links: dict[str, ViewerLink] = {}
+        self.sfu = SfuPublisher(self.source, self, self.config.console_rates)  # `mentor serve --sfu janus`
         self.notes: list[dict[str, Any]] = []
         self.counters: Counter = Counter()
         self.session_id = ""
@@ -223,6 +164,8 @@ class TraineeBridge:
                 "audio_frames_in": self.audio_frames_in, "inbox_dropped": self.inbox.dropped,
                 "notices_published": self.notices.published, "notices_dropped": self.notices.dropped,
                 **{f"notices_{k}": v for k, v in self.status.counters.items()},
+                "sfu_feed": self.sfu.feed, "sfu_publish_s": self.sfu.publish_s, "sfu_error": self.sfu.error,
+                **{f"sfu_{k}": v for k, v in self.sfu.counters.items()},
                 **dict(self.counters), **{f"msg_{k}": v for k, v in gates.items()},
                 **{f"applied_{k}": v for k, v in self.applier.counters.items()}}
 
@@ -234,7 +177,7 @@ class TraineeBridge:
             pass
 
     def _reply(self, peer_id: str, msg: dict[str, Any]) -> None:
-        link = self.links.get(peer_id)
+        link = self.links.get(peer_id) or self.sfu.viewers.get(peer_id)
         if link is not None:
             link.send(msg)
 
@@ -245,7 +188,8 @@ class TraineeBridge:
             pass
 
     def broadcast(self, msg: dict[str, Any] | BaseModel) -> None:
-        for link in list(self.links.values()):
+        targets: list[ViewerLink | SfuViewer] = [*self.links.values(), *self.sfu.viewers.values()]
+        for link in targets:
             link.send(msg)
 
     def _notices_waiting_threadsafe(self) -> None:
@@ -266,7 +210,7 @@ class TraineeBridge:
         self.broadcast({"type": "notes", "notes": self.notes})
 
     # ---- what a ViewerLink may ask (LinkOwner), network thread -----------------------
-    def sync(self, link: ViewerLink) -> None:
+    def sync(self, link: ViewerLink | SfuViewer) -> None:
         link.send({"type": "notes", "notes": self.notes})
         status = self.status.snapshot(self.notices.dropped)
         if status is not None:
@@ -367,6 +311,10 @@ class TraineeBridge:
             self.ice_servers = [s.model_dump(exclude_none=True) for s in msg.ice_servers]
             self.ice_policy = msg.ice_transport_policy
             present = {p.peer_id for p in msg.peers}
+            if msg.sfu is not None:  # publish once to the session's Janus room; viewers watch there
+                self.sfu.start(msg.sfu, self.ice_servers, self.ice_policy)
+            for pid in [p for p in self.sfu.viewers if p not in present]:
+                self._forget_sfu_viewer(pid)
             for pid, link in list(self.links.items()):
                 if pid not in present:
                     await self.drop_link(link, "gone after reconnect")
@@ -380,6 +328,9 @@ class TraineeBridge:
             gone = self.links.get(msg.peer_id)
             if gone is not None:
                 await self.drop_link(gone, "left")
+            self._forget_sfu_viewer(msg.peer_id)
+        elif isinstance(msg, MentorRelayed):
+            self.sfu.on_mentor(msg)
         elif isinstance(msg, Relayed):
             target = self.links.get(msg.sender)
             if target is not None:
@@ -392,6 +343,10 @@ class TraineeBridge:
 
     async def _add_link(self, info: PeerInfo) -> None:
         if info.role not in VIEWER_ROLES:
+            return
+        if self.sfu.active:  # the viewer watches through Janus: no peer connection of ours
+            self.sfu.add_viewer(info)
+            self._update_depth_wish()
             return
         if len(self.links) >= self.config.max_links:
             self.counters["links_refused"] += 1
@@ -426,15 +381,23 @@ class TraineeBridge:
             self.inbox.put(forget)
         await link.close()
 
+    def _forget_sfu_viewer(self, pid: str) -> None:
+        if self.sfu.remove_viewer(pid):
+            self._update_depth_wish()
+            self.inbox.put(lambda view: self.applier.forget_peer(view, pid))
+
     def _update_depth_wish(self) -> None:
         """Read depth back only while someone who may annotate is connected."""
-        self.source.wants_depth = any(link.can_annotate for link in self.links.values())
+        self.source.wants_depth = any(link.can_annotate for link in self.links.values()) or self.sfu.has_expert
 
     async def signal(self, to: str, data: dict[str, Any]) -> None:
+        await self.send_server({"type": "signal", "to": to, "data": data})
+
+    async def send_server(self, msg: dict[str, Any]) -> None:
         ws = self._ws
         if ws is None or ws.closed:
             return
-        await ws.send_str(encode({"type": "signal", "to": to, "data": data}))
+        await ws.send_str(encode(msg))
 
     async def _shutdown(self) -> None:
         if self._stop is not None:
@@ -447,6 +410,7 @@ class TraineeBridge:
                 await asyncio.wait_for(self._main_task, 4.0)
             except (TimeoutError, Exception):  # noqa: BLE001
                 self._main_task.cancel()
+        await self.sfu.close()
         self.source.close()
         if self._speaker is not None:
             await self._speaker.stop()

@@ -9,12 +9,17 @@ namespace and deletes both (which deletes the veth pair); it is safe after a par
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -28,6 +33,16 @@ def can_make_namespaces() -> str | None:
     if shutil.which("ip") is None:
         return "iproute2's `ip` is missing (apt-get install iproute2)"
     return None
+
+
+def janus_stack_missing() -> str | None:
+    """None when namespaces can be made and Debian's janus and coturn are installed, else why not."""
+    why = can_make_namespaces()
+    if why is None and shutil.which("janus") is None:
+        why = "Debian's janus package (scripts/setup.sh test installs it)"
+    if why is None and shutil.which("turnserver") is None:
+        why = "Debian's coturn package (scripts/setup.sh test installs it)"
+    return why
 
 
 def namespace_pids(ns: str) -> list[int]:
@@ -96,3 +111,60 @@ class NamespacePair:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PeerProcess:
+    """A peer script under `ip netns exec`; its JSON lines are collected by a thread."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        self.log = log
+        self._err = open(log, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err)
+        self.lines: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue
+            with self._lock:
+                self.lines.append(msg)
+
+    def last(self, event: str) -> dict[str, Any] | None:
+        with self._lock:
+            for m in reversed(self.lines):
+                if m.get("event") == event:
+                    return m
+        return None
+
+    def wait_for(self, pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            err = self.last("error")
+            if err is not None:
+                raise AssertionError(f"{what}: peer failed: {err['error']} (log {self.log})")
+            got = pred()
+            if got:
+                return got
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{what}: peer exited ({self.proc.returncode}); stderr: "
+                                     f"{self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"{what}: not within {timeout_s:.0f} s; last status {self.last('status')}; "
+                             f"stderr: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+        self._err.close()

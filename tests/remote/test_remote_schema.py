@@ -6,12 +6,11 @@ import json
 
 from hostile_messages import hostile_messages
 
+from remote.gate import MessageGate, TokenBucket
 from remote.schema import (
     MAX_DATA_MESSAGE_BYTES,
-    MessageGate,
     PinMsg,
     StrokeMsg,
-    TokenBucket,
     encode,
     json_schema,
 )

@@ -1,0 +1,186 @@
+"""Clients of `mentor serve --sfu janus` in their own process (the test runs them inside a
+network namespace). One JSON line per event, a status line every STATUS_S; runs until
+stdin closes or --seconds pass.
+
+    python mentor_sfu_process.py resident URL TOKEN     (TraineeBridge on a synthetic loop)
+    python mentor_sfu_process.py viewer URL TOKEN [--stroke]   (join, subscribe via Janus)
+    python mentor_sfu_process.py knock URL TOKEN...     (what the server answers each)
+
+``VR_TRAINER_MENTOR_CA`` names the server's self-signed certificate, as for the resident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import ssl
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aiohttp  # noqa: E402 - after the path set-up
+from janus_peer_process import run_until_done, say  # noqa: E402
+
+from remote.harness import SyntheticFrameThread  # noqa: E402
+from remote.schema import SfuJoin  # noqa: E402
+from remote.sfu_janus import FrameIdWatcher, JanusClient, JanusError, subscribe  # noqa: E402
+from vr_trainer.frame import MirrorFrame, MirrorViewInfo  # noqa: E402
+from vr_trainer.sim.transforms import look_at_pose, projection_from_fov, rigid_inverse  # noqa: E402
+
+SIZE = (320, 240)
+
+
+class DepthFrameThread(SyntheticFrameThread):
+    """Synthetic frames with a flat depth and one eye's matrices, so a stroke drawn on them
+    lands on something (the plain synthetic frames refuse every mark)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w, h = self.size
+        pose = look_at_pose(np.array([0.0, 0.0, 600.0]), np.zeros(3))
+        self._view = MirrorViewInfo((0, 0, w, h), rigid_inverse(pose), projection_from_fov(-0.6, 0.6, 0.5, -0.5,
+                                                                                           30.0, 20000.0))
+        self._depth = np.full((h, w), 0.9, np.float32)
+
+    def recent_frames(self) -> Iterator[MirrorFrame]:
+        for f in super().recent_frames():  # what the loop keeps of a frame: depth and matrices
+            yield MirrorFrame(f.frame_id, f.time_s, None, self._depth, [self._view])
+
+
+async def do_resident(url: str, token: str, seconds: float) -> None:
+    from remote.peer import IceOptions
+    from remote.trainee import BridgeConfig, TraineeBridge
+
+    host = DepthFrameThread(size=SIZE, fps=15.0).start()
+    t0 = time.monotonic()
+    bridge = TraineeBridge(url, token, BridgeConfig(audio="none", ice=IceOptions(), connect_wait_s=10.0))
+    try:
+        await asyncio.to_thread(bridge.attach, host)
+        say(event="attached", session=bridge.session_id, attach_s=round(time.monotonic() - t0, 3))
+
+        def status() -> None:
+            st = bridge.stats()
+            ann = host.annotations
+            say(event="status", feed=st["sfu_feed"], publish_s=st["sfu_publish_s"], sfu_error=st["sfu_error"],
+                links=st["links"], encoded=bridge.source.encoded_frames, frame=host.next_frame_index,
+                strokes=[{"id": s.stroke_id, "author": s.author, "points": len(s.points_mm)} for s in ann.strokes],
+                sfu={k[4:]: v for k, v in st.items() if k.startswith("sfu_") and isinstance(v, int)},
+                applied={k: v for k, v in st.items() if k.startswith("applied_")})
+
+        await run_until_done(seconds, status)
+    finally:
+        await asyncio.to_thread(bridge.close)
+        host.stop()
+
+
+def ssl_context() -> Any:
+    ca = os.environ.get("VR_TRAINER_MENTOR_CA")
+    return ssl.create_default_context(cafile=ca) if ca else True
+
+
+def ws_url(url: str) -> str:
+    return url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/") + "/ws"
+
+
+async def do_viewer(url: str, token: str, stroke: bool, seconds: float) -> None:
+    t0 = time.monotonic()
+    received: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(url), ssl=ssl_context()) as ws:
+        await ws.send_json({"v": 1, "type": "join", "token": token})
+        welcome = await ws.receive_json(timeout=10)
+        if welcome.get("type") != "welcome" or not welcome.get("sfu"):
+            raise RuntimeError(f"no SFU welcome: {welcome}")
+        join = SfuJoin.model_validate(welcome["sfu"])
+        say(event="welcome", role=welcome["role"], can_annotate=welcome["can_annotate"], ptype=join.ptype,
+            welcome_keys=sorted(welcome["sfu"]), join_s=round(time.monotonic() - t0, 3))
+
+        async def read() -> None:
+            async for raw in ws:
+                if raw.type == aiohttp.WSMsgType.TEXT:
+                    received.append(json.loads(raw.data))
+
+        reader = asyncio.create_task(read())
+        async with JanusClient(join.url, join.api_secret, keepalive_s=1.0) as janus:
+            for attempt in range(60):  # the resident may not have published yet
+                try:
+                    pc, track = await subscribe(janus, join.room, join.pin, join.feed,
+                                                ice_servers=welcome["ice_servers"])
+                    break
+                except JanusError as e:
+                    if attempt == 59 or "No such feed" not in str(e):
+                        raise
+                    await asyncio.sleep(0.25)
+            watcher = FrameIdWatcher(track)
+            say(event="subscribed", subscribe_s=round(time.monotonic() - t0, 3))
+            sent: list[int] = []
+
+            def status() -> None:
+                if stroke and not sent and watcher.frames >= 20 and watcher.last_id is not None:
+                    sent.append(watcher.last_id)
+                    asyncio.ensure_future(ws.send_json({"v": 1, "type": "mentor", "data": {
+                        "v": 1, "type": "stroke", "id": "s1", "frame_id": watcher.last_id,
+                        "points": [[0.3, 0.5], [0.5, 0.4], [0.7, 0.5]]}}))
+                say(event="status", frames=watcher.frames, last_id=watcher.last_id, distinct=len(watcher.ids_seen),
+                    stroke_frame=sent[0] if sent else None, received=received[-20:],
+                    keepalives=janus.keepalives_acked)
+
+            try:
+                await run_until_done(seconds, status)
+            finally:
+                await watcher.stop()
+                await pc.close()
+                reader.cancel()
+
+
+async def knock(url: str, first: str) -> dict[str, Any]:
+    """Send ``first`` as the first message; everything the server answers, and how it closed."""
+    got: list[str] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(url), ssl=ssl_context()) as ws:
+        await ws.send_str(first)
+        with contextlib.suppress(asyncio.TimeoutError):
+            async with asyncio.timeout(8):
+                async for raw in ws:
+                    if raw.type == aiohttp.WSMsgType.TEXT:
+                        got.append(raw.data)
+        return {"answers": got, "close_code": ws.close_code}
+
+
+async def do_knock(url: str, tokens: list[str]) -> None:
+    firsts = [json.dumps({"v": 1, "type": "join", "token": t}) for t in tokens]
+    firsts.append(json.dumps({"v": 1, "type": "ping"}))  # no join at all
+    results = await asyncio.gather(*(knock(url, f) for f in firsts))
+    say(event="knocked", results=results)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=("resident", "viewer", "knock"))
+    ap.add_argument("url")
+    ap.add_argument("tokens", nargs="+")
+    ap.add_argument("--stroke", action="store_true")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    a = ap.parse_args()
+    try:
+        if a.mode == "resident":
+            asyncio.run(do_resident(a.url, a.tokens[0], a.seconds))
+        elif a.mode == "viewer":
+            asyncio.run(do_viewer(a.url, a.tokens[0], a.stroke, a.seconds))
+        else:
+            asyncio.run(do_knock(a.url, a.tokens))
+    except Exception as e:  # noqa: BLE001 - reported to the test as a line, with its type
+        say(event="error", error=f"{type(e).__name__}: {e}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""`mentor serve --sfu janus` without Janus: what the server hands out in its welcome, and
+the console messages it relays over the WebSocket with the sender's role checked
+(tests/remote/test_mentor_sfu.py runs it with a real Janus)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from remote_helpers import run
+
+from remote.errors import RemoteError
+from remote.fanout import SfuRoom, load_sfu_room
+from remote.server import ServerConfig, ServerThread
+
+pytestmark = pytest.mark.timeout(60)
+ROOM = SfuRoom("ws://10.77.9.1:8188", "api-secret-xyz", 4242, "pin-abc", "turn:10.77.9.1:3478", "turn-secret")
+
+
+async def join(http: aiohttp.ClientSession, url: str, token: str) -> tuple[aiohttp.ClientWebSocketResponse, Any]:
+    ws = await http.ws_connect(url.replace("http", "ws", 1) + "/ws")
+    await ws.send_str(json.dumps({"v": 1, "type": "join", "token": token}))
+    return ws, json.loads((await ws.receive(timeout=5)).data)
+
+
+async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> Any:
+    while True:
+        msg = json.loads((await ws.receive(timeout=5)).data)
+        if msg["type"] == kind:
+            return msg
+
+
+def test_welcome_hands_the_trainee_a_publisher_join_and_viewers_a_subscriber_join(signer: Any) -> None:
+    async def go() -> None:
+        with ServerThread(signer, ServerConfig(port=0, sfu=ROOM)) as srv:
+            async with aiohttp.ClientSession() as http:
+                _, bad = await join(http, srv.url, "garbage")
+                assert bad["type"] == "error" and "pin-abc" not in json.dumps(bad)
+                tws, tw = await join(http, srv.url, signer.issue("s1", "trainee", "resident"))
+                ews, ew = await join(http, srv.url, signer.issue("s1", "expert", "Dr Li"))
+                ows, ow = await join(http, srv.url, signer.issue("s1", "observer", "student"))
+                _, other = await join(http, srv.url, signer.issue("s2", "observer", "elsewhere"))
+                assert tw["sfu"] == {"kind": "janus", "url": ROOM.janus_ws, "api_secret": ROOM.api_secret,
+                                     "room": 4242, "pin": "pin-abc", "feed": tw["sfu"]["feed"], "ptype": "publisher"}
+                assert ew["sfu"] == {**tw["sfu"], "ptype": "subscriber"} and ow["sfu"] == ew["sfu"]
+                assert other["sfu"]["feed"] != tw["sfu"]["feed"]  # one feed id per session
+                # an expert's stroke goes to the trainee with the authenticated sender ...
+                stroke = {"v": 1, "type": "stroke", "id": "s1", "frame_id": 3, "points": [[0.1, 0.1], [0.2, 0.2]]}
+                await ews.send_str(json.dumps({"v": 1, "type": "mentor", "data": stroke}))
+                got = await next_of(tws, "mentor")
+                assert got["from"] == ew["peer_id"] and got["data"] == stroke
+                # ... an observer's is refused by the server and never reaches it
+                await ows.send_str(json.dumps({"v": 1, "type": "mentor", "to": tw["peer_id"], "data": stroke}))
+                refused = await next_of(ows, "error")
+                assert refused["code"] == "forbidden" and "observers" in refused["message"]
+                # the trainee answers one viewer
+                await tws.send_str(json.dumps({"v": 1, "type": "mentor", "to": ew["peer_id"],
+                                               "data": {"v": 1, "type": "ack", "ref": "s1", "ok": True}}))
+                assert (await next_of(ews, "mentor"))["data"]["ref"] == "s1"
+                counters = (await (await http.get(srv.url + "/healthz")).json())["counters"]
+                assert counters["mentor_relayed"] == 2 and counters["refused_role"] == 1
+
+    run(go(), 30)
+
+
+def test_direct_mode_welcome_has_no_sfu(signer: Any, server: Any) -> None:
+    async def go() -> None:
+        async with aiohttp.ClientSession() as http:
+            _, w = await join(http, server.url, signer.issue("d1", "observer"))
+            assert w["type"] == "welcome" and "sfu" not in w
+
+    run(go(), 20)
+
+
+def test_stack_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "stack.json").write_text(json.dumps({"janus_ws": "ws://h:1", "api_secret": "a", "room": 7,
+                                                     "pin": "p", "room_secret": "never handed out"}))
+    room = load_sfu_room(tmp_path)
+    assert (room.room, room.pin, room.source) == (7, "p", str(tmp_path / "stack.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"janus_ws": "ws://h:1", "api_secret": "a", "room": "7", "pin": "p"}))
+    with pytest.raises(RemoteError, match=r"bad\.json: field 'room' missing or not an integer"):
+        load_sfu_room(bad)
+    with pytest.raises(RemoteError, match="mentor stack up"):
+        load_sfu_room(tmp_path / "nowhere")
+
+
+def test_cli_refuses_what_cannot_work_before_starting_anything(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from vr_trainer.cli import main
+
+    assert main(["mentor", "serve", "--stack", str(tmp_path)]) == 2
+    assert "--stack needs --sfu janus" in capsys.readouterr().err
+    assert main(["mentor", "serve", "--sfu", "janus", "--stack", str(tmp_path / "none")]) == 2
+    assert "mentor stack up" in capsys.readouterr().err
+    # beyond loopback the mentor server needs TLS: refused before Janus or coturn start
+    assert main(["mentor", "stack", "up", "--dir", str(tmp_path / "st"), "--bind", "10.77.9.1",
+                 "--media-ip", "10.77.9.1", "--serve"]) == 2
+    assert "without TLS" in capsys.readouterr().err and not (tmp_path / "st").exists()
+    assert main(["mentor", "stack", "up", "--dir", str(tmp_path / "st"), "--tls-cert", "c.pem"]) == 2
+    assert "go with --serve" in capsys.readouterr().err
