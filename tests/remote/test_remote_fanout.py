@@ -4,6 +4,7 @@ the console messages it relays over the WebSocket with the sender's role checked
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,43 @@ def test_cli_refuses_what_cannot_work_before_starting_anything(tmp_path: Path,
     assert "without TLS" in capsys.readouterr().err and not (tmp_path / "st").exists()
     assert main(["mentor", "stack", "up", "--dir", str(tmp_path / "st"), "--tls-cert", "c.pem"]) == 2
     assert "go with --serve" in capsys.readouterr().err
+
+
+def test_the_trainee_checks_the_role_again_and_answers_through_the_server() -> None:
+    from remote.schema import MentorRelayed, PeerInfo, make
+    from remote.trainee_sfu import SfuPublisher
+
+    class Owner:
+        def __init__(self) -> None:
+            self.sent: list[dict[str, Any]] = []
+            self.applied: list[tuple[str, str]] = []
+            self.synced: list[str] = []
+
+        async def send_server(self, msg: dict[str, Any]) -> None:
+            self.sent.append(msg)
+
+        def sync(self, link: Any) -> None:
+            self.synced.append(link.peer_id)
+
+        def mentor_message(self, sender: Any, msg: Any) -> None:
+            self.applied.append((sender.name, msg.type))
+
+    async def go() -> None:
+        owner = Owner()
+        sfu = SfuPublisher(None, owner)  # type: ignore[arg-type] - no publishing here
+        sfu.add_viewer(PeerInfo(peer_id="e1", role="expert", name="Dr Li"))
+        sfu.add_viewer(PeerInfo(peer_id="o1", role="observer", name="student"))
+        assert owner.synced == ["e1", "o1"] and sfu.has_expert
+        stroke = {"v": 1, "type": "stroke", "id": "s1", "frame_id": 3, "points": [[0.1, 0.1], [0.2, 0.2]]}
+        for sender in ("e1", "o1", "stranger"):  # as if the server had let the observer's through
+            sfu.on_mentor(make(MentorRelayed, sender=sender, data=stroke))
+        sfu.on_mentor(make(MentorRelayed, sender="e1", data={"v": 1, "type": "stroke", "id": "bad"}))
+        await asyncio.sleep(0)
+        assert owner.applied == [("Dr Li", "stroke")]
+        assert owner.sent == [{"type": "mentor", "to": "o1", "data": {
+            "v": 1, "type": "ack", "ref": "s1", "ok": False, "reason": "observers can watch but not annotate"}}]
+        assert sfu.counters["refused_role"] == 1 and sfu.counters["mentor_unknown_sender"] == 1
+        assert sfu.counters["mentor_dropped"] == 1
+        assert sfu.remove_viewer("e1") and not sfu.has_expert
+
+    run(go(), 10)
