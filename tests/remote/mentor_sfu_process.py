@@ -102,7 +102,8 @@ async def do_viewer(url: str, token: str, stroke: bool, seconds: float) -> None:
             raise RuntimeError(f"no SFU welcome: {welcome}")
         join = SfuJoin.model_validate(welcome["sfu"])
         say(event="welcome", role=welcome["role"], can_annotate=welcome["can_annotate"], ptype=join.ptype,
-            welcome_keys=sorted(welcome["sfu"]), join_s=round(time.monotonic() - t0, 3))
+            welcome_keys=sorted(welcome["sfu"]), join_s=round(time.monotonic() - t0, 3),
+            ice_urls=[s["urls"] for s in welcome["ice_servers"]])
 
         async def read() -> None:
             async for raw in ws:

@@ -107,7 +107,7 @@ def test_no_janus_details_without_a_valid_token(mentor_stack: dict[str, Any]) ->
 
 
 def test_resident_publishes_once_viewers_watch_through_janus_expert_annotates(mentor_stack: dict[str, Any]) -> None:
-    signer, url = mentor_stack["signer"], mentor_stack["info"]["mentor_url"]
+    info, signer, url = mentor_stack["info"], mentor_stack["signer"], mentor_stack["info"]["mentor_url"]
     peers: list[PeerProcess] = []
 
     def start(name: str, *args: str) -> PeerProcess:
@@ -128,6 +128,7 @@ def test_resident_publishes_once_viewers_watch_through_janus_expert_annotates(me
         for n, w in welcomes.items():
             assert w["ptype"] == "subscriber" and w["can_annotate"] == (n == "expert"), w
             assert "secret" not in " ".join(k for k in w["welcome_keys"] if k != "api_secret"), w  # no room secret
+            assert [info["turn_url"]] in w["ice_urls"], w  # the stack's coturn, per-peer credentials
         subscribed = {n: v.wait_for(lambda v=v: v.last("subscribed"), 30, f"{n} subscribed") for n, v in
                       viewers.items()}
 
