@@ -116,7 +116,7 @@ def test_a_shot_writes_its_image_and_geometry(bundle, tmp_path: Path):
 
 
 def test_the_frame_loop_does_not_wait_for_a_shot(bundle, tmp_path: Path):
-    scene, scenario = scene_and_scenario(pixels=1024)  # a slow shot on a CPU rasteriser (~0.1 s: far above scheduler noise)
+    scene, scenario = scene_and_scenario(pixels=1024)  # a slow shot on llvmpipe (~0.1 s: above scheduler noise)
     svc = FluoroService(bundle, scene, scenario, out_dir=tmp_path, synchronous=False)
     try:
         assert svc.ready.wait(60), "the shot worker did not start"
