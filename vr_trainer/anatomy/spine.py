@@ -16,8 +16,11 @@ structures that were missing, each marked ``derived`` with its method, and landm
   U leaves the sac at the top of U's pedicle, turns under the pedicle in the upper part of the
   foramen (where the root and its ganglion lie: Hasegawa T, An HS, Haughton VM, Nowicki BH, J Bone
   Joint Surg Am 1995;77(1):32-38, a cryomicrotome study of 100 lumbar foramina) and runs
-  anterolaterally down beside L's body; the *traversing* root of L leaves the sac above the U-L
-  disc and descends in the lateral recess, medial to L's pedicle. Diameters within the 4-6 mm
+  anterolaterally down beside L's body (lateral of its endplate, so the sacral alae do not count as
+  S1's body); where bone lies there (the ala beside S1) it passes in front of it, as the L5 root
+  crosses the ala's anterosuperior surface (:func:`.spine_roots.exiting_waypoints`); the *traversing*
+  root of L leaves the sac above the U-L disc and descends in the lateral recess, medial to L's
+  pedicle. Diameters within the 4-6 mm
   reported for lumbar roots in their dural sleeves (Cohen MS, Wall EJ, Brown RA, Rydevik B, Garfin SR,
   "Cauda equina anatomy II: extrathecal nerve roots and dorsal root ganglia", Spine 1990;15(12):1248-1251;
   the values used, 4.0-5.4 mm, are chosen inside that range, not read from one of its tables), growing
@@ -295,7 +298,8 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
             for kind, lvl in (("exiting", u), ("traversing", lo)):
                 name = f"nerve_root_{lvl}_{kind}_{side}"
                 radius = ROOT_RADIUS_MM.get(lvl, 2.4)
-                way = (exiting_waypoints(fu, fl, side, sign, radius, sac_half_w) if kind == "exiting"
+                way = (exiting_waypoints(fu, fl, side, sign, radius, sac_half_w, bone, ROOT_CLEARANCE_MM)
+                       if kind == "exiting"
                        else traversing_waypoints(fu, fl, side, sign, radius, sac_half_w))
                 if way is None:
                     summary["notes"].append(f"{name}: no {side} pedicle found on {u}; root not derived")
@@ -313,7 +317,8 @@ def derive_spine(structures: Sequence[Structure], *, pitch_mm: float | None = No
                 tubes[name] = Tube(path, np.full(len(path), radius))
                 mesh = tube_mesh(path, np.full(len(path), radius), pitch_mm=0.5)
                 how = ("from the sac at the top of the pedicle, under the pedicle in the upper foramen, then "
-                       "anterolaterally beside the lower body" if kind == "exiting" else
+                       "anterolaterally beside the lower body (in front of bone beside it: the sacral ala)"
+                       if kind == "exiting" else
                        "from the sac above the disc, down the lateral recess medial to the pedicle")
                 out.append(Structure.from_mesh(name, "nerve", mesh, description=f"{side} {lvl} nerve root ({kind})",
                                                **_derived(f"tube of radius {radius} mm {how}; kept "

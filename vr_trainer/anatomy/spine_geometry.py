@@ -24,6 +24,8 @@ from scipy import ndimage
 
 LEVELS: tuple[str, ...] = (*(f"C{i}" for i in range(1, 8)), *(f"T{i}" for i in range(1, 13)),
                            *(f"L{i}" for i in range(1, 7)), "S1")
+#: depth (mm) below a body's superior endplate over which its endplate width is measured
+ENDPLATE_BAND_MM = 3.0
 _VERT_RE = re.compile(r"^(?:vertebrae_)?([CTL][0-9]{1,2}|S1|sacrum)$", re.IGNORECASE)
 
 
@@ -124,6 +126,17 @@ class VertebraFrame:
     def world(self, rs_mm: Sequence[float] | np.ndarray) -> np.ndarray:
         """(r, a, s) offsets from the canal centre -> RAS point(s)."""
         return self.canal_mm + np.asarray(rs_mm, float) @ self.rotation
+
+    @property
+    def endplate_half_width_mm(self) -> float:
+        """Half-width (mm) of the body over the top ``ENDPLATE_BAND_MM`` below its superior endplate (the top
+        of its central columns): the body proper, without the sacral alae that widen the slab below."""
+        bl = (self.body_points_mm - self.centroid_mm) @ self.rotation.T
+        central = (np.abs(bl[:, 0]) < 6.0) & (np.abs(bl[:, 1]) < 6.0)
+        if central.sum() <= 10:
+            return self.body_half_width_mm
+        band = bl[bl[:, 2] > float(bl[central, 2].max()) - ENDPLATE_BAND_MM]
+        return float(np.percentile(np.abs(band[:, 0]), 99)) if len(band) > 20 else self.body_half_width_mm
 
     @property
     def front_a_mm(self) -> float:

@@ -11,9 +11,19 @@ from .spine_tubes import catmull_rom, keep_clear, polyline_distance
 
 
 def exiting_waypoints(u: VertebraFrame, lo: VertebraFrame, side: str, sign: float, radius_mm: float,
-                      sac_half_width_mm: float) -> np.ndarray | None:
+                      sac_half_width_mm: float, bone: BoneField | None = None, clearance_mm: float = 0.8
+                      ) -> np.ndarray | None:
     """Waypoints (k, 3) mm of U's exiting root: sac -> medial of U's pedicle -> under it -> out of the
-    foramen -> beside L's body. None when U's pedicle on that side was not found."""
+    foramen -> beside L's body. None when U's pedicle on that side was not found.
+
+    Beside L's body means lateral of its endplate width (:attr:`VertebraFrame.endplate_half_width_mm`) at
+    its mid-height; where bone lies there (the sacral ala beside the S1 body), the waypoint moves forward
+    (along L's ``a``) until ``bone`` is clear of the root: the L5 root crosses the ala on its anterosuperior
+    surface and turns down in front of it (Tamagawa S, Okuda T, Nojiri H, et al., "Anatomy of the L5 nerve
+    root", J Spine Res 2022;13(5):733-739, cadaveric dissection: the roots change direction at the most
+    anterior surface of the ala; "Anatomy of L4 to S3 nerve roots", J Orthop Surg (Hong Kong)
+    2010;18(3):352-355, 52 hemipelves: the L4-S3 roots lie close to the anterior surface of the ala), not
+    over its top behind."""
     ped = u.pedicles.get(side)
     if ped is None:
         return None
@@ -27,8 +37,15 @@ def exiting_waypoints(u: VertebraFrame, lo: VertebraFrame, side: str, sign: floa
     ]
     pts = [u.world(p) for p in w]
     # beside L's body at its mid-height, then on along the same course
-    side_of_body = lo.local(lo.centroid_mm) + np.array([sign * (lo.body_half_width_mm + rc + 4.0), 0.0, 0.0])
+    half_w = min(lo.body_half_width_mm, lo.endplate_half_width_mm)
+    side_of_body = lo.local(lo.centroid_mm) + np.array([sign * (half_w + rc + 4.0), 0.0, 0.0])
     p4 = lo.world(side_of_body)
+    if bone is not None:
+        need = radius_mm + clearance_mm + 1.0
+        for _ in range(80):  # 1 mm steps, at most 80 mm forward
+            if float(bone.distance(p4[None])[0]) >= need:
+                break
+            p4 = p4 + lo.a
     pts.append(p4)
     pts.append(p4 + 20.0 * unit(p4 - pts[-2]))
     return np.array(pts)
