@@ -197,8 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"tokens for it: vr-trainer mentor token --server {shown} --session ID --role expert|trainee|observer",
               flush=True)
         if sfu is not None:
-            print(f"fan-out: the resident publishes once to Janus room {sfu.room} at {sfu.janus_ws} "
-                  f"(from {sfu.source}); viewers subscribe there", flush=True)
+            print(f"fan-out: each session gets its own private Janus room at {sfu.janus_ws} (from {sfu.source}); "
+                  "the resident publishes once, viewers subscribe there", flush=True)
         state = _note_server(shown, _secret_path(args.secret_file))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

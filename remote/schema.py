@@ -316,9 +316,10 @@ class IceServer(BaseModel):
 
 
 class SfuJoin(BaseModel):
-    """How to reach the session's Janus VideoRoom: only in a ``welcome``, so only after the
-    token was checked; never the room's secret or admin key. ``feed`` is the publisher id
-    the server chose for the session's trainee (``ptype`` publisher) or to subscribe to."""
+    """How to reach the session's own Janus VideoRoom: only in a ``welcome``, so only after
+    the token was checked; never the room's secret or admin key. ``feed`` is the publisher
+    id the server chose for the session's trainee (``ptype`` publisher) or to subscribe to;
+    ``token`` (the trainee's only) is the room's one ``allowed`` publish token."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     kind: Literal["janus"]
@@ -328,6 +329,7 @@ class SfuJoin(BaseModel):
     pin: Annotated[str, Field(max_length=256)]
     feed: Annotated[int, Field(ge=1)]
     ptype: Literal["publisher", "subscriber"]
+    token: Annotated[str, Field(max_length=256)] | None = None
 
 
 class Welcome(_Msg):

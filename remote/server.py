@@ -10,8 +10,9 @@ observer cannot claim to be an expert. Media and annotations then flow peer to p
 (trainee -> viewer, or trainee -> an SFU later). The server refuses to listen on a
 non-loopback address without TLS.
 
-With ``--sfu janus`` (:mod:`remote.fanout`) the welcome also carries the session's Janus
-room: a publisher join for the trainee, a subscriber join for experts and observers;
+With ``--sfu janus`` (:mod:`remote.fanout`) the welcome also carries the session's own
+Janus room (made on first use, destroyed when the session's last client leaves): a
+publisher join with the room's publish token for the trainee, a subscriber join for experts and observers;
 the trainee publishes once to Janus, viewers subscribe there, and the console's
 messages travel over this WebSocket (``mentor``), an observer's annotations refused here.
 """
@@ -36,7 +37,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from remote.errors import RemoteError, TokenError
-from remote.fanout import SfuRoom, new_feed_id
+from remote.fanout import SessionRooms, SfuRoom
 from remote.gate import MessageGate
 from remote.schema import (
     MAX_NOTE_CHARS,
@@ -144,7 +145,6 @@ class Room:
     session_id: str
     trainee: PeerConn | None = None
     viewers: dict[str, PeerConn] = field(default_factory=dict)
-    feed_id: int = field(default_factory=new_feed_id)  # the trainee's publisher id in the SFU room
 
     def empty(self) -> bool:
         return self.trainee is None and not self.viewers
@@ -158,6 +158,7 @@ class MentorServer:
         self.config = config or ServerConfig()
         self.rooms: dict[str, Room] = {}
         self.counters: Counter = Counter()
+        self.sfu_rooms = SessionRooms(self.config.sfu) if self.config.sfu is not None else None
 
     # ---- app ------------------------------------------------------------------
     def make_app(self) -> web.Application:
@@ -169,6 +170,8 @@ class MentorServer:
         app.router.add_get("/schema.json", self._schema)
         app.router.add_get("/favicon.ico", self._no_content)
         app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+        if self.sfu_rooms is not None:
+            app.on_shutdown.append(lambda _app: self.sfu_rooms.close_all())  # type: ignore[union-attr]
         return app
 
     @web.middleware
@@ -220,8 +223,8 @@ class MentorServer:
         peer = await self._join(ws)
         if peer is None:
             return ws
-        room = self.rooms.setdefault(peer.claims.session_id, Room(peer.claims.session_id))
-        if not await self._enter(room, peer):
+        room = await self._enter(peer)
+        if room is None:
             return ws
         expiry = asyncio.get_running_loop().call_later(max(0.0, peer.claims.expires_s - time.time()),
                                                        lambda: asyncio.ensure_future(
@@ -270,8 +273,17 @@ class MentorServer:
             return None
         return PeerConn(secrets.token_urlsafe(9), ws, claims, gate)
 
-    async def _enter(self, room: Room, peer: PeerConn) -> bool:
-        role = peer.claims.role
+    async def _enter(self, peer: PeerConn) -> Room | None:
+        role, sid, sfu = peer.claims.role, peer.claims.session_id, None
+        if self.sfu_rooms is not None:  # the session's own Janus room, made on first use
+            try:
+                sfu = (await self.sfu_rooms.open(sid)).join_for(role)
+            except RemoteError as e:
+                log.warning("session %s: no Janus room (%s)", sid, e)
+                await self._refuse(peer.ws, CLOSE_FULL, "sfu_unavailable", "the fan-out server is not available")
+                self._session_over(sid)
+                return None
+        room = self.rooms.setdefault(sid, Room(sid))
         if role == "trainee":
             old = room.trainee
             room.trainee = peer
@@ -283,9 +295,8 @@ class MentorServer:
         else:
             if len(room.viewers) >= self.config.max_viewers:
                 await self._refuse(peer.ws, CLOSE_FULL, "full", f"session full ({self.config.max_viewers} viewers)")
-                if room.empty():
-                    self.rooms.pop(room.session_id, None)
-                return False
+                self._session_over(sid)
+                return None
             room.viewers[peer.peer_id] = peer
             others = [room.trainee] if room.trainee is not None else []
         self.counters[f"joined_{role}"] += 1
@@ -295,11 +306,26 @@ class MentorServer:
             ice_servers=self.ice_servers(peer.peer_id, peer.claims.expires_s),
             ice_transport_policy="relay" if self.config.relay_only else "all",
             peers=[o.info() for o in others],
-            sfu=self.config.sfu.join_for(role, room.feed_id) if self.config.sfu is not None else None))
+            sfu=sfu))
         for o in others:
             await self._send(o, make(PeerJoined, peer=peer.info()))
         log.info("%s %s (%s) joined session %s", role, peer.peer_id, peer.claims.name, room.session_id)
-        return True
+        return room
+
+    def _session_over(self, sid: str) -> None:
+        """Forget a session nobody is in any more, and destroy its Janus room."""
+        if sid in self.rooms and not self.rooms[sid].empty():
+            return
+        self.rooms.pop(sid, None)
+        if self.sfu_rooms is not None:
+            asyncio.ensure_future(self._close_sfu_room(sid))
+
+    async def _close_sfu_room(self, sid: str) -> None:
+        assert self.sfu_rooms is not None
+        try:
+            await self.sfu_rooms.close(sid, keep=lambda: sid in self.rooms)  # unless someone joined again
+        except RemoteError as e:
+            log.warning("session %s: %s", sid, e)
 
     async def _leave(self, room: Room, peer: PeerConn) -> None:
         if room.trainee is peer:
@@ -313,7 +339,7 @@ class MentorServer:
         for o in others:
             await self._send(o, make(PeerLeft, peer_id=peer.peer_id))
         if room.empty():
-            self.rooms.pop(room.session_id, None)
+            self._session_over(room.session_id)
         for k, n in peer.gate.counters.items():
             self.counters[f"signal_{k}"] += n
 

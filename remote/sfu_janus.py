@@ -210,14 +210,18 @@ def _jsep(pc: RTCPeerConnection) -> dict[str, Any]:
 
 async def publish(client: JanusClient, room: int, pin: str, track: MediaStreamTrack, *, display: str = "resident",
                   ice_servers: list[dict[str, Any]] | None = None, policy: str = "all", feed: int | None = None,
-                  on_keyframe: Callable[[], None] | None = None) -> tuple[RTCPeerConnection, int]:
-    """Join ``room`` as its publisher (as ``feed`` when given) and send ``track`` (VP8)
-    once; return (pc, feed id). ``on_keyframe``: Janus's picture-loss reports (a new
-    subscriber) ask a shared encoder for a key frame instead of aiortc's own."""
+                  on_keyframe: Callable[[], None] | None = None, token: str | None = None,
+                  ) -> tuple[RTCPeerConnection, int]:
+    """Join ``room`` as its publisher (as ``feed`` when given; with ``token`` where the room
+    has an ``allowed`` list) and send ``track`` (VP8) once; return (pc, feed id).
+    ``on_keyframe``: Janus's picture-loss reports (a new subscriber) ask a shared encoder
+    for a key frame instead of aiortc's own."""
     handle = await client.attach()
     body: dict[str, Any] = {"request": "join", "ptype": "publisher", "room": room, "pin": pin, "display": display}
     if feed is not None:
         body["id"] = feed
+    if token is not None:
+        body["token"] = token
     joined, _ = await handle.message(body)
     pc = RTCPeerConnection(rtc_configuration(ice_servers, policy))
     try:

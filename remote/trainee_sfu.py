@@ -120,7 +120,7 @@ class SfuPublisher:
                     try:
                         pc, self.feed = await publish(
                             janus, join.room, join.pin, track, display="resident", ice_servers=self._ice[0],
-                            policy=self._ice[1], feed=join.feed,
+                            policy=self._ice[1], feed=join.feed, token=join.token,
                             on_keyframe=partial(self.source.request_keyframe, track.view_id))
                         self.publish_s, self.error = round(time.monotonic() - t0, 3), None
                         self.counters["published"] += 1

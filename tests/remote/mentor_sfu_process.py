@@ -5,6 +5,9 @@ stdin closes or --seconds pass.
     python mentor_sfu_process.py resident URL TOKEN     (TraineeBridge on a synthetic loop)
     python mentor_sfu_process.py viewer URL TOKEN [--stroke]   (join, subscribe via Janus)
     python mentor_sfu_process.py knock URL TOKEN...     (what the server answers each)
+    python mentor_sfu_process.py intruder URL TOKEN --other-room R --other-feed F
+        (a viewer who tries to publish into its own room and to join room R)
+    python mentor_sfu_process.py probe JANUS_WS API_SECRET ROOM...   (does each room exist?)
 
 ``VR_TRAINER_MENTOR_CA`` names the server's self-signed certificate, as for the resident.
 """
@@ -33,7 +36,14 @@ from janus_peer_process import run_until_done, say  # noqa: E402
 
 from remote.harness import SyntheticFrameThread  # noqa: E402
 from remote.schema import SfuJoin  # noqa: E402
-from remote.sfu_janus import FrameIdWatcher, JanusClient, JanusError, subscribe  # noqa: E402
+from remote.sfu_janus import (  # noqa: E402
+    FrameIdVideoTrack,
+    FrameIdWatcher,
+    JanusClient,
+    JanusError,
+    publish,
+    subscribe,
+)
 from vr_trainer.frame import MirrorFrame, MirrorViewInfo  # noqa: E402
 from vr_trainer.sim.transforms import look_at_pose, projection_from_fov, rigid_inverse  # noqa: E402
 
@@ -102,7 +112,7 @@ async def do_viewer(url: str, token: str, stroke: bool, seconds: float) -> None:
             raise RuntimeError(f"no SFU welcome: {welcome}")
         join = SfuJoin.model_validate(welcome["sfu"])
         say(event="welcome", role=welcome["role"], can_annotate=welcome["can_annotate"], ptype=join.ptype,
-            welcome_keys=sorted(welcome["sfu"]), join_s=round(time.monotonic() - t0, 3),
+            room=join.room, feed=join.feed, welcome_keys=sorted(welcome["sfu"]), join_s=round(time.monotonic() - t0, 3),
             ice_urls=[s["urls"] for s in welcome["ice_servers"]])
 
         async def read() -> None:
@@ -163,12 +173,63 @@ async def do_knock(url: str, tokens: list[str]) -> None:
     say(event="knocked", results=results)
 
 
+async def attempt(what: str, coro: Any) -> dict[str, Any]:
+    """Run one thing Janus should refuse; what it answered."""
+    t0 = time.monotonic()
+    try:
+        got = await asyncio.wait_for(coro, 10)
+        with contextlib.suppress(Exception):
+            await got[0].close()
+        return {"what": what, "refused": False, "s": round(time.monotonic() - t0, 3)}
+    except (JanusError, asyncio.TimeoutError) as e:
+        return {"what": what, "refused": True, "error": f"{type(e).__name__}: {e}"}
+
+
+async def do_intruder(url: str, token: str, other_room: int, other_feed: int, seconds: float) -> None:
+    """A viewer with a valid token: publish as its session's feed (no token, a made-up one),
+    subscribe to another session's room with its own pin; list the rooms it can see."""
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(url), ssl=ssl_context()) as ws:
+        await ws.send_json({"v": 1, "type": "join", "token": token})
+        welcome = await ws.receive_json(timeout=10)
+        join = SfuJoin.model_validate(welcome["sfu"])
+        say(event="welcome", room=join.room, feed=join.feed, ptype=join.ptype, has_token=join.token is not None,
+            join_s=round(time.monotonic() - t0, 3))
+        results = []
+        async with JanusClient(join.url, join.api_secret) as janus:
+            for what, tok in (("publish as the feed", None), ("publish with a made-up token", "guess"),
+                              ("publish under another id", None)):
+                track = FrameIdVideoTrack((320, 240))
+                feed = None if what.endswith("another id") else join.feed
+                results.append(await attempt(what, publish(janus, join.room, join.pin, track, feed=feed, token=tok,
+                                                           ice_servers=welcome["ice_servers"])))
+                track.stop()
+            results.append(await attempt("subscribe in the other room", subscribe(
+                janus, other_room, join.pin, other_feed, ice_servers=welcome["ice_servers"])))
+            handle = await janus.attach()
+            listed, _ = await handle.message({"request": "list"})
+            say(event="tried", results=results, listed=[r["room"] for r in listed.get("list", [])])
+            await run_until_done(seconds, lambda: None)
+
+
+async def do_probe(janus_ws: str, api_secret: str, rooms: list[int]) -> None:
+    async with JanusClient(janus_ws, api_secret) as janus:
+        handle = await janus.attach()
+        out = {}
+        for r in rooms:
+            data, _ = await handle.message({"request": "exists", "room": r})
+            out[str(r)] = bool(data.get("exists"))
+        say(event="probed", exists=out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("resident", "viewer", "knock"))
+    ap.add_argument("mode", choices=("resident", "viewer", "knock", "intruder", "probe"))
     ap.add_argument("url")
     ap.add_argument("tokens", nargs="+")
     ap.add_argument("--stroke", action="store_true")
+    ap.add_argument("--other-room", type=int, default=1)
+    ap.add_argument("--other-feed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60.0)
     a = ap.parse_args()
     try:
@@ -176,6 +237,10 @@ def main() -> None:
             asyncio.run(do_resident(a.url, a.tokens[0], a.seconds))
         elif a.mode == "viewer":
             asyncio.run(do_viewer(a.url, a.tokens[0], a.stroke, a.seconds))
+        elif a.mode == "intruder":
+            asyncio.run(do_intruder(a.url, a.tokens[0], a.other_room, a.other_feed, a.seconds))
+        elif a.mode == "probe":
+            asyncio.run(do_probe(a.url, a.tokens[0], [int(r) for r in a.tokens[1:]]))
         else:
             asyncio.run(do_knock(a.url, a.tokens))
     except Exception as e:  # noqa: BLE001 - reported to the test as a line, with its type

@@ -6,7 +6,11 @@ strangers run in a second namespace, as in test_fanout_janus.py.
 The resident publishes once to the room the server hands it; viewers authenticated by
 their JWT get a subscriber join and receive advancing video through Janus; an expert's
 stroke reaches the resident over the server's WebSocket, an observer's is refused; a
-client without a valid token learns nothing of Janus.
+client without a valid token learns nothing of Janus. Each session has its own private
+room (made by the server on first use, destroyed when its last client leaves) whose
+``allowed`` list holds only the trainee's publish token: an observer who tries to publish
+is refused and the resident's video keeps flowing; a viewer of one session cannot join
+another's room.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def test_stack_up_serve_starts_the_mentor_server_in_sfu_mode(mentor_stack: dict[
     assert info["mentor_url"].startswith(f"https://{mentor_stack['nets'].sfu_ip}:"), info
     assert info["mentor_url"] in out and "--sfu janus" in out, out
     log = (mentor_stack["dir"] / "logs" / "mentor.out").read_text()
-    assert f"Janus room {info['room']}" in log, log
+    assert f"its own private Janus room at {info['janus_ws']}" in log, log
 
 
 def test_no_janus_details_without_a_valid_token(mentor_stack: dict[str, Any]) -> None:
@@ -174,6 +178,86 @@ def test_resident_publishes_once_viewers_watch_through_janus_expert_annotates(me
         print(f"\nmentor --sfu janus: stack up --serve {mentor_stack['up_s']:.2f} s; resident published in "
               f"{published['publish_s']} s; welcome {joins}; subscribed {subs}; all moving at {moving_s:.1f} s; "
               f"frames {[v.last('status')['frames'] for v in viewers.values()]}")  # type: ignore[index]
+    finally:
+        for p in peers:
+            p.stop()
+
+
+def probe(st: dict[str, Any], *rooms: int) -> dict[int, bool]:
+    """Whether each room exists in Janus (asked from the viewers' namespace)."""
+    info = st["info"]
+    p = client(st, "probe", "probe", info["janus_ws"], info["api_secret"], *map(str, rooms))
+    try:
+        got = p.wait_for(lambda: p.last("probed"), 20, "Janus answered exists")
+    finally:
+        p.stop()
+    return {int(k): v for k, v in got["exists"].items()}
+
+
+def test_each_session_has_its_own_room_and_only_the_trainee_publishes(mentor_stack: dict[str, Any]) -> None:
+    info, signer, url = mentor_stack["info"], mentor_stack["signer"], mentor_stack["info"]["mentor_url"]
+    peers: list[PeerProcess] = []
+
+    def start(name: str, *args: str) -> PeerProcess:
+        p = client(mentor_stack, name, *args, "--seconds", "60")
+        peers.append(p)
+        return p
+
+    def moving(v: PeerProcess, frames: int) -> dict[str, Any] | None:
+        s = v.last("status")
+        return s if s and s["frames"] >= frames and s["distinct"] >= frames - 5 else None
+
+    def refused_all(got: dict[str, Any], name: str, rooms: set[int]) -> None:
+        for r in got["results"]:
+            assert r["refused"], f"{name}: Janus let it {r['what']}: {r}"
+        for r in got["results"][:3]:  # the room's allowed list: no publish without the trainee's token
+            assert "not in the allowed list" in r["error"], (name, r)
+        assert "433" in got["results"][3]["error"], (name, got["results"][3])  # the other room: wrong pin
+        assert not rooms & set(got["listed"]), (name, got)  # private rooms are not listed
+
+    try:
+        t0 = time.monotonic()
+        res = start("resident-a", "resident", url, signer.issue("or-a", "trainee", "resident A"))
+        expert = start("expert-a", "viewer", url, signer.issue("or-a", "expert", "Dr Wu"))
+        published = res.wait_for(lambda: (s := res.last("status")) and s["feed"] and s, 30, "resident A published")
+        wa = expert.wait_for(lambda: expert.last("welcome"), 20, "expert A welcomed")
+        room_a, feed_a = wa["room"], wa["feed"]
+        expert.wait_for(lambda: moving(expert, 20), 30, "expert A receives video")
+        # session B: nobody publishes; its observer tries to publish as B's feed and to join A's room
+        intr_b = start("intruder-b", "intruder", url, signer.issue("or-b", "observer", "student B"),
+                       "--other-room", str(room_a), "--other-feed", str(feed_a))
+        wb = intr_b.wait_for(lambda: intr_b.last("welcome"), 20, "observer B welcomed")
+        room_b = wb["room"]
+        assert len({room_a, room_b, info["room"]}) == 3, (room_a, room_b)  # a room per session, not the stack's
+        assert wb["ptype"] == "subscriber" and not wb["has_token"], wb
+        got_b = intr_b.wait_for(lambda: intr_b.last("tried"), 40, "observer B's attempts answered")
+        refused_all(got_b, "observer B", {room_a, room_b})
+        # session A: while the resident publishes, its own observer tries the same
+        before = expert.last("status")
+        assert before is not None
+        intr_a = start("intruder-a", "intruder", url, signer.issue("or-a", "observer", "student A"),
+                       "--other-room", str(room_b), "--other-feed", str(wb["feed"]))
+        got_a = intr_a.wait_for(lambda: intr_a.last("tried"), 40, "observer A's attempts answered")
+        refused_all(got_a, "observer A", {room_a, room_b})
+        assert (intr_a.last("welcome") or {}).get("room") == room_a
+        after = expert.wait_for(lambda: moving(expert, before["frames"] + 15), 20,
+                                "the resident's video keeps flowing to the expert")
+        assert after["last_id"] - before["last_id"] >= 15, (before, after)
+        st = res.last("status")
+        assert st is not None and st["sfu"]["published"] == 1 and st["feed"] == feed_a, st  # never displaced
+        assert probe(mentor_stack, room_a, room_b) == {room_a: True, room_b: True}
+        intr_b.stop()  # session B's only client leaves: its room goes
+        deadline = time.monotonic() + 10
+        while (now := probe(mentor_stack, room_a, room_b)) != {room_a: True, room_b: False}:
+            assert time.monotonic() < deadline, f"session B's room still there: {now}"
+        for p in (intr_a, expert, res):
+            p.stop()
+        deadline = time.monotonic() + 10
+        while probe(mentor_stack, room_a)[room_a]:
+            assert time.monotonic() < deadline, "session A's room still there after it ended"
+        print(f"\nper-session rooms: resident A published in {published['publish_s']} s (its room made on its "
+              f"join); observer B welcomed in {wb['join_s']} s (room made first); Janus refused "
+              f"{len(got_a['results']) + len(got_b['results'])} attempts; test {time.monotonic() - t0:.1f} s")
     finally:
         for p in peers:
             p.stop()

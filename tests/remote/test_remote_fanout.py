@@ -14,11 +14,30 @@ import pytest
 from remote_helpers import run
 
 from remote.errors import RemoteError
-from remote.fanout import SfuRoom, load_sfu_room
+from remote.fanout import SessionRooms, SfuRoom, load_sfu_room
 from remote.server import ServerConfig, ServerThread
 
 pytestmark = pytest.mark.timeout(60)
-ROOM = SfuRoom("ws://10.77.9.1:8188", "api-secret-xyz", 4242, "pin-abc", "turn:10.77.9.1:3478", "turn-secret")
+ROOM = SfuRoom("ws://10.77.9.1:8188", "api-secret-xyz", "admin-key-xyz", "turn:10.77.9.1:3478", "turn-secret")
+
+
+@pytest.fixture
+def fake_janus(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, Any]]:
+    """The server's room requests answered in memory (test_mentor_sfu.py uses a real Janus)."""
+    rooms: dict[int, dict[str, Any]] = {}
+
+    async def admin(self: SessionRooms, body: dict[str, Any]) -> dict[str, Any]:
+        if body["request"] == "create":
+            assert body["admin_key"] == ROOM.admin_key and body["is_private"] and body["publishers"] == 1
+            rooms[body["room"]] = body
+            return {"videoroom": "created", "room": body["room"]}
+        if body["request"] == "destroy":
+            assert rooms.pop(body["room"])["secret"] == body["secret"]
+            return {"videoroom": "destroyed"}
+        return {"videoroom": "success", "exists": body["room"] in rooms}
+
+    monkeypatch.setattr(SessionRooms, "_admin", admin)
+    return rooms
 
 
 async def join(http: aiohttp.ClientSession, url: str, token: str) -> tuple[aiohttp.ClientWebSocketResponse, Any]:
@@ -34,20 +53,34 @@ async def next_of(ws: aiohttp.ClientWebSocketResponse, kind: str) -> Any:
             return msg
 
 
-def test_welcome_hands_the_trainee_a_publisher_join_and_viewers_a_subscriber_join(signer: Any) -> None:
+def test_welcome_hands_the_trainee_a_publisher_join_and_viewers_a_subscriber_join(
+        signer: Any, fake_janus: dict[int, dict[str, Any]]) -> None:
     async def go() -> None:
         with ServerThread(signer, ServerConfig(port=0, sfu=ROOM)) as srv:
             async with aiohttp.ClientSession() as http:
-                _, bad = await join(http, srv.url, "garbage")
-                assert bad["type"] == "error" and "pin-abc" not in json.dumps(bad)
+                bws, bad = await join(http, srv.url, "garbage")
+                assert bad["type"] == "error" and "api-secret" not in json.dumps(bad) and not fake_janus
                 tws, tw = await join(http, srv.url, signer.issue("s1", "trainee", "resident"))
                 ews, ew = await join(http, srv.url, signer.issue("s1", "expert", "Dr Li"))
                 ows, ow = await join(http, srv.url, signer.issue("s1", "observer", "student"))
-                _, other = await join(http, srv.url, signer.issue("s2", "observer", "elsewhere"))
+                o2ws, other = await join(http, srv.url, signer.issue("s2", "observer", "elsewhere"))
+                made = fake_janus[tw["sfu"]["room"]]  # the session's own room, made on the first join
                 assert tw["sfu"] == {"kind": "janus", "url": ROOM.janus_ws, "api_secret": ROOM.api_secret,
-                                     "room": 4242, "pin": "pin-abc", "feed": tw["sfu"]["feed"], "ptype": "publisher"}
-                assert ew["sfu"] == {**tw["sfu"], "ptype": "subscriber"} and ow["sfu"] == ew["sfu"]
-                assert other["sfu"]["feed"] != tw["sfu"]["feed"]  # one feed id per session
+                                     "room": made["room"], "pin": made["pin"], "feed": tw["sfu"]["feed"],
+                                     "ptype": "publisher", "token": made["allowed"][0]}
+                sub = {k: v for k, v in tw["sfu"].items() if k != "token"}
+                assert ew["sfu"] == {**sub, "ptype": "subscriber"} and ow["sfu"] == ew["sfu"]  # no publish token
+                assert len(fake_janus) == 2 and other["sfu"]["room"] != made["room"]  # one room per session
+                assert other["sfu"]["pin"] != made["pin"] and other["sfu"]["feed"] != tw["sfu"]["feed"]
+                for w in (tw, ew, ow, other):
+                    text = json.dumps(w)
+                    assert ROOM.admin_key not in text and all(r["secret"] not in text for r in fake_janus.values())
+                await o2ws.close()  # session s2 is over: its room is destroyed
+                for _ in range(50):
+                    if other["sfu"]["room"] not in fake_janus:
+                        break
+                    await asyncio.sleep(0.02)
+                assert list(fake_janus) == [made["room"]]
                 # an expert's stroke goes to the trainee with the authenticated sender ...
                 stroke = {"v": 1, "type": "stroke", "id": "s1", "frame_id": 3, "points": [[0.1, 0.1], [0.2, 0.2]]}
                 await ews.send_str(json.dumps({"v": 1, "type": "mentor", "data": stroke}))
@@ -63,6 +96,15 @@ def test_welcome_hands_the_trainee_a_publisher_join_and_viewers_a_subscriber_joi
                 assert (await next_of(ews, "mentor"))["data"]["ref"] == "s1"
                 counters = (await (await http.get(srv.url + "/healthz")).json())["counters"]
                 assert counters["mentor_relayed"] == 2 and counters["refused_role"] == 1
+                stopping = asyncio.ensure_future(asyncio.to_thread(srv.stop, 30.0))  # clients still connected
+                for _ in range(100):
+                    if not fake_janus:
+                        break
+                    await asyncio.sleep(0.02)
+                assert not fake_janus  # the server destroyed its sessions' rooms when it began to stop
+                for w in (tws, ews, ows, bws):
+                    await w.close()
+                await stopping
 
     run(go(), 30)
 
@@ -78,12 +120,12 @@ def test_direct_mode_welcome_has_no_sfu(signer: Any, server: Any) -> None:
 
 def test_stack_file_errors_name_the_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps({"janus_ws": "ws://h:1", "api_secret": "a", "room": 7,
-                                                     "pin": "p", "room_secret": "never handed out"}))
+                                                     "pin": "p", "admin_key": "k", "room_secret": "s"}))
     room = load_sfu_room(tmp_path)
-    assert (room.room, room.pin, room.source) == (7, "p", str(tmp_path / "stack.json"))
+    assert (room.admin_key, room.source) == ("k", str(tmp_path / "stack.json"))
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"janus_ws": "ws://h:1", "api_secret": "a", "room": "7", "pin": "p"}))
-    with pytest.raises(RemoteError, match=r"bad\.json: field 'room' missing or not an integer"):
+    bad.write_text(json.dumps({"janus_ws": "ws://h:1", "api_secret": "a", "admin_key": 7}))
+    with pytest.raises(RemoteError, match=r"bad\.json: field 'admin_key' missing or not a string"):
         load_sfu_room(bad)
     with pytest.raises(RemoteError, match="mentor stack up"):
         load_sfu_room(tmp_path / "nowhere")
