@@ -6,7 +6,8 @@ canal (``spinal_cord``, ``spinal_canal``) and a dural sac, in RAS millimetres. O
 structures that were missing, each marked ``derived`` with its method, and landmarks.
 
 * **Frames** (:mod:`.spine_geometry`): body centroid, superior axis between the neighbouring
-  bodies, anterior axis from the vertebral foramen to the body, pedicles beside the foramen.
+  bodies, anterior axis from the vertebral foramen along the bone's plane of bilateral symmetry
+  (the projection that best matches its own mirror image), pedicles beside the foramen.
 * **Disc** ``disc_U_L``: the gap between the lower endplate of U's body and the upper endplate of
   L's body, column by column along the level's axis, where both bodies overlap; its height is the
   median gap over the central half of the endplates.
