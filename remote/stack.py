@@ -359,20 +359,7 @@ def stack_down(directory: Path) -> dict[str, int]:
     """Stop the stack started from DIR (SIGTERM, then SIGKILL after a grace period)."""
     directory = directory.expanduser().resolve()
     pids = running_pids(directory)
-    for pid in pids.values():
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for pid in pids.values():
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    terminate(list(pids.values()), STOP_TIMEOUT_S)
     for name in ("janus", "turnserver"):
         (directory / f"{name}.pid").unlink(missing_ok=True)
     (directory / "stack.json").unlink(missing_ok=True)
@@ -380,7 +367,26 @@ def stack_down(directory: Path) -> dict[str, int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
+def terminate(pids: list[int], timeout_s: float) -> None:
+    """SIGTERM to every pid, then SIGKILL to those still running ``timeout_s`` later."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.05)
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def alive(pid: int) -> bool:
+    """The process runs (a zombie does not count; our own exited child is reaped)."""
     try:
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
     except ChildProcessError:
@@ -400,7 +406,7 @@ async def _wait_ready(info: StackInfo, timeout_s: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         for name, pid in info.pids.items():
-            if not _alive(pid):
+            if not alive(pid):
                 raise RemoteError(f"{name} exited at start; see {info.dir}/logs/{name}.out and {name}.log")
         try:
             if not janus_ok:

@@ -5,7 +5,6 @@ and stopped by `stack down`."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from remote.errors import RemoteError
 from remote.server import ServerConfig
-from remote.stack import free_port
+from remote.stack import free_port, terminate
 
 MENTOR_START_TIMEOUT_S = 30.0
 MENTOR_STOP_TIMEOUT_S = 5.0
@@ -69,28 +68,7 @@ def stop_mentor(directory: Path) -> int | None:
     directory = directory.expanduser().resolve()
     pid = mentor_pid(directory)
     if pid is not None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + MENTOR_STOP_TIMEOUT_S
-        while time.monotonic() < deadline and mentor_pid(directory) == pid and _running(pid):
-            time.sleep(0.05)
-        if _running(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        terminate([pid], MENTOR_STOP_TIMEOUT_S)
     (directory / "mentor.pid").unlink(missing_ok=True)
     return pid
 
-
-def _running(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
