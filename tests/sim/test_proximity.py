@@ -10,27 +10,17 @@ import numpy as np
 import pytest
 import trimesh
 
+from vr_trainer.bench.proximity import winding_number
 from vr_trainer.sim.proximity import ProximityField, SurfaceIndex, refine_to_edge_length, shaft_points
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def winding_number(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
-    """Generalised winding number (Jacobson et al. 2013): 1 inside a closed surface, 0 outside."""
-    tri = mesh.triangles[None] - points[:, None, None]  # (n, F, 3, 3)
-    a, b, c = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
-    la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
-    num = np.einsum("...i,...i", a, np.cross(b, c))
-    den = la * lb * lc + np.einsum("...i,...i", a, b) * lc + np.einsum("...i,...i", b, c) * la \
-        + np.einsum("...i,...i", c, a) * lb
-    return (2.0 * np.arctan2(num, den)).sum(1) / (4.0 * np.pi)
 
 
 def brute_signed(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     tri = mesh.triangles
     d = np.array([np.linalg.norm(trimesh.triangles.closest_point(tri, np.repeat(p[None], len(tri), 0)) - p,
                                  axis=1).min() for p in points])
-    return np.where(winding_number(mesh, points) > 0.5, -d, d)
+    return np.where(winding_number(np.asarray(mesh.triangles), points) > 0.5, -d, d)
 
 
 def field_for(mesh: trimesh.Trimesh, name: str = "s") -> ProximityField:

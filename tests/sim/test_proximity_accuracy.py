@@ -13,7 +13,7 @@ import pytest
 import trimesh
 
 from vr_trainer.sim.proximity import ProximityField, shaft_points
-from tests.sim.winding import winding_inside
+from vr_trainer.bench.proximity import winding_number
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "spine_l3_s1"
@@ -62,7 +62,7 @@ def test_bundle_structures_within_a_quarter_millimetre_of_exact(structures):
         got = field.signed_distances(pts)[name]
         err = np.abs(np.abs(got[near]) - exact[near])
         worst[name] = float(err.max())
-        inside = winding_inside(mesh, pts[near])
+        inside = winding_number(np.asarray(mesh.triangles), pts[near]) > 0.5
         clear = exact[near] > 0.05  # the sign of a point on the surface itself is either
         assert np.array_equal((got[near] < 0)[clear], inside[clear]), f"{name}: inside/outside differs"
         assert inside.any() and (~inside).any(), f"{name}: points on both sides"

@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from vr_trainer.sim.proximity import ProximityField
-from tests.sim.winding import winding_inside
+from vr_trainer.bench.proximity import winding_number
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "spine_l3_s1"
@@ -47,7 +47,7 @@ def test_fast_path_matches_exact_distances_near_the_roots_without_a_sign_error(r
         pts, fid = trimesh.sample.sample_surface(mesh, 200, seed=20 + i)
         pts = pts + rng.uniform(-4.0, NEAR_MM, len(pts))[:, None] * mesh.face_normals[fid] + rng.normal(0, 1, pts.shape)
         _, d, _ = trimesh.proximity.closest_point(mesh, pts)
-        ref = np.where(winding_inside(mesh, pts), -d, d)
+        ref = np.where(winding_number(np.asarray(mesh.triangles), pts) > 0.5, -d, d)
         for p, r in zip(pts, ref):
             if abs(r) >= NEAR_MM:
                 continue

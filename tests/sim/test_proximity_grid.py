@@ -14,7 +14,7 @@ import pytest
 import trimesh
 
 from vr_trainer.sim.proximity import ProximityField
-from tests.sim.winding import winding_inside
+from vr_trainer.bench.proximity import winding_number
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "assets" / "spine_l3_s1"
@@ -26,7 +26,7 @@ GRID_BOUND_MM = 3.0 * np.sqrt(3.0) / 2.0 + 0.01  # half a 3 mm cell's diagonal, 
 
 def exact_signed(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     _, d, _ = trimesh.proximity.closest_point(mesh, points)
-    return np.where(winding_inside(mesh, points), -d, d)
+    return np.where(winding_number(np.asarray(mesh.triangles), points) > 0.5, -d, d)
 
 
 def chains_near(mesh: trimesh.Trimesh, n: int, seed: int, points: int = 32) -> list[np.ndarray]:
