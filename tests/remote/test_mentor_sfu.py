@@ -83,6 +83,23 @@ def client(st: dict[str, Any], name: str, *args: str) -> PeerProcess:
     return PeerProcess(argv, st["tmp"] / f"{name}.err")
 
 
+class Peers:
+    """The client processes a test starts (each for at most 60 s), stopped together."""
+
+    def __init__(self, st: dict[str, Any]) -> None:
+        self.st = st
+        self.started: list[PeerProcess] = []
+
+    def start(self, name: str, *args: str) -> PeerProcess:
+        p = client(self.st, name, *args, "--seconds", "60")
+        self.started.append(p)
+        return p
+
+    def stop(self) -> None:
+        for p in self.started:
+            p.stop()
+
+
 def test_stack_up_serve_starts_the_mentor_server_in_sfu_mode(mentor_stack: dict[str, Any]) -> None:
     info, out = mentor_stack["info"], mentor_stack["up_stdout"]
     assert info["mentor_url"].startswith(f"https://{mentor_stack['nets'].sfu_ip}:"), info
@@ -112,12 +129,8 @@ def test_no_janus_details_without_a_valid_token(mentor_stack: dict[str, Any]) ->
 
 def test_resident_publishes_once_viewers_watch_through_janus_expert_annotates(mentor_stack: dict[str, Any]) -> None:
     info, signer, url = mentor_stack["info"], mentor_stack["signer"], mentor_stack["info"]["mentor_url"]
-    peers: list[PeerProcess] = []
-
-    def start(name: str, *args: str) -> PeerProcess:
-        p = client(mentor_stack, name, *args, "--seconds", "60")
-        peers.append(p)
-        return p
+    peers = Peers(mentor_stack)
+    start = peers.start
 
     try:
         t0 = time.monotonic()
@@ -179,8 +192,7 @@ def test_resident_publishes_once_viewers_watch_through_janus_expert_annotates(me
               f"{published['publish_s']} s; welcome {joins}; subscribed {subs}; all moving at {moving_s:.1f} s; "
               f"frames {[v.last('status')['frames'] for v in viewers.values()]}")  # type: ignore[index]
     finally:
-        for p in peers:
-            p.stop()
+        peers.stop()
 
 
 def probe(st: dict[str, Any], *rooms: int) -> dict[int, bool]:
@@ -196,12 +208,8 @@ def probe(st: dict[str, Any], *rooms: int) -> dict[int, bool]:
 
 def test_each_session_has_its_own_room_and_only_the_trainee_publishes(mentor_stack: dict[str, Any]) -> None:
     info, signer, url = mentor_stack["info"], mentor_stack["signer"], mentor_stack["info"]["mentor_url"]
-    peers: list[PeerProcess] = []
-
-    def start(name: str, *args: str) -> PeerProcess:
-        p = client(mentor_stack, name, *args, "--seconds", "60")
-        peers.append(p)
-        return p
+    peers = Peers(mentor_stack)
+    start = peers.start
 
     def moving(v: PeerProcess, frames: int) -> dict[str, Any] | None:
         s = v.last("status")
@@ -259,8 +267,7 @@ def test_each_session_has_its_own_room_and_only_the_trainee_publishes(mentor_sta
               f"join); observer B welcomed in {wb['join_s']} s (room made first); Janus refused "
               f"{len(got_a['results']) + len(got_b['results'])} attempts; test {time.monotonic() - t0:.1f} s")
     finally:
-        for p in peers:
-            p.stop()
+        peers.stop()
 
 
 def test_stack_down_stops_the_mentor_server_too(mentor_stack: dict[str, Any]) -> None:
