@@ -19,12 +19,18 @@ publishing. ``require_pvtid`` would not do (it ties subscribers to a publisher's
 id, and our viewers publish nothing); moderating by ``kick`` would let a stranger publish
 until the server noticed. A viewer of one session never learns another session's room
 id or pin, and a wrong pin is refused.
+
+Rooms outlive a server killed without its cleanup (SIGKILL): each room's id and secret is
+written to a :class:`~remote.room_ledger.RoomLedger` in the stack folder as it is made, and
+a server starting on that stack destroys the rooms listed by servers that no longer run
+(:meth:`SessionRooms.reclaim`, before it accepts clients).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -33,12 +39,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from remote.errors import RemoteError
+from remote.room_ledger import LEDGER_FOLDER, RoomLedger
 from remote.schema import SfuJoin
 
 if TYPE_CHECKING:
     from remote.sfu_janus import JanusClient, JanusHandle
 
+log = logging.getLogger("remote.fanout")
 SFU_KINDS = ("janus",)
+RECLAIM_TIMEOUT_S = 10.0
 _FIELDS = {"janus_ws": (str, "a string"), "api_secret": (str, "a string"), "admin_key": (str, "a string")}
 ROOM_BITRATE_BPS = 1_000_000
 
@@ -94,6 +103,55 @@ class SessionRooms:
         self._janus: JanusClient | None = None
         self._handle: JanusHandle | None = None
         self._connect = asyncio.Lock()
+        # where this server notes its rooms: the stack's folder (beside stack.json)
+        self.ledger = RoomLedger(Path(sfu.source).parent / LEDGER_FOLDER) if sfu.source else None
+        self.reclaimed: dict[str, int] = {}
+
+    def _note(self, room: int, secret: str | None) -> None:
+        """Add (with its secret) or remove a room in the ledger; a ledger that cannot be
+        written costs only the clean-up after a crash, so it is a warning."""
+        if self.ledger is None:
+            return
+        try:
+            if secret is None:
+                self.ledger.remove(room)
+            else:
+                self.ledger.add(room, secret)
+        except OSError as e:
+            log.warning("cannot note Janus room %s in %s (%s): a crash would leave it behind", room,
+                        self.ledger.path, e)
+
+    async def reclaim(self) -> dict[str, int]:
+        """Destroy the rooms that servers which no longer run left in Janus (their ledgers in
+        the stack folder); counts of rooms destroyed, already gone, and not destroyed (kept
+        in their ledger for the next start)."""
+        from remote.sfu_janus import JanusError
+
+        out = {"destroyed": 0, "gone": 0, "failed": 0}
+        try:
+            stale = self.ledger.stale() if self.ledger is not None else []
+        except OSError as e:
+            log.warning("cannot read the room ledgers (%s)", e)
+            stale = []
+        for st in stale:
+            left: dict[int, str] = {}
+            for room, secret in st.rooms.items():
+                try:
+                    await self._admin({"request": "destroy", "room": room, "secret": secret, "permanent": False})
+                    out["destroyed"] += 1
+                except JanusError as e:
+                    if "code 426" in str(e):  # no such room: Janus restarted since
+                        out["gone"] += 1
+                    else:
+                        out["failed"] += 1
+                        left[room] = secret
+                        log.warning("could not destroy room %s left by server %s: %s", room, st.pid, e)
+            try:
+                RoomLedger.settle(st, left)
+            except OSError as e:
+                log.warning("cannot update %s (%s)", st.path, e)
+        self.reclaimed = out
+        return out
 
     async def _admin(self, body: dict[str, Any]) -> dict[str, Any]:
         from remote.sfu_janus import JanusClient
@@ -116,6 +174,8 @@ class SessionRooms:
             room = self.rooms.get(session_id)
             if room is not None and (await self._admin({"request": "exists", "room": room.room})).get("exists"):
                 return room
+            if room is not None:  # Janus lost it (restarted)
+                self._note(room.room, None)
             room = await self._create()
             self.rooms[session_id] = room
             return room
@@ -127,6 +187,7 @@ class SessionRooms:
         pin, secret, token = (secrets.token_urlsafe(n) for n in (12, 24, 24))
         for _ in range(5):
             room_id = secrets.randbelow(2**52) + 1
+            self._note(room_id, secret)  # written ahead: a kill during create leaves no unknown room
             try:
                 await self._admin({"request": "create", "admin_key": self.sfu.admin_key, "room": room_id,
                                    "permanent": False, "description": "vr-trainer session", "is_private": True,
@@ -134,8 +195,9 @@ class SessionRooms:
                                    "bitrate": self.sfu.bitrate_bps, "fir_freq": 10, "videocodec": "vp8",
                                    "audiocodec": "opus", "record": False})
                 break
-            except JanusError as e:
-                if "code 427" not in str(e):  # 427: a room with that id exists; pick another
+            except BaseException as e:
+                self._note(room_id, None)
+                if not isinstance(e, JanusError) or "code 427" not in str(e):  # 427: that id exists; pick another
                     raise
         else:
             raise RemoteError("Janus: could not find a free room id")
@@ -159,7 +221,10 @@ class SessionRooms:
                 await self._admin({"request": "destroy", "room": room.room, "secret": room.secret,
                                    "permanent": False})
                 self.counters["destroyed"] += 1
+                self._note(room.room, None)
             except (JanusError, OSError) as e:
+                if "code 426" in str(e):  # Janus no longer has it (restarted)
+                    self._note(room.room, None)
                 self.counters["destroy_errors"] = self.counters.get("destroy_errors", 0) + 1
                 raise RemoteError(f"Janus: could not destroy room {room.room}: {e}") from None
 

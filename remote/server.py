@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from remote.errors import RemoteError, TokenError
-from remote.fanout import SessionRooms, SfuRoom
+from remote.fanout import RECLAIM_TIMEOUT_S, SessionRooms, SfuRoom
 from remote.gate import MessageGate
 from remote.schema import (
     MAX_NOTE_CHARS,
@@ -171,8 +171,21 @@ class MentorServer:
         app.router.add_get("/favicon.ico", self._no_content)
         app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
         if self.sfu_rooms is not None:
+            app.on_startup.append(self._reclaim_rooms)
             app.on_shutdown.append(lambda _app: self.sfu_rooms.close_all())  # type: ignore[union-attr]
         return app
+
+    async def _reclaim_rooms(self, _app: web.Application) -> None:
+        """Before the first client: destroy Janus rooms left by a server that was killed."""
+        assert self.sfu_rooms is not None
+        try:
+            got = await asyncio.wait_for(self.sfu_rooms.reclaim(), RECLAIM_TIMEOUT_S)
+        except (asyncio.TimeoutError, RemoteError) as e:
+            log.warning("rooms left by an earlier server were not cleaned up (%s); the next start tries again", e)
+            return
+        if any(got.values()):
+            log.warning("Janus rooms left by an earlier server: %(destroyed)d destroyed, %(gone)d already gone, "
+                        "%(failed)d not destroyed", got)
 
     @web.middleware
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -7,7 +7,8 @@ stdin closes or --seconds pass.
     python mentor_sfu_process.py knock URL TOKEN...     (what the server answers each)
     python mentor_sfu_process.py intruder URL TOKEN --other-room R --other-feed F
         (a viewer who tries to publish into its own room and to join room R)
-    python mentor_sfu_process.py probe JANUS_WS API_SECRET ROOM...   (does each room exist?)
+    python mentor_sfu_process.py probe JANUS_WS API_SECRET ROOM... [--admin-key K]
+        (does each room exist? with the admin key: the rooms Janus lists)
 
 ``VR_TRAINER_MENTOR_CA`` names the server's self-signed certificate, as for the resident.
 """
@@ -212,14 +213,19 @@ async def do_intruder(url: str, token: str, other_room: int, other_feed: int, se
             await run_until_done(seconds, lambda: None)
 
 
-async def do_probe(janus_ws: str, api_secret: str, rooms: list[int]) -> None:
+async def do_probe(janus_ws: str, api_secret: str, rooms: list[int], admin_key: str | None) -> None:
+    """Whether each room exists; with the admin key also every room Janus lists (private ones too)."""
     async with JanusClient(janus_ws, api_secret) as janus:
         handle = await janus.attach()
         out = {}
         for r in rooms:
             data, _ = await handle.message({"request": "exists", "room": r})
             out[str(r)] = bool(data.get("exists"))
-        say(event="probed", exists=out)
+        listed = None
+        if admin_key:
+            data, _ = await handle.message({"request": "list", "admin_key": admin_key})
+            listed = [r["room"] for r in data.get("list", [])]
+        say(event="probed", exists=out, listed=listed)
 
 
 def main() -> None:
@@ -231,6 +237,7 @@ def main() -> None:
     ap.add_argument("--other-room", type=int, default=1)
     ap.add_argument("--other-feed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--admin-key", default=None)
     a = ap.parse_args()
     try:
         if a.mode == "resident":
@@ -240,7 +247,7 @@ def main() -> None:
         elif a.mode == "intruder":
             asyncio.run(do_intruder(a.url, a.tokens[0], a.other_room, a.other_feed, a.seconds))
         elif a.mode == "probe":
-            asyncio.run(do_probe(a.url, a.tokens[0], [int(r) for r in a.tokens[1:]]))
+            asyncio.run(do_probe(a.url, a.tokens[0], [int(r) for r in a.tokens[1:]], a.admin_key))
         else:
             asyncio.run(do_knock(a.url, a.tokens))
     except Exception as e:  # noqa: BLE001 - reported to the test as a line, with its type

@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -197,13 +198,19 @@ def test_resident_publishes_once_viewers_watch_through_janus_expert_annotates(me
 
 def probe(st: dict[str, Any], *rooms: int) -> dict[int, bool]:
     """Whether each room exists in Janus (asked from the viewers' namespace)."""
+    return probe_and_list(st, *rooms)[0]
+
+
+def probe_and_list(st: dict[str, Any], *rooms: int, admin: bool = False) -> tuple[dict[int, bool], list[int]]:
+    """Whether each room exists, and (``admin``: with the stack's admin key) the rooms Janus lists."""
     info = st["info"]
-    p = client(st, "probe", "probe", info["janus_ws"], info["api_secret"], *map(str, rooms))
+    p = client(st, "probe", "probe", info["janus_ws"], info["api_secret"], *map(str, rooms),
+               *(("--admin-key", info["admin_key"]) if admin else ()))
     try:
         got = p.wait_for(lambda: p.last("probed"), 20, "Janus answered exists")
     finally:
         p.stop()
-    return {int(k): v for k, v in got["exists"].items()}
+    return {int(k): v for k, v in got["exists"].items()}, list(got["listed"] or [])
 
 
 def test_each_session_has_its_own_room_and_only_the_trainee_publishes(mentor_stack: dict[str, Any]) -> None:
@@ -268,6 +275,43 @@ def test_each_session_has_its_own_room_and_only_the_trainee_publishes(mentor_sta
               f"{len(got_a['results']) + len(got_b['results'])} attempts; test {time.monotonic() - t0:.1f} s")
     finally:
         peers.stop()
+
+
+RESTART = ("import sys; from pathlib import Path; from remote.server import ServerConfig; "
+           "from remote.stack_mentor import start_mentor; a = sys.argv[1:]; "
+           "print(start_mentor(Path(a[0]), ServerConfig(a[1], int(a[2]), a[3], a[4]), a[5])[1])")
+
+
+def test_rooms_left_by_a_killed_server_are_destroyed_when_it_starts_again(mentor_stack: dict[str, Any]) -> None:
+    """SIGKILL skips the server's clean-up, so its room stays in Janus; the next server on
+    the stack destroys it (from the room ledger in the stack folder) before taking clients."""
+    d, info, nets, st = mentor_stack["dir"], mentor_stack["info"], mentor_stack["nets"], mentor_stack
+    peers = Peers(st)
+    try:
+        v = peers.start("orphaned", "viewer", info["mentor_url"], st["signer"].issue("or-killed", "observer", "s"))
+        room = v.wait_for(lambda: v.last("welcome"), 20, "the observer welcomed")["room"]
+        pid = int((d / "mentor.pid").read_text())
+        ledger = list((d / "mentor-rooms").glob(f"{pid}-*.json"))
+        assert len(ledger) == 1 and str(room) in json.loads(ledger[0].read_text())["rooms"], ledger
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]:
+            assert time.monotonic() < deadline, "the server outlived SIGKILL"
+            time.sleep(0.05)
+    finally:
+        peers.stop()
+    exists, listed = probe_and_list(st, room, admin=True)
+    assert exists == {room: True} and room in listed, (exists, listed)  # left behind by the killed server
+    port = info["mentor_url"].rsplit(":", 1)[1]
+    again = subprocess.run(nets.exec_argv(nets.sfu, sys.executable, "-c", RESTART, str(d), nets.sfu_ip, port,
+                                          str(st["cert"]), str(st["tmp"] / "key.pem"), str(st["tmp"] / "secret")),
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stdout + again.stderr
+    exists, listed = probe_and_list(st, room, admin=True)
+    assert exists == {room: False} and room not in listed, (exists, listed)
+    assert not ledger[0].exists(), "the killed server's ledger outlived its rooms"
+    log = (d / "logs" / "mentor.out").read_text()
+    assert "1 destroyed" in log, log[-2000:]
 
 
 def test_stack_down_stops_the_mentor_server_too(mentor_stack: dict[str, Any]) -> None:

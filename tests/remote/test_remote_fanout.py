@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ from remote_helpers import run
 
 from remote.errors import RemoteError
 from remote.fanout import SessionRooms, SfuRoom, load_sfu_room
+from remote.room_ledger import RoomLedger, process_start_ticks
 from remote.server import ServerConfig, ServerThread
+from remote.sfu_janus import JanusError
 
 pytestmark = pytest.mark.timeout(60)
 ROOM = SfuRoom("ws://10.77.9.1:8188", "api-secret-xyz", "admin-key-xyz", "turn:10.77.9.1:3478", "turn-secret")
@@ -32,6 +36,8 @@ def fake_janus(monkeypatch: pytest.MonkeyPatch) -> dict[int, dict[str, Any]]:
             rooms[body["room"]] = body
             return {"videoroom": "created", "room": body["room"]}
         if body["request"] == "destroy":
+            if body["room"] not in rooms:
+                raise JanusError(f"VideoRoom refused destroy: No such room ({body['room']}) (code 426)")
             assert rooms.pop(body["room"])["secret"] == body["secret"]
             return {"videoroom": "destroyed"}
         return {"videoroom": "success", "exists": body["room"] in rooms}
@@ -107,6 +113,37 @@ def test_welcome_hands_the_trainee_a_publisher_join_and_viewers_a_subscriber_joi
                 await stopping
 
     run(go(), 30)
+
+
+def test_a_server_destroys_the_rooms_a_killed_server_left_and_notes_its_own(
+        tmp_path: Path, fake_janus: dict[int, dict[str, Any]]) -> None:
+    """test_mentor_sfu.py kills a real server; here the ledgers are made by hand."""
+    sfu = replace(ROOM, source=str(tmp_path / "stack.json"))
+    folder = tmp_path / "mentor-rooms"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    dead = RoomLedger(folder, pid=gone.pid)
+    dead.path = folder / f"{gone.pid}-12345.json"
+    fake_janus[11] = {"room": 11, "secret": "s11"}
+    dead.add(11, "s11")
+    dead.add(12, "s12")  # Janus lost it already
+    live = RoomLedger(folder, pid=1)  # a server that still runs: its rooms are its own
+    fake_janus[21] = {"room": 21, "secret": "s21"}
+    live.add(21, "s21")
+    assert process_start_ticks(1) and live.path.exists()
+
+    async def go() -> None:
+        rooms = SessionRooms(sfu)
+        assert await rooms.reclaim() == {"destroyed": 1, "gone": 1, "failed": 0}
+        assert 11 not in fake_janus and 21 in fake_janus and not dead.path.exists() and live.path.exists()
+        made = await rooms.open("s1")
+        assert rooms.ledger is not None
+        ours = json.loads(rooms.ledger.path.read_text())
+        assert ours["rooms"] == {str(made.room): made.secret} and rooms.ledger.path.stat().st_mode & 0o077 == 0
+        await rooms.close("s1")
+        assert not rooms.ledger.path.exists()  # nothing left to clean up
+
+    run(go(), 10)
 
 
 def test_direct_mode_welcome_has_no_sfu(signer: Any, server: Any) -> None:
