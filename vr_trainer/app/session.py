@@ -27,7 +27,7 @@ from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_me
 from vr_trainer.sim.proximity import ProximityField
 from vr_trainer.sim.carm import view_angle_deg
 from vr_trainer.sim.room import Room, anatomy_bbox_world, build_room
-from vr_trainer.sim.scene import DrawItem, EndoscopeCamera, ImagePanelItem, PanelItem, SceneSnapshot
+from vr_trainer.sim.scene import DrawItem, EndoscopeCamera, ImagePanelItem, MeshUpload, PanelItem, SceneSnapshot
 from vr_trainer.sim.simulation import SimState, Simulation, Target
 from vr_trainer.sim.transforms import pose_from_axis, rigid_inverse, translation
 from vr_trainer.xr.base import DisplayBackend
@@ -100,6 +100,19 @@ class SessionScene:
         removed = proc.removed_pieces(state) if proc is not None else frozenset()
         if removed:  # pieces the forceps took out are gone
             items = [it for it, p in zip(items, self.parts) if p.piece is None or p.piece not in removed]
+        uploads: list[MeshUpload] = []
+        cut = proc.cut_bones(state.procedure_state) if hasattr(proc, "cut_bones") else {}
+        if cut:  # bones as the saw left them
+            ids = {p.name: p for p in self.parts}
+            for name, bone in cut.items():
+                part = ids.get(name)
+                if part is None:
+                    continue
+                mesh_id = f"{part.mesh_id}@cut{bone.version}"
+                uploads.append(MeshUpload(mesh_id, np.asarray(bone.mesh.vertices), np.asarray(bone.mesh.faces),
+                                          part.tissue))
+                items = [dataclasses.replace(it, mesh_id=mesh_id) if it.mesh_id == part.mesh_id else it
+                         for it in items]
         for k, inst in enumerate(state.instruments):
             if inst.visible and (inst.held or k == state.active_instrument):
                 items.append(DrawItem(f"instrument:{inst.spec.kind}", inst.world_from_tool))
@@ -112,7 +125,7 @@ class SessionScene:
                 images.append(self.room.image_panel("carm_monitor", latest[0], latest[1]))
         scope = proc.endoscope_pose(state) if proc is not None else None
         return SceneSnapshot(state.time_s, frame.index, tuple(items), tuple(self.panels(state)), state.annotations,
-                             tuple(images), EndoscopeCamera(scope) if scope is not None else None)
+                             tuple(images), EndoscopeCamera(scope) if scope is not None else None, tuple(uploads))
 
     @cached_property
     def panel_poses(self) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +169,9 @@ class SessionScene:
         if state.axial_angle_deg is not None:
             read.append(("轴位角" if zh else "Axial angle") + f" {state.axial_angle_deg:5.1f}°   "
                         + ("头尾倾角" if zh else "Cranio-caudal") + f" {state.craniocaudal_deg:+5.1f}°")
+        proc_lines = getattr(self.procedure, "readout_lines", None)
+        if proc_lines is not None:
+            read += proc_lines(state, loc)
         near = self.nearest_risk(state)
         if near is not None:
             label, d = near
@@ -207,12 +223,16 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
     rot = np.eye(4)
     rot[:3, :3] = ORIENTATIONS[scenario.anatomy.patient_orientation]
     world_from_patient = translation(np.asarray(scenario.anatomy.position_mm, float)) @ rot @ translation(-centre)
-    procedure = None
+    procedure: Any = None
     if scenario.procedure == "pted":
         from vr_trainer.procedures.pted import pted_model
 
         procedure = pted_model(scenario, bundle, world_from_patient)
-    pieces = {p.index: p for p in procedure.pieces} if procedure is not None else {}
+    elif scenario.procedure == "tka":
+        from vr_trainer.procedures.tka import tka_model
+
+        procedure = tka_model(scenario, bundle, world_from_patient)
+    pieces = {p.index: p for p in getattr(procedure, "pieces", ())}
     for st in bundle.structures:
         if st.name in hidden:
             continue

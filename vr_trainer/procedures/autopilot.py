@@ -449,4 +449,8 @@ def autopilot_plan(ctx: PlanningContext, mode: str = "expert", skill: float | No
 
         if is_staged(ctx.scenario):  # the staged operation (needle, guidewire ... forceps)
             return pted_plan(ctx, level, seed, name)
+    if ctx.scenario.procedure == "tka" and any(i.kind.endswith("_block") for i in ctx.scenario.instruments):
+        from vr_trainer.procedures.tka_autopilot import tka_plan
+
+        return tka_plan(ctx, level, seed, name)
     return make_plan(ctx, level, seed, name)

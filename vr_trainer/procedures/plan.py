@@ -18,7 +18,9 @@ import numpy as np
 
 Vec3 = tuple[float, float, float]
 NEXT_INSTRUMENT = "next_instrument"
-ErrorKind = Literal["aim", "waver", "slow", "detour", "overshoot", "entry", "redirect", "shots", "grasp"]
+ErrorKind = Literal["aim", "waver", "slow", "detour", "overshoot", "entry", "redirect", "shots", "grasp", "cut",
+                    "rotation",
+                    "release", "plunge"]
 
 
 def vec3(v: np.ndarray | list[float] | tuple[float, ...]) -> Vec3:

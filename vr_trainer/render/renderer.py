@@ -230,6 +230,9 @@ class SceneRenderer:
         """Render one view; the result is in ``target(eye)`` and, when ``out`` is given (the
         backend's render target for the view), copied into it (colour and depth)."""
         ctx = self.ctx
+        for up in snap.uploads:  # a cut bone: uploaded once, when first seen
+            if up.mesh_id not in self.meshes:
+                self.add_mesh(up.mesh_id, up.vertices_mm, up.faces, up.tissue)
         scope = snap.endoscope
         if scope is not None:
             self._render_endoscope(snap)

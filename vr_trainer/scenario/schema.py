@@ -27,7 +27,8 @@ Condition = Annotated[str, Field(min_length=1, max_length=4000, description=(
     "combined with all(...), any(...), not(...). See `vr-trainer validate --help`."))]
 Severity = Literal["minor", "major", "critical"]
 InstrumentKind = Literal["spinal_needle", "guidewire", "dilator", "working_cannula", "endoscope",
-                         "grasping_forceps", "trephine", "drill", "saw_blade"]
+                         "grasping_forceps", "trephine", "drill", "saw_blade", "distal_femoral_block",
+                         "tibial_block", "four_in_one_block", "spacer_block", "trial_insert", "scalpel"]
 
 
 class Strict(BaseModel):
@@ -249,6 +250,50 @@ class DemoTrack(Strict):
         return max([k.t_s for k in self.head] + [k.t_s for k in self.tool] + [0.0])
 
 
+class FemoralSize(Strict):
+    """One femoral component size: the distance between its posterior and anterior cuts (the box)."""
+
+    name: str = Field(min_length=1, max_length=32)
+    box_ap_mm: float = Field(gt=20, le=100, description="Posterior cut to anterior cut (mm)")
+
+
+def _default_sizes() -> list[FemoralSize]:
+    # an illustrative table in 3 mm steps, as many systems size (not one maker's catalogue)
+    return [FemoralSize(name=str(k + 1), box_ap_mm=40.0 + 3.0 * k) for k in range(9)]
+
+
+class TkaPlan(Strict):
+    """Knee arthroplasty: the planned cuts (the navigation targets), the knee's soft tissue and the
+    component sizes. Angles in degrees with the navigation signs of ``procedures.tka_readouts``."""
+
+    valgus_deg: float = Field(default=6.0, ge=0, le=15,
+                              description="Femoral mechanical axis from the IM axis when the bundle lacks the hip")
+    distal_resection_mm: float = Field(default=9.0, ge=0, le=25, description="Distal femoral resection, "
+                                       "from the more prominent distal condyle")
+    distal_varus_deg: float = Field(default=0.0, ge=-10, le=10)
+    distal_flexion_deg: float = Field(default=3.0, ge=-10, le=15)
+    tibial_resection_mm: float = Field(default=10.0, ge=0, le=25, description="Proximal tibial resection, "
+                                       "from the higher (less worn) plateau")
+    tibial_varus_deg: float = Field(default=0.0, ge=-10, le=10)
+    tibial_slope_deg: float = Field(default=3.0, ge=-5, le=15, description="Posterior slope of the tibial cut")
+    femoral_rotation_deg: float = Field(default=0.0, ge=-10, le=10,
+                                        description="External rotation of the posterior cut against the TEA")
+    posterior_resection_mm: float = Field(default=9.0, ge=0, le=20,
+                                          description="Posterior resection of the more prominent condyle")
+    mcl_tightness_mm: float = Field(default=0.0, ge=0, le=10, description="A tight medial side (varus knee)")
+    lcl_tightness_mm: float = Field(default=0.0, ge=0, le=10, description="A tight lateral side (valgus knee)")
+    release_step_mm: float = Field(default=1.0, gt=0, le=5,
+                                   description="Slack length one release (a pie-crusting pass) adds to a ligament")
+    femoral_sizes: list[FemoralSize] = Field(default_factory=_default_sizes, min_length=1, max_length=40)
+    femoral_component_mm: float = Field(default=9.0, ge=0, le=20,
+                                        description="Distal and posterior thickness of the femoral component")
+    tibial_tray_mm: float = Field(default=3.0, ge=0, le=10, description="Tibial baseplate thickness (under the insert)")
+    insert_thickness_mm: list[float] = Field(default_factory=lambda: [9.0, 10.0, 11.0, 12.0, 14.0, 16.0],
+                                             min_length=1, max_length=40)
+    landmarks: dict[str, Vec3] = Field(default_factory=dict, description="Landmark overrides (bundle RAS mm), "
+                                       "e.g. hip_centre_mm, medial_epicondyle_mm")
+
+
 class Scenario(Strict):
     format_version: Literal[2]
     id: str = Field(pattern=r"^[a-z0-9_\-]{1,64}$")
@@ -267,6 +312,7 @@ class Scenario(Strict):
     rubric: Rubric
     carm: CArm = Field(default_factory=CArm)
     demo: DemoTrack
+    tka: TkaPlan | None = Field(default=None, description="Knee arthroplasty plan (procedure tka)")
 
     _source_dir: Path | None = PrivateAttr(default=None)  # the folder the file was loaded from, for bundle lookup
     _source_map: object = PrivateAttr(default=None)  # loader.SourceMap: where each value is in the file

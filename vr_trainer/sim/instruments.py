@@ -25,6 +25,9 @@ class InstrumentSpec:
     handle_length_mm: float
     handle_diameter_mm: float
     label: str
+    # a block or a flat blade: its box (x, y, z extents, mm) in the tool frame, the tip at the centre of
+    # its working face (a cutting block's slot lies in the tool frame's x-y plane through the tip)
+    box_mm: tuple[float, float, float] | None = None
 
 
 CATALOGUE: dict[str, InstrumentSpec] = {
@@ -38,12 +41,55 @@ CATALOGUE: dict[str, InstrumentSpec] = {
                                        "Grasping forceps 2.5 mm"),
     "trephine": InstrumentSpec("trephine", 200.0, 7.0, "saw", 40.0, 14.0, "Trephine 7 mm"),
     "drill": InstrumentSpec("drill", 120.0, 3.2, "cone", 80.0, 35.0, "Drill 3.2 mm"),
-    "saw_blade": InstrumentSpec("saw_blade", 90.0, 1.27, "saw", 60.0, 30.0, "Oscillating saw"),
+    # a 25 mm wide, 1.27 mm thick blade: its flat lies in the tool frame's x-z plane
+    "saw_blade": InstrumentSpec("saw_blade", 90.0, 1.27, "saw", 60.0, 30.0, "Oscillating saw", (25.0, 1.27, 90.0)),
+    # knee arthroplasty blocks: the slot (1.3 mm) is the tool frame's x-y plane through the tip
+    "distal_femoral_block": InstrumentSpec("distal_femoral_block", 60.0, 4.0, "block", 0.0, 4.0,
+                                           "Distal femoral cutting block", (60.0, 16.0, 24.0)),
+    "tibial_block": InstrumentSpec("tibial_block", 60.0, 4.0, "block", 0.0, 4.0, "Proximal tibial cutting block",
+                                   (55.0, 16.0, 22.0)),
+    "four_in_one_block": InstrumentSpec("four_in_one_block", 60.0, 4.0, "block", 0.0, 4.0,
+                                        "4-in-1 femoral cutting block", (64.0, 20.0, 60.0)),
+    "spacer_block": InstrumentSpec("spacer_block", 60.0, 4.0, "block", 0.0, 4.0, "Spacer block",
+                                   (50.0, 10.0, 40.0)),
+    "trial_insert": InstrumentSpec("trial_insert", 60.0, 4.0, "block", 0.0, 4.0, "Trial insert", (64.0, 10.0, 42.0)),
+    "scalpel": InstrumentSpec("scalpel", 120.0, 2.0, "bevel", 60.0, 10.0, "Scalpel (ligament release)"),
 }
+
+
+def _block_mesh(spec: InstrumentSpec) -> trimesh.Trimesh:
+    """A cutting block (two boxes either side of its 1.3 mm slot), a spacer or a trial (one box),
+    or a saw blade (a thin plate from the tip along +z) with its handle."""
+    assert spec.box_mm is not None
+    x, y, z = spec.box_mm
+    parts: list[trimesh.Trimesh] = []
+    if spec.tip == "saw":
+        plate = trimesh.creation.box(extents=[x, y, z])
+        plate.apply_translation([0, 0, z / 2.0])
+        parts.append(plate)
+        handle = trimesh.creation.cylinder(radius=spec.handle_diameter_mm / 2.0, height=spec.handle_length_mm)
+        handle.apply_translation([0, 0, z + spec.handle_length_mm / 2.0])
+        parts.append(handle)
+    elif spec.kind.endswith("_block") and spec.kind != "spacer_block":
+        slot = 0.65
+        below = 0.2 * z  # most of the block sits on the kept side (+z)
+        for lo, hi in ((-below, -slot), (slot, z - below)):
+            b = trimesh.creation.box(extents=[x, y, hi - lo])
+            b.apply_translation([0, y / 2.0, (lo + hi) / 2.0])
+            parts.append(b)
+    else:
+        b = trimesh.creation.box(extents=[x, y, z])
+        b.apply_translation([0, 0, z / 2.0])
+        parts.append(b)
+    mesh = cast(trimesh.Trimesh, trimesh.util.concatenate(parts))
+    mesh.metadata["kind"] = spec.kind
+    return mesh
 
 
 def instrument_mesh(spec: InstrumentSpec, sections: int = 24) -> trimesh.Trimesh:
     """A closed mesh of the instrument in its tool frame (tip at origin, +z to the handle)."""
+    if spec.box_mm is not None:
+        return _block_mesh(spec)
     r = spec.shaft_diameter_mm / 2.0
     parts: list[trimesh.Trimesh] = []
     tip_len = {"bevel": 4.0 * r + 1.0, "cone": 3.0 * r, "blunt": 0.0, "saw": 0.0}[spec.tip]

@@ -55,6 +55,17 @@ class EndoscopeCamera:
 
 
 @dataclass(frozen=True)
+class MeshUpload:
+    """A mesh made during the session (a bone as the saw left it): the renderer uploads it the
+    first time a snapshot carries its ``mesh_id`` and keeps it; a new shape comes with a new id."""
+
+    mesh_id: str
+    vertices_mm: np.ndarray
+    faces: np.ndarray
+    tissue: str
+
+
+@dataclass(frozen=True)
 class SceneSnapshot:
     time_s: float
     frame_index: int
@@ -63,3 +74,4 @@ class SceneSnapshot:
     annotations: AnnotationSet = field(default_factory=AnnotationSet)
     images: tuple[ImagePanelItem, ...] = ()
     endoscope: EndoscopeCamera | None = None  # set while the endoscope is in the working cannula
+    uploads: tuple[MeshUpload, ...] = ()  # meshes made this session that the items may name
