@@ -12,6 +12,7 @@
 | ``fluoro`` | ``bench fluoro`` | plastimatch's ``drr`` (one 512x512 C-arm shot from the example CT: time, Pearson r) |
 | ``sim`` | ``bench sim`` | the same frames with trimesh's signed distance in place of ours (simulation + scoring per frame) |
 | ``cut`` | ``bench cut`` | trimesh's ``slice_plane(cap=True)`` (the distal femoral cut of the shipped knee's femur) |
+| ``fanout`` (+ ``fanout_peer``, its child processes) | ``bench fanout`` | aiortc peer to peer (one encode per subscriber) and the project's direct mode, against Janus (publisher CPU, glass-to-glass, 1-16 subscribers) |
 
 Each module has ``register(bench_subparsers)``; the bench layer may import every other layer.
 """  # noqa: E501 (a table row)
@@ -21,7 +22,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort", "fluoro", "sim", "cut")
+BENCHES = ("render", "anatomy_import", "openxr", "stream", "proximity", "record", "cohort", "fluoro", "sim", "cut",
+           "fanout")
 
 
 def register_all(bench_subparsers: Any) -> None:
