@@ -104,7 +104,7 @@ def test_sheet_holds_the_three_views(previews, name):
 
 def test_margin_shell_grows_with_margin(gl_ctx, tmp_path):
     """The translucent shell is the margin: a wider margin paints more pixels in the risk colour."""
-    src = yaml.safe_load((REPO / "scenarios" / "tka_knee.yaml").read_text())
+    src = yaml.safe_load((REPO / "tests" / "scenario" / "data" / "tka_touch.yaml").read_text())
     src["anatomy"]["bundle"] = str(REPO / "assets" / "knee")
     counts = []
     for margin in (0.0, 6.0):

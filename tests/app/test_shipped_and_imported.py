@@ -42,7 +42,7 @@ def test_imported_mesh_bundle_renders_in_a_scenario(shared_data, tmp_path):
     femur = shared_data / "meshes" / "tka-grand-challenge" / "Femur.stl"
     bundle = tmp_path / "femur_bundle"
     assert main(["import", "mesh", str(femur), "--tissue", "bone", "--units", "auto", "--out", str(bundle)]) == 0
-    scen = (REPO / "scenarios" / "tka_knee.yaml").read_text()
+    scen = (REPO / "tests" / "scenario" / "data" / "tka_touch.yaml").read_text()
     scen = scen.replace("bundle: knee", f"bundle: {bundle}").replace("point_mm: [0.0, 15.1, 60.0]",
                                                                         "structure: Femur")
     scen = scen.replace("structure: tibia", "structure: Femur")  # run validates: the bundle has no tibia

@@ -17,7 +17,7 @@ from vr_trainer.scenario.loader import load_scenario, resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
 
 # pted: a two-step copy (needle, cannula) of the shipped default: the staged PTED planner has its own tests
-SCENARIOS = {"pted": "tests/scenario/data/pted_two_steps.yaml", "tka": "scenarios/tka_knee.yaml",
+SCENARIOS = {"pted": "tests/scenario/data/pted_two_steps.yaml", "tka": "tests/scenario/data/tka_touch.yaml",
              "tha": "scenarios/tha_hip.yaml"}
 
 

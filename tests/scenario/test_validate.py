@@ -16,7 +16,7 @@ from vr_trainer.scenario.validate import validate_file
 
 SCENARIOS = sorted((REPO_ROOT / "scenarios").glob("*.yaml"))
 PTED = (Path(__file__).parent / "data" / "pted_two_steps.yaml").read_text(encoding="utf-8")
-TKA = (REPO_ROOT / "scenarios" / "tka_knee.yaml").read_text(encoding="utf-8")
+TKA = (REPO_ROOT / "tests" / "scenario" / "data" / "tka_touch.yaml").read_text(encoding="utf-8")
 
 
 def line_of(text: str, needle: str) -> int:

@@ -28,7 +28,7 @@ from vr_trainer.session.cohort import CusumSettings, build_cohort, learning_cusu
 from vr_trainer.session.reader import read_recording
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIO = REPO / "scenarios" / "tka_knee.yaml"  # the shortest autopilot run of the shipped scenarios
+SCENARIO = REPO / "tests" / "scenario" / "data" / "tka_touch.yaml"  # the shortest autopilot run of the shipped scenarios
 pytestmark = pytest.mark.gl
 N_R01 = 24
 
@@ -115,7 +115,7 @@ def test_cohort_csv_has_every_attempt_in_order(cohort):
     assert r02[-1]["status"] == "incomplete" and r02[-1]["score"] == ""
     assert [r["path"] for r in rows if r["resident"] == "unassigned"] == ["no-resident.mcap"]
     for r in r01:
-        assert r["scenario_id"] == "tka_right_knee" and float(r["total_time_s"]) > 0
+        assert r["scenario_id"] == "tka_touch_reference" and float(r["total_time_s"]) > 0
         assert r["fluoro_shots"] != "" and r["risk_contacts"] != ""
 
 

@@ -99,6 +99,19 @@ class MirrorVideoWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def export_knee_guides(scene: Any, folder: Path) -> dict[str, Any]:
+    """The patient-specific cutting guides of the scenario's planned TKA cuts (STL and 3MF, the
+    hospital's 3D-printed osteotomy tools) into ``folder``; what was written, or why not."""
+    from vr_trainer.procedures.tka import export_guides, knee_setup
+
+    try:
+        setup = knee_setup(scene.scenario, scene.bundle, scene.world_from_patient)
+        files = export_guides(setup, folder)
+    except ValueError as e:  # a footprint off the bone: said, not raised
+        return {"written": [], "error": str(e)}
+    return {"written": [str(p.relative_to(folder.parent)) for p in files]}
+
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(x) for x in text.lower().split("x"))
@@ -220,6 +233,8 @@ def run_session(scenario_path: str | None, backend_name: str = "auto", frames: i
             summary.update({"recording": str(final), "recording_bytes": w.bytes_written})
             if w.error:
                 summary["recording_error"] = w.error
+        if out is not None and n and scenario.procedure == "tka":
+            summary["cutting_guides"] = export_knee_guides(scene, out / "guides")
         if out is not None and n:
             write_outputs(out, backend.eye_images() or [], summary, mirror.read_now())
         return summary
