@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -88,6 +89,7 @@ class TkaState:
     extension: Gaps | None = None
     flexion: Gaps | None = None
     trial: tuple[float, float, float] | None = None  # (thickness, extension laxity, flexion laxity) mm
+    cut_values: Mapping[str, float] = field(default_factory=dict)  # readouts of the cuts made (cut_* values)
     notes: tuple[str, ...] = ()
 
 
@@ -108,7 +110,7 @@ class TkaModel:
     kinds: Mapping[str, str] = field(default_factory=dict)  # instrument id -> kind
 
     # --- frames ----------------------------------------------------------------------------------
-    @property
+    @cached_property
     def world_from_patient(self) -> np.ndarray:
         return np.linalg.inv(self.patient_from_world)
 
@@ -156,13 +158,18 @@ class TkaModel:
         return True
 
     def readout(self, slot: str, plane: Plane) -> dict[str, float]:
+        """The navigation readout of a slot's plane (field name -> degrees or mm); {} for a chamfer or
+        the anterior cut, which have none."""
+        r: Any
         if slot == "distal":
-            return readouts.as_dict(readouts.distal_femoral(plane, self.femur))
-        if slot == "tibial":
-            return readouts.as_dict(readouts.tibial(plane, self.tibia))
-        if slot == "posterior":
-            return readouts.as_dict(readouts.femoral_rotation(plane, self.femur))
-        return {}
+            r = readouts.distal_femoral(plane, self.femur)
+        elif slot == "tibial":
+            r = readouts.tibial(plane, self.tibia)
+        elif slot == "posterior":
+            r = readouts.femoral_rotation(plane, self.femur)
+        else:
+            return {}
+        return {f.name: float(getattr(r, f.name)) for f in dataclasses.fields(r)}
 
     # --- the step ----------------------------------------------------------------------------------
     def move(self, prev: SimState, instruments: tuple[InstrumentState, ...], active: int, hand: HandInput,
@@ -197,7 +204,8 @@ class TkaModel:
         elif kind == "scalpel" and edge:
             st, more = self._release(st, cur)
             done |= more
-        st = dataclasses.replace(st, trigger_was=pulled)
+        if st.trigger_was != pulled:
+            st = dataclasses.replace(st, trigger_was=pulled)
         haptics: tuple[Any, ...] = ()
         if done & set(CUT_ACTIONS.values()):
             from vr_trainer.sim.simulation import HapticRequest
@@ -250,11 +258,9 @@ class TkaModel:
             near = min(open_slots, key=lambda s: abs(float(open_slots[s].signed_distance_mm(tip_p)[0])))
             if abs(float(open_slots[near].signed_distance_mm(tip_p)[0])) <= CAPTURE_MM:
                 slot = near
-        if slot is None:
-            return dataclasses.replace(st, saw_slot=None), inst, set()
+        if slot is None or abs(float(open_slots[slot].signed_distance_mm(tip_p)[0])) > CAPTURE_MM:
+            return (st if st.saw_slot is None else dataclasses.replace(st, saw_slot=None)), inst, set()
         plane = open_slots[slot]
-        if abs(float(plane.signed_distance_mm(tip_p)[0])) > CAPTURE_MM:
-            return dataclasses.replace(st, saw_slot=None), inst, set()
         # the planar constraint: tip and blade in the slot
         w = self.world_from_patient
         n_w = w[:3, :3] @ plane.normal
@@ -266,7 +272,8 @@ class TkaModel:
             z = np.cross(n_w, [1.0, 0.0, 0.0])
         pose = _pose(tip, z, n_w)
         inst = dataclasses.replace(inst, world_from_tool=pose)
-        st = dataclasses.replace(st, saw_slot=slot)
+        if st.saw_slot != slot:
+            st = dataclasses.replace(st, saw_slot=slot)
         if not pulled:
             return st, inst, set()
         sec = st.sections[slot]
@@ -286,7 +293,9 @@ class TkaModel:
         prev = st.bones.get(key)
         res = plane_cut(self.bone(st, key), plane)
         bones = {**st.bones, key: CutBone(res.mesh, (prev.version if prev else 0) + 1)}
-        st = dataclasses.replace(st, cuts={**st.cuts, slot: plane}, bones=bones, saw_slot=None)
+        done: dict[str, float] = dict(st.cut_values)
+        self._plane_values(slot, plane, "cut_", done, None)
+        st = dataclasses.replace(st, cuts={**st.cuts, slot: plane}, bones=bones, saw_slot=None, cut_values=done)
         # the other open slots on that bone see the new surface
         sections, covered = dict(st.sections), dict(st.covered)
         for s, p in st.slots.items():
@@ -368,8 +377,7 @@ class TkaModel:
             live = {st.saw_slot: st.slots[st.saw_slot]}
         for slot, plane in live.items():
             self._plane_values(slot, plane, "", values, angles)
-        for slot, plane in st.cuts.items():
-            self._plane_values(slot, plane, "cut_", values, None)
+        values.update(st.cut_values)
         if st.size is not None:
             values["femoral_box_ap_mm"] = st.size[1]
         for name, g in (("extension", st.extension), ("flexion", st.flexion)):
@@ -466,5 +474,6 @@ def _pose(tip: np.ndarray, z: np.ndarray, normal: np.ndarray) -> np.ndarray:
     y = np.asarray(normal, float) - float(np.asarray(normal) @ zz) * zz
     y /= float(np.linalg.norm(y))
     m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = np.cross(y, zz), y, zz, tip
+    x = (y[1] * zz[2] - y[2] * zz[1], y[2] * zz[0] - y[0] * zz[2], y[0] * zz[1] - y[1] * zz[0])  # y x z
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, zz, tip
     return m
