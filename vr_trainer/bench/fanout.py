@@ -21,9 +21,12 @@ ratio columns are direct / Janus.
 Janus ignores loopback for ICE, so (as in the tests) Janus runs in its own network
 namespace joined to the clients' by a veth pair: root and Debian's janus and coturn
 are needed (coturn only because `mentor stack up` starts it too). Publisher and
-subscribers run in the clients' namespace, each in its own process; the subscribers
-share this machine's cores with the publisher, so on a 2-core machine the latency at
-16 subscribers includes their own decoding.
+subscribers run in the clients' namespace: the publisher in its own process, the
+subscribers ``--per-process`` to a process (one interpreter receiving 16 streams falls
+behind and its backlog would be counted as latency). They share this machine's cores
+with the publisher, so on a 2-core machine the latency at 16 subscribers includes
+their own decoding. About one frame period of each latency is aiortc's receiver, which
+releases a frame when the next one begins.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def register(bench_subparsers: Any) -> None:
     b.add_argument("--size", default="320x240", help="picture WxH (the 16-row frame code goes on top)")
     b.add_argument("--fps", type=float, default=15.0)
     b.add_argument("--modes", default=",".join(MODES), help=f"any of {', '.join(MODES)} (default all)")
+    b.add_argument("--per-process", type=int, default=4,
+                   help="subscribers per receiving process (default 4: one Python interpreter for 16 lags)")
     b.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     b.set_defaults(func=cmd_bench_fanout)
 
@@ -169,17 +174,24 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(s[min(len(s) - 1, int(q / 100.0 * len(s)))], 1)
 
 
-def measure_point(pub: ChildProcess, sub: ChildProcess, seconds: float, janus_pid: int | None) -> dict[str, Any]:
+def measure_point(pub: ChildProcess, subs: list[ChildProcess], seconds: float,
+                  janus_pid: int | None) -> dict[str, Any]:
     """One measured window with the subscribers already joined."""
-    pub.send(cmd="mark")
-    pub.expect("marked", 10)
-    sub.send(cmd="mark")
-    sub.expect("marked", 10)
-    c0, s0, j0, t0 = cpu_s(pub.pid), cpu_s(sub.pid), cpu_s(janus_pid) if janus_pid else 0.0, time.monotonic()
+    for child in (pub, *subs):
+        child.send(cmd="mark")
+    for child in (pub, *subs):
+        child.expect("marked", 10)
+
+    def cpu() -> tuple[float, float, float, float]:
+        return (cpu_s(pub.pid), sum(cpu_s(c.pid) for c in subs), cpu_s(janus_pid) if janus_pid else 0.0,
+                time.monotonic())
+
+    c0, s0, j0, t0 = cpu()
     time.sleep(seconds)
-    c1, s1, j1, t1 = cpu_s(pub.pid), cpu_s(sub.pid), cpu_s(janus_pid) if janus_pid else 0.0, time.monotonic()
-    sub.send(cmd="collect")
-    arrivals = sub.expect("arrivals", 30)["arrivals"]
+    c1, s1, j1, t1 = cpu()
+    for child in subs:
+        child.send(cmd="collect")
+    arrivals = [one for child in subs for one in child.expect("arrivals", 30)["arrivals"]]
     pub.send(cmd="collect")
     published = {int(k): v for k, v in pub.expect("published", 30)["published"].items()}
     lat = [(t - published[fid]) * 1000.0 for one in arrivals for fid, t in one if fid in published]
@@ -187,7 +199,7 @@ def measure_point(pub: ChildProcess, sub: ChildProcess, seconds: float, janus_pi
            for one in arrivals]  # decoded frames per second over each subscriber's own window
     return {"subscribers": len(arrivals), "publisher_cpu": round((c1 - c0) / (t1 - t0), 3),
             "janus_cpu": round((j1 - j0) / (t1 - t0), 3) if janus_pid else None,
-            "subscribers_cpu": round((s1 - s0) / (t1 - t0), 3),  # all subscribers' process (decoding)
+            "subscribers_cpu": round((s1 - s0) / (t1 - t0), 3),  # all subscriber processes (decoding)
             "g2g_median_ms": _pct(lat, 50), "g2g_p95_ms": _pct(lat, 95), "frames": len(lat),
             "fps_min": round(min(fps), 1) if fps else 0.0,
             "fps_median": round(statistics.median(fps), 1) if fps else 0.0}
@@ -195,33 +207,38 @@ def measure_point(pub: ChildProcess, sub: ChildProcess, seconds: float, janus_pi
 
 def bench_mode(mode: str, counts: list[int], args: argparse.Namespace, prefix: list[str], work: Path,
                stack: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Every subscriber count for one mode: one publisher, one process of subscribers that grows."""
+    """Every subscriber count for one mode: one publisher; subscribers added, ``--per-process`` to a process."""
     peer = [*prefix, sys.executable, "-m", "vr_trainer.bench.fanout_peer"]
     stack_args = ["--stack", str(work / "stack" / "stack.json")] if mode == "janus" else []
     pub = ChildProcess([*peer, "publish", mode, "--size", args.size, "--fps", str(args.fps), *stack_args],
                        work / f"{mode}-publisher.err")
-    sub: ChildProcess | None = None
+    subs: list[ChildProcess] = []
     points = []
     try:
         ready = pub.expect("ready", START_TIMEOUT_S)
         where = ["--feed", str(ready["feed"]), *stack_args] if mode == "janus" else ["--url", ready["url"]]
-        sub = ChildProcess([*peer, "subscribe", mode, *where], work / f"{mode}-subscribers.err")
-        sub.expect("ready", START_TIMEOUT_S)
         joined = 0
         for n in counts:
-            sub.send(cmd="add", n=n - joined)
-            sub.expect("added", ADD_TIMEOUT_S)
-            joined = n
+            while joined < n:  # fill the last process, then start another (each has its own interpreter)
+                if not subs or joined >= len(subs) * args.per_process:
+                    child = ChildProcess([*peer, "subscribe", mode, *where],
+                                         work / f"{mode}-subscribers-{len(subs) + 1}.err")
+                    subs.append(child)
+                    child.expect("ready", START_TIMEOUT_S)
+                k = min(n - joined, len(subs) * args.per_process - joined)
+                subs[-1].send(cmd="add", n=k)
+                subs[-1].expect("added", ADD_TIMEOUT_S)
+                joined += k
             time.sleep(args.warmup)
-            point = measure_point(pub, sub, args.seconds, stack["pids"]["janus"] if stack else None)
+            point = measure_point(pub, subs, args.seconds, stack["pids"]["janus"] if stack else None)
             points.append({"mode": mode, **point})
             print(f"  {mode:>13}: {n:>2} subscribers  publisher CPU {point['publisher_cpu']:.2f}  "
                   f"g2g {point['g2g_median_ms']} ms (p95 {point['g2g_p95_ms']})  fps min {point['fps_min']}  "
-                  f"(subscribers' CPU {point['subscribers_cpu']:.2f})",
+                  f"(subscribers' CPU {point['subscribers_cpu']:.2f} in {len(subs)} processes)",
                   file=sys.stderr, flush=True)
     finally:
-        if sub is not None:
-            sub.close()
+        for child in subs:
+            child.close()
         pub.close()
     return points
 
@@ -243,8 +260,8 @@ def bench_fanout(args: argparse.Namespace) -> dict[str, Any]:
 
     counts, modes = parse_counts(args.subscribers), parse_modes(args.modes)
     w, h = _size(args.size)
-    if args.seconds <= 0 or args.warmup < 0 or args.fps <= 0:
-        raise RemoteError("--seconds and --fps must be positive, --warmup not negative")
+    if args.seconds <= 0 or args.warmup < 0 or args.fps <= 0 or args.per_process < 1:
+        raise RemoteError("--seconds, --fps and --per-process must be positive, --warmup not negative")
     check_can_run(modes)
     work = Path(tempfile.mkdtemp(prefix="vr-trainer-fanout-"))
     nets = NamespacePair() if os.geteuid() == 0 and shutil.which("ip") else None
