@@ -5,6 +5,9 @@
 accumulator takes the same steps; :class:`ReplayInbox` re-applies the mentor's annotations and
 notes at the frame they arrived. The session is rebuilt from the scenario text stored in the
 recording. With ``--no-render`` no GL context is made (the loop simulates and scores only).
+The frames are streamed from the file as the loop runs them (a first pass reads the header, the
+mentor's changes and the metric samples and checks for damage, keeping no frame), so memory does
+not grow with the session's length; the desktop replay, which seeks, holds them all.
 
 A scenario file on disk that differs from the recorded one is reported (the replay uses the
 recorded text). A bundle that differs from the recorded hashes is refused: the replay would
@@ -74,10 +77,13 @@ class ReplayBackend(DisplayBackend):
         return self.ctx
 
     def frames(self) -> Iterator[Frame]:
+        """The recorded frames in order, streamed from the file when the recording was read without
+        keeping them (:func:`~vr_trainer.session.reader.read_recording` ``frames=False``)."""
         start = time.perf_counter()
-        frames = self.recording.frames
-        t0 = frames[0].clock_s if frames else 0.0
-        for rf in frames:
+        t0: float | None = None
+        for rf in self.recording.iter_frames():
+            if t0 is None:
+                t0 = rf.clock_s
             if self.speed:
                 delay = start + (rf.clock_s - t0) / self.speed - time.perf_counter()
                 if delay > 0:
@@ -175,13 +181,14 @@ def bundle_differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[st
     return out
 
 
-def load_for_replay(path: str | Path, allow_changed_bundle: bool = False,
-                    partial: bool = False) -> tuple[Recording, Scenario, list[str]]:
+def load_for_replay(path: str | Path, allow_changed_bundle: bool = False, partial: bool = False,
+                    frames: bool = True) -> tuple[Recording, Scenario, list[str]]:
     """Read ``path`` and its scenario, check the bundle; (recording, scenario, warnings). Raises
     :class:`RecordingError` for a damaged file without ``partial`` or a changed bundle without
-    ``allow_changed_bundle``."""
-    rec, warnings = read_for(path, partial, "replay", "replaying those")
-    if not rec.frames:
+    ``allow_changed_bundle``. ``frames=False``: the frames are not kept (a replay that runs them
+    once streams them from the file; memory does not grow with the session's length)."""
+    rec, warnings = read_for(path, partial, "replay", "replaying those", frames=frames)
+    if not rec.frame_count:
         raise RecordingError(f"{rec.path}: the recording holds no frames")
     scenario, scen_warn = recorded_scenario(rec)
     warnings += scen_warn
@@ -211,7 +218,7 @@ def replay_recording(path: str | Path, out_dir: str | Path | None = None, render
     to ``out_dir``). ``matches_recording`` says, per compared key, whether it equals the recording's."""
     from vr_trainer.app.session import build_session
 
-    rec, scenario, warnings = load_for_replay(path, allow_changed_bundle, partial)
+    rec, scenario, warnings = load_for_replay(path, allow_changed_bundle, partial, frames=False)
     t_build = time.perf_counter()
     scene, meshes = build_session(scenario)
     build_s = time.perf_counter() - t_build

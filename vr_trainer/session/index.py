@@ -9,9 +9,9 @@ folder is not writable (a read-only share) it goes into the report's output fold
 Reading a recording takes the fast path when the file is closed: the MCAP summary section's
 chunk index leads straight to the chunks holding ``/session`` (the first) and ``/summary``
 (the last), so the frames in between are never decompressed. A file cut short (no summary
-section) is read in full by :func:`~vr_trainer.session.reader.read_recording`, which keeps its
-readable part. A file that cannot be read at all gets status ``unreadable`` and its error; it
-never stops the index.
+section) is streamed through by :func:`~vr_trainer.session.reader.read_recording` with
+``frames=False`` (frames counted, never built or kept), which keeps its readable part. A file
+that cannot be read at all gets status ``unreadable`` and its error; it never stops the index.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def read_index_row(path: Path) -> dict[str, Any]:
             return fast
         from vr_trainer.session.reader import read_recording
 
-        rec = read_recording(path)
+        rec = read_recording(path, frames=False)
         start = _start_s(rec.session, _first_frame_ns(path))
         row = _row(rec.session, rec.summary, start, rec.duration_s, "full")
         if rec.summary is None:

@@ -24,8 +24,9 @@ from types import TracebackType
 from typing import Any, Generator, Iterator
 
 from mcap.exceptions import EndOfFile
-from mcap.records import Channel, Chunk, Footer, Message
-from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.opcode import Opcode
+from mcap.records import Channel, Chunk, Footer, McapRecord, Message
+from mcap.stream_reader import StreamReader, get_chunk_data_stream
 
 from vr_trainer.session.format import FORMAT, FrameClockDecoder, FrameDecoder, RecordedFrame
 
@@ -134,6 +135,20 @@ class _Counting:
         return b
 
 
+def _chunk_records(chunk: Chunk) -> Iterator[McapRecord]:
+    """The channel and message records of ``chunk`` one by one (``mcap``'s ``breakup_chunk`` makes
+    a list of them all), once the decompressed chunk's checksum is good."""
+    data, length = get_chunk_data_stream(chunk, validate_crc=True)
+    while data.count < length:
+        opcode, n = data.read1(), data.read8()
+        if opcode == Opcode.CHANNEL:
+            yield Channel.read(data)
+        elif opcode == Opcode.MESSAGE:
+            yield Message.read(data, n)
+        else:
+            data.read(n)
+
+
 class RecordingStream:
     """``path`` (a ``.mcap`` or a ``.partial`` one) read as it is iterated. Opening reads the
     ``/session`` header (raises :class:`RecordingError` when not even that is readable);
@@ -183,10 +198,9 @@ class RecordingStream:
         for topic, payload in self._items:
             if topic != "/session":
                 raise RecordingError(f"{self.path}: the /session message is missing before the first {topic} message")
-            assert isinstance(payload, dict)
-            if payload.get("format") != FORMAT:
-                raise RecordingError(f"{self.path}: an MCAP file, but not a vr-trainer session "
-                                     f"(format {payload.get('format')})")
+            fmt = payload.get("format") if isinstance(payload, dict) else None
+            if fmt != FORMAT:
+                raise RecordingError(f"{self.path}: an MCAP file, but not a vr-trainer session (format {fmt})")
             return payload
         raise RecordingError(f"{self.path}: not a readable vr-trainer recording"
                              + (f": {self.damage}" if self.damage else " (no /session message)"))
@@ -203,8 +217,7 @@ class RecordingStream:
         decode = FrameDecoder().decode if self.decode_frames else FrameClockDecoder().decode
         try:
             for record in reader.records:
-                batch = breakup_chunk(record, validate_crc=True) if isinstance(record, Chunk) else [record]
-                for r in batch:
+                for r in _chunk_records(record) if isinstance(record, Chunk) else (record,):
                     if isinstance(r, Channel):
                         channels[r.id] = r.topic
                     elif isinstance(r, Message):
@@ -215,7 +228,6 @@ class RecordingStream:
                             yield topic, json.loads(r.data)
                     elif isinstance(r, Footer):
                         self.closed = True
-                del batch
                 self.good = src.pos
         except Exception as e:  # noqa: BLE001 - whatever a cut or damaged file raises (mcap, zstd, struct, json)
             if isinstance(e, (EndOfFile, EOFError)) or src.pos >= size:  # ran into the end of the file

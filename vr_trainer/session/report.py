@@ -106,7 +106,7 @@ def _summary_from_samples(rec: Recording, scenario: Scenario | None) -> dict[str
 def load_attempt(path: str | Path, partial: bool = False) -> Attempt:
     """Read one recording for a report. Raises :class:`RecordingError` for a damaged or cut-short file
     unless ``partial`` (then the readable part is reported, with a warning)."""
-    rec, warnings = read_for(path, partial, "report", "the report shows that part")
+    rec, warnings = read_for(path, partial, "report", "the report shows that part", frames=False)  # no frame needed
     scenario, w = _scenario(rec)
     warnings += w
     summary = rec.summary if rec.summary is not None else _summary_from_samples(rec, scenario)
