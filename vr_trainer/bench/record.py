@@ -7,7 +7,13 @@ realistic tracking jitter (0.2 mm, and the head's look point likewise), a metric
 frame to what is stored + enqueueing it; target <= 0.2 ms). Peer, the same messages in the same
 run: JSON lines written on the render thread (what a simple recorder would do), its bytes per
 minute and cost per frame. Replay: a recorded headless autopilot run of the scenario (its demo track at the same 90 Hz)
-replayed without rendering (recorded seconds per wall second; target >= 20x).
+replayed without rendering (recorded seconds per wall second; target >= 20x). Reading: the minute
+of input written again in chunks of 0.5 s as a live run writes them (the run above writes faster
+than real time, so its chunks are larger), read back three ways in the same run: streamed frame by frame
+(:class:`~vr_trainer.session.reader.RecordingStream`, what the headless replay does), a summary pass
+that counts the frames without building them (``read_recording(frames=False)``, what reports and
+the cohort index do), and the peer, the full read that holds every frame (``read_recording``, what
+the desktop replay needs to seek): peak memory (``tracemalloc``) and seconds of each.
 """
 
 from __future__ import annotations
@@ -102,6 +108,53 @@ def measure_writer(frames: list[Frame], fps: float, tmp: Path) -> dict[str, Any]
     return {"ours": ours, "peer_jsonl": peer}
 
 
+def write_paced(frames: list[Frame], fps: float, path: Path) -> Path:
+    """``frames`` recorded to ``path`` in chunks of half a second of input, as a live run at ``fps``
+    has them (the writer ends a chunk every 0.5 s of wall time; here it is given a moment to)."""
+    from vr_trainer.session.format import quantize_frame
+    from vr_trainer.session.writer import SessionWriter
+
+    w = SessionWriter(path, {"format": "vr_trainer.session", "bench": True}, flush_interval_s=0.001)
+    per_chunk = max(1, int(fps / 2))
+    for i, f in enumerate(frames):
+        quantize_frame(f)
+        w.frame(i / fps, f)
+        if i % per_chunk == per_chunk - 1:
+            time.sleep(0.004)
+    return w.close({"bench": True})
+
+
+def measure_read(path: Path) -> dict[str, Any]:
+    """Peak traced memory (MB) and seconds of streaming ``path``, of a summary pass over it and of
+    reading it in full (the peer); the seconds from untraced runs (tracing slows Python down)."""
+    import tracemalloc
+
+    from vr_trainer.session.reader import iter_frames, read_recording
+
+    def stream() -> int:
+        n = 0
+        for _rf in iter_frames(path, partial=True):
+            n += 1
+        return n
+
+    ways = {"stream": stream, "summary_pass": lambda: read_recording(path, frames=False).frame_count,
+            "full_read": lambda: len(read_recording(path).frames)}
+    out: dict[str, Any] = {"file_mb": round(path.stat().st_size / 1e6, 3)}
+    for name, fn in ways.items():
+        t0 = time.perf_counter()
+        out["frames"] = fn()
+        seconds = time.perf_counter() - t0
+        tracemalloc.start()
+        try:
+            fn()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        out[name] = {"peak_mb": round(peak / 1e6, 3), "s": round(seconds, 3)}
+    out["peak_ratio_full_over_stream"] = round(out["full_read"]["peak_mb"] / max(out["stream"]["peak_mb"], 1e-9), 1)
+    return out
+
+
 def _ms(values: list[float], pct: float) -> float:
     return round(float(np.percentile(np.array(values) * 1000, pct)), 4)
 
@@ -137,9 +190,10 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
         tmp = Path(d)
         frames = tracked_frames(args.seconds, args.fps)
         w = measure_writer(frames, args.fps, tmp)
+        rd = measure_read(write_paced(frames, args.fps, tmp / "paced.mcap"))
         r = measure_replay(args.scenario, args.fps, tmp) if not args.no_replay else None
     ours, peer = w["ours"], w["peer_jsonl"]
-    out = {"seconds": args.seconds, "fps": args.fps, **w, "replay": r,
+    out = {"seconds": args.seconds, "fps": args.fps, **w, "read": rd, "replay": r,
            "size_ratio_peer_over_ours": round(peer["bytes_per_min"] / ours["bytes_per_min"], 2),
            "cost_ratio_peer_over_ours": round(peer["frame_ms_median"] / max(ours["frame_ms_median"], 1e-9), 2),
            "targets": {"bytes_per_min": TARGET_BYTES_PER_MIN, "frame_ms": TARGET_FRAME_MS,
@@ -155,6 +209,11 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
           f"cost median {peer['frame_ms_median']:.4f} ms, p99 {peer['frame_ms_p99']:.4f} ms")
     print(f"  size: peer / ours = {out['size_ratio_peer_over_ours']}x; render-thread cost: peer / ours = "
           f"{out['cost_ratio_peer_over_ours']}x")
+    s, p, f = rd["stream"], rd["summary_pass"], rd["full_read"]
+    print(f"reading it back ({rd['frames']} frames, {rd['file_mb']} MB in 0.5 s chunks): streamed "
+          f"{s['peak_mb']:.2f} MB peak, {s['s']:.2f} s; summary pass {p['peak_mb']:.2f} MB, {p['s']:.2f} s; "
+          f"peer, full read {f['peak_mb']:.2f} MB, {f['s']:.2f} s -> full / streamed peak = "
+          f"{rd['peak_ratio_full_over_stream']}x")
     if r is not None:
         print(f"replay without rendering: {r['recorded_s']:.1f} s recorded at {r['fps']} Hz "
               f"in {r['replay_wall_s']:.2f} s "
