@@ -28,7 +28,8 @@ Condition = Annotated[str, Field(min_length=1, max_length=4000, description=(
 Severity = Literal["minor", "major", "critical"]
 InstrumentKind = Literal["spinal_needle", "guidewire", "dilator", "working_cannula", "endoscope",
                          "grasping_forceps", "trephine", "drill", "saw_blade", "distal_femoral_block",
-                         "tibial_block", "four_in_one_block", "spacer_block", "trial_insert", "scalpel"]
+                         "tibial_block", "four_in_one_block", "spacer_block", "trial_insert", "scalpel",
+                         "acetabular_reamer", "cup_impactor"]
 
 
 class Strict(BaseModel):
@@ -294,6 +295,27 @@ class TkaPlan(Strict):
                                        "e.g. hip_centre_mm, medial_epicondyle_mm")
 
 
+class ThaPlan(Strict):
+    """Hip arthroplasty (anterior approach, supine): the planned cup orientation (Murray's radiographic
+    inclination and anteversion in the anterior pelvic plane frame) with the safe zone it is scored
+    against (default Lewinnek's 40 +- 10, 15 +- 10 degrees), the reaming and the component sizes."""
+
+    cup_inclination_deg: float = Field(default=40.0, ge=20, le=70, description="Planned radiographic inclination")
+    cup_anteversion_deg: float = Field(default=15.0, ge=-10, le=40, description="Planned radiographic anteversion")
+    inclination_tolerance_deg: float = Field(default=10.0, gt=0, le=30,
+                                             description="Half-width of the safe zone's inclination range")
+    anteversion_tolerance_deg: float = Field(default=10.0, gt=0, le=30,
+                                             description="Half-width of the safe zone's anteversion range")
+    reaming_depth_mm: float = Field(default=2.0, ge=-5, le=15, description="Planned move of the reamed centre "
+                                    "into the pelvis along the native acetabular axis")
+    reamer_diameter_mm: float = Field(default=54.0, ge=36, le=72, description="Last (final) reamer size")
+    cup_diameter_mm: float = Field(default=54.0, ge=36, le=72, description="Acetabular cup outer diameter")
+    reaming_rate_mm_s: float = Field(default=4.0, gt=0, le=50,
+                                     description="How fast a running reamer advances through bone")
+    landmarks: dict[str, Vec3] = Field(default_factory=dict, description="Landmark overrides (bundle RAS mm): "
+                                       "hip_centre_mm seeds the native acetabulum's sphere fit")
+
+
 class Scenario(Strict):
     format_version: Literal[2]
     id: str = Field(pattern=r"^[a-z0-9_\-]{1,64}$")
@@ -313,6 +335,7 @@ class Scenario(Strict):
     carm: CArm = Field(default_factory=CArm)
     demo: DemoTrack
     tka: TkaPlan | None = Field(default=None, description="Knee arthroplasty plan (procedure tka)")
+    tha: ThaPlan | None = Field(default=None, description="Hip arthroplasty plan (procedure tha)")
 
     _source_dir: Path | None = PrivateAttr(default=None)  # the folder the file was loaded from, for bundle lookup
     _source_map: object = PrivateAttr(default=None)  # loader.SourceMap: where each value is in the file

@@ -21,13 +21,16 @@ class InstrumentSpec:
     kind: str
     shaft_length_mm: float
     shaft_diameter_mm: float
-    tip: str  # "bevel", "cone", "blunt", "saw"
+    tip: str  # "bevel", "cone", "blunt", "saw", "block", "hemisphere"
     handle_length_mm: float
     handle_diameter_mm: float
     label: str
     # a block or a flat blade: its box (x, y, z extents, mm) in the tool frame, the tip at the centre of
     # its working face (a cutting block's slot lies in the tool frame's x-y plane through the tip)
     box_mm: tuple[float, float, float] | None = None
+    # a hip instrument's hemispherical head (reamer, cup on its impactor): its diameter (mm), centred on
+    # the tip, the dome toward -z (the direction of advance), the flat face toward the handle
+    head_diameter_mm: float | None = None
 
 
 CATALOGUE: dict[str, InstrumentSpec] = {
@@ -54,6 +57,12 @@ CATALOGUE: dict[str, InstrumentSpec] = {
                                    (50.0, 10.0, 40.0)),
     "trial_insert": InstrumentSpec("trial_insert", 60.0, 4.0, "block", 0.0, 4.0, "Trial insert", (64.0, 10.0, 42.0)),
     "scalpel": InstrumentSpec("scalpel", 120.0, 2.0, "bevel", 60.0, 10.0, "Scalpel (ligament release)"),
+    # hip arthroplasty: the tip is the centre of the hemispherical head; the model sizes the head from the
+    # scenario's tha plan (the drawn head is this nominal 54 mm)
+    "acetabular_reamer": InstrumentSpec("acetabular_reamer", 220.0, 8.0, "hemisphere", 90.0, 30.0,
+                                        "Acetabular reamer", head_diameter_mm=54.0),
+    "cup_impactor": InstrumentSpec("cup_impactor", 240.0, 10.0, "hemisphere", 80.0, 32.0,
+                                   "Cup impactor with the acetabular cup", head_diameter_mm=54.0),
 }
 
 
@@ -86,13 +95,22 @@ def _block_mesh(spec: InstrumentSpec) -> trimesh.Trimesh:
     return mesh
 
 
+def _hemisphere(radius_mm: float) -> trimesh.Trimesh:
+    """A closed hemisphere centred on the origin, its dome toward -z."""
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=radius_mm)
+    half = ball.slice_plane(plane_origin=[0.0, 0.0, 0.0], plane_normal=[0.0, 0.0, -1.0], cap=True)
+    return half if half is not None and len(half.faces) else ball
+
+
 def instrument_mesh(spec: InstrumentSpec, sections: int = 24) -> trimesh.Trimesh:
     """A closed mesh of the instrument in its tool frame (tip at origin, +z to the handle)."""
     if spec.box_mm is not None:
         return _block_mesh(spec)
     r = spec.shaft_diameter_mm / 2.0
     parts: list[trimesh.Trimesh] = []
-    tip_len = {"bevel": 4.0 * r + 1.0, "cone": 3.0 * r, "blunt": 0.0, "saw": 0.0}[spec.tip]
+    if spec.head_diameter_mm is not None:
+        parts.append(_hemisphere(spec.head_diameter_mm / 2.0))
+    tip_len = {"hemisphere": 0.0, "bevel": 4.0 * r + 1.0, "cone": 3.0 * r, "blunt": 0.0, "saw": 0.0}[spec.tip]
     shaft = trimesh.creation.cylinder(radius=r, height=spec.shaft_length_mm - tip_len, sections=sections)
     shaft.apply_translation([0, 0, tip_len + (spec.shaft_length_mm - tip_len) / 2.0])
     parts.append(shaft)
