@@ -100,6 +100,11 @@ class SessionScene:
         removed = proc.removed_pieces(state) if proc is not None else frozenset()
         if removed:  # pieces the forceps took out are gone
             items = [it for it, p in zip(items, self.parts) if p.piece is None or p.piece not in removed]
+        poses = proc.part_poses(state.procedure_state) if hasattr(proc, "part_poses") else {}
+        if poses:  # the flexed knee: the tibia and what moves with it
+            name_of = {p.mesh_id: p.name for p in self.parts}
+            items = [dataclasses.replace(it, world_from_model=self.world_from_patient @ poses[name_of[it.mesh_id]])
+                     if name_of.get(it.mesh_id) in poses else it for it in items]
         uploads: list[MeshUpload] = []
         cut = proc.cut_bones(state.procedure_state) if hasattr(proc, "cut_bones") else {}
         if cut:  # bones as the saw left them
@@ -232,6 +237,10 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
         from vr_trainer.procedures.tka import tka_model
 
         procedure = tka_model(scenario, bundle, world_from_patient)
+    elif scenario.procedure == "tha":
+        from vr_trainer.procedures.tha import tha_model
+
+        procedure = tha_model(scenario, bundle, world_from_patient)
     pieces = {p.index: p for p in getattr(procedure, "pieces", ())}
     for st in bundle.structures:
         if st.name in hidden:
