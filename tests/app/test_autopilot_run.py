@@ -53,7 +53,7 @@ def test_novice_fails_and_the_metrics_say_why(pted):
     assert n["autopilot"]["seed"] == 1
 
 
-@pytest.mark.parametrize("scenario", ["tests/scenario/data/tka_touch.yaml", "scenarios/tha_hip.yaml"])
+@pytest.mark.parametrize("scenario", ["tests/scenario/data/tka_touch.yaml", "tests/scenario/data/tha_reach.yaml"])
 def test_expert_beats_novice(scenario):
     e = run_autopilot_unrendered(scenario, "expert")  # as `run --autopilot expert|novice` scores them, not drawn
     n = run_autopilot_unrendered(scenario, "novice")

@@ -18,7 +18,7 @@ from vr_trainer.scenario.schema import Scenario
 
 # pted: a two-step copy (needle, cannula) of the shipped default: the staged PTED planner has its own tests
 SCENARIOS = {"pted": "tests/scenario/data/pted_two_steps.yaml", "tka": "tests/scenario/data/tka_touch.yaml",
-             "tha": "scenarios/tha_hip.yaml"}
+             "tha": "tests/scenario/data/tha_reach.yaml"}
 
 
 def _load(key: str) -> tuple[Scenario, Bundle]:

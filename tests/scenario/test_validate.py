@@ -178,7 +178,7 @@ def test_run_on_an_invalid_scenario_prints_the_same_errors_and_writes_nothing(tm
 
 
 def test_a_landmark_target_needs_a_position(tmp_path):
-    tha = (REPO_ROOT / "scenarios" / "tha_hip.yaml").read_text(encoding="utf-8")
+    tha = (REPO_ROOT / "tests" / "scenario" / "data" / "tha_reach.yaml").read_text(encoding="utf-8")
     bad = tha.replace("point_mm: [88.0, 0.0, 0.0]", "landmark: hip_center_right_mm")
     (issue,) = issues_for(tmp_path, bad)
     assert issue.field == "targets[0].landmark"

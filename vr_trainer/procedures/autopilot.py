@@ -453,4 +453,9 @@ def autopilot_plan(ctx: PlanningContext, mode: str = "expert", skill: float | No
         from vr_trainer.procedures.tka_autopilot import tka_plan
 
         return tka_plan(ctx, level, seed, name)
+    if ctx.scenario.procedure == "tha" and any(i.kind in ("acetabular_reamer", "cup_impactor")
+                                               for i in ctx.scenario.instruments):
+        from vr_trainer.procedures.tha_autopilot import tha_plan
+
+        return tha_plan(ctx, level, seed, name)
     return make_plan(ctx, level, seed, name)
