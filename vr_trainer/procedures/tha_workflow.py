@@ -98,6 +98,7 @@ class ThaModel:
     inclination_tolerance_deg: float = 10.0
     anteversion_tolerance_deg: float = 10.0
     seed_source: str = "femoral head"
+    fragment_structure: str | None = None  # nothing is taken out piece by piece (the run's key images ask)
 
     @cached_property
     def world_from_patient(self) -> np.ndarray:
