@@ -7,7 +7,7 @@ notes at the frame they arrived. The session is rebuilt from the scenario text s
 recording. With ``--no-render`` no GL context is made (the loop simulates and scores only).
 The frames are streamed from the file as the loop runs them (a first pass reads the header, the
 mentor's changes and the metric samples and checks for damage, keeping no frame), so memory does
-not grow with the session's length; the desktop replay, which seeks, holds them all.
+not grow with the session's length.
 
 A scenario file on disk that differs from the recorded one is reported (the replay uses the
 recorded text). A bundle that differs from the recorded hashes is refused: the replay would

@@ -7,17 +7,21 @@ fixed-step accumulator takes no step: the simulation does not move and the score
 Jumping ahead runs the frames in between without drawing them. Jumping back rebuilds the session
 and runs it from the start, undrawn, to the target frame (the simulation cannot run backwards).
 The window is :class:`~vr_trainer.xr.desktop.DesktopBackend`'s (only that module imports glfw):
-its frames are read for the keys only.
+its frames are read for the keys only. The recorded frames are streamed from the file, as the
+headless replay does (every move goes forward; a jump back reads the file again from the start),
+so memory does not grow with the session's length.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
 
 from vr_trainer.app.replay import COMPARED, ReplayBackend, ReplayClock, configure_loop, load_for_replay
 from vr_trainer.frame import Frame, View
+from vr_trainer.session.format import RecordedFrame
 from vr_trainer.session.reader import Recording
 
 JUMP_S = 5.0
@@ -74,26 +78,32 @@ class DesktopReplayBackend(ReplayBackend):
         self.ctx = self.window.open()
         return self.ctx
 
-    def _show(self, k: int) -> Frame:
-        rf = self.recording.frames[k]
+    def _show(self, rf: RecordedFrame, k: int) -> Frame:
+        """Frame number ``k`` of the recording, ``rf``, as the loop's next frame."""
         self.clock.value_s = rf.clock_s
         self.current_index = rf.frame.index
         rf.frame.should_render = k >= self.start_index
         return rf.frame
 
     def frames(self) -> Iterator[Frame]:
-        frames = self.recording.frames
-        fps = len(frames) / max(self.recording.duration_s, 1e-6)
+        with closing(self.recording.iter_frames()) as stream:
+            yield from self._frames(stream)
+
+    def _frames(self, stream: Iterator[RecordedFrame]) -> Iterator[Frame]:
+        count = self.recording.frame_count
+        fps = count / max(self.recording.duration_s, 1e-6)
         jump = max(1, int(round(JUMP_S * fps)))
         speed = self.speed or 1.0
-        k = 0
-        last: int | None = None
-        wall0, clock0 = time.perf_counter(), frames[0].clock_s
-        while k < len(frames):
+        k, cur = 0, next(stream, None)  # frame number k of the recording, the next to show
+        last: tuple[RecordedFrame, int] | None = None
+        if cur is None:
+            return
+        wall0, clock0 = time.perf_counter(), cur.clock_s
+        while cur is not None:
             if k < self.start_index:  # running to a jump's target, undrawn
-                yield self._show(k)
-                last, k = k, k + 1
-                wall0, clock0 = time.perf_counter(), frames[k - 1].clock_s
+                yield self._show(cur, k)
+                last, wall0, clock0 = (cur, k), time.perf_counter(), cur.clock_s
+                k, cur = k + 1, next(stream, None)
                 continue
             pressed = self.window.poll()
             if pressed is None:
@@ -105,19 +115,20 @@ class DesktopReplayBackend(ReplayBackend):
                 self.restart_at = max(0, k - jump)
                 return
             if "e" in pressed:
-                self.start_index = min(len(frames) - 1, k + jump)
+                self.start_index = min(count - 1, k + jump)
                 continue
             if self.window.paused and "d" not in pressed:
                 if last is not None:
-                    yield self._show(last)  # the same frame and clock value: no simulation step
+                    yield self._show(*last)  # the same frame and clock value: no simulation step
                 time.sleep(1.0 / 60.0)
-                wall0, clock0 = time.perf_counter(), frames[k].clock_s
+                wall0, clock0 = time.perf_counter(), cur.clock_s
                 continue
-            delay = wall0 + (frames[k].clock_s - clock0) / speed - time.perf_counter()
+            delay = wall0 + (cur.clock_s - clock0) / speed - time.perf_counter()
             if delay > 0 and not self.window.paused:
                 time.sleep(delay)
-            yield self._show(k)
-            last, k = k, k + 1
+            yield self._show(cur, k)
+            last = (cur, k)
+            k, cur = k + 1, next(stream, None)
 
     def render_target(self, view: View) -> Any:
         return self.window.desktop.render_target(view)
@@ -140,8 +151,9 @@ def replay_in_window(path: str | Path, speed: float = 1.0, out_dir: str | Path |
     from vr_trainer.app.session import build_session
     from vr_trainer.render.renderer import SceneRenderer
 
-    rec, scenario, warnings = load_for_replay(path, allow_changed_bundle, partial)
-    views = next((rf.frame.views for rf in rec.frames if rf.frame.views), [])
+    rec, scenario, warnings = load_for_replay(path, allow_changed_bundle, partial, frames=False)
+    with closing(rec.iter_frames()) as stream:
+        views = next((rf.frame.views for rf in stream if rf.frame.views), [])
     window = ReplayWindow((views[0].width, views[0].height) if views else (640, 480))
     renderer = None
     start, restarts = 0, 0

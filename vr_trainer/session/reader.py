@@ -8,8 +8,8 @@ Two ways to read, one parser:
   message at a time (a frame is decoded when it is reached and dropped when the caller lets go of
   it), so memory stays that of one chunk (0.5 s of the session) however long the session is. The
   damage, if any, is known once the iteration has ended (``stream.recording.damage``).
-- :func:`read_recording` holds the whole recording (``Recording.frames``), for callers that seek
-  (the desktop replay). With ``frames=False`` it keeps everything but the frames (their count,
+- :func:`read_recording` holds the whole recording (``Recording.frames``), for callers that need
+  random access to the frames. With ``frames=False`` it keeps everything but the frames (their count,
   first and last index and clock value are kept in ``Recording.span``): what reports and the
   cohort index need, at a fraction of the memory and time; :meth:`Recording.iter_frames` then
   streams the frames from the file again.
@@ -109,7 +109,7 @@ class Recording:
         """One line: how much of the session could be read."""
         return self._span().readable(self.bytes_read, self.file_bytes)
 
-    def iter_frames(self) -> Iterator[RecordedFrame]:
+    def iter_frames(self) -> Generator[RecordedFrame, None, None]:
         """The readable frames in order: the kept ones, or (``frames_kept`` False) streamed from the
         file again, as many as the first reading found. Raises :class:`RecordingError` when the file
         is no longer the recording that was read."""
