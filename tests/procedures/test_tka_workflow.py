@@ -67,6 +67,12 @@ def test_expert_cuts_leave_watertight_bones_that_the_scene_draws(expert_run):
     uploads = {u.mesh_id: u for u in snap.uploads}
     assert "anatomy:femur@cut5" in drawn and "anatomy:femur" not in drawn
     assert len(uploads["anatomy:femur@cut5"].faces) == len(cut["femur"].mesh.faces)
+    # the run ends on the trial in flexion: the tibia (and what moves with it) is drawn turned 90 degrees
+    tibia_item = next(it for it in snap.items if it.mesh_id.startswith("anatomy:tibia"))
+    femur_item = next(it for it in snap.items if it.mesh_id.startswith("anatomy:femur"))
+    assert np.allclose(femur_item.world_from_model, scene.world_from_patient)
+    turned = np.linalg.inv(scene.world_from_patient) @ tibia_item.world_from_model
+    assert abs(np.degrees(np.arccos(np.clip((np.trace(turned[:3, :3]) - 1) / 2, -1, 1))) - 90.0) < 0.5
     # the readouts panel tells what was cut
     read = next(p for p in snap.panels if p.panel_id == "readouts").lines
     assert any("Extension gap" in ln for ln in read) and any("Flexion gap" in ln for ln in read), read
@@ -140,6 +146,9 @@ def test_expert_passes_and_novice_fails_for_the_reasons_the_metrics_give(skill_r
     assert _m(n, "distal_varus_error_deg") > 2.5 and _m(n, "tibial_varus_error_deg") > 2.5
     assert _m(n, "extension_gap_imbalance_mm") > 2.0  # under-released: the balancing step never completes
     assert any("balance" in r for r in n["fail_reasons"]), n["fail_reasons"]
+    # the novice's saw went through the posterior tibial cortex into the popliteal artery; the expert's did not
+    assert _m(e, "risk_contacts") == 0 and _m(n, "risk_contacts") >= 1
+    assert any("popliteal" in r for r in n["fail_reasons"]), n["fail_reasons"]
 
 
 def test_scores_fall_monotonically_with_skill(skill_runs):

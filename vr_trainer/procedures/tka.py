@@ -67,13 +67,27 @@ def knee_setup(scenario: Scenario, bundle: Any, world_from_patient: np.ndarray) 
     balance = knee_balance(femur, tibia, tibia_mesh, fib, mcl_tightness_mm=plan.mcl_tightness_mm,
                            lcl_tightness_mm=plan.lcl_tightness_mm)
     kinds = {i.id: i.kind for i in scenario.instruments}
+    # what moves with the tibia when the knee flexes: the structures whose centre lies below the
+    # joint line (tibia, fibula, collateral ligaments, patellar tendon, the distal popliteal artery)
+    joint = tibia.knee_centre_mm
+    flexing = frozenset(s.name for s in bundle.structures if s.name != femur_st.name
+                        and float((np.asarray(s.mesh.vertices).mean(0) - joint) @ tibia.frame.superior) < 0.0)
+    measured = {r.structure for r in scenario.risk_structures} & flexing
+    flexing_risk = None
+    if measured:
+        from vr_trainer.sim.proximity import ProximityField
+
+        flexing_risk = ProximityField.from_meshes({s.name: (np.asarray(s.mesh.vertices), np.asarray(s.mesh.faces))
+                                                   for s in bundle.structures if s.name in measured})
     model = TkaModel(patient_from_world=np.linalg.inv(world_from_patient), femur=femur, tibia=tibia, balance=balance,
                      meshes={"femur": femur_mesh, "tibia": tibia_mesh},
                      structure_names={"femur": femur_st.name, "tibia": tibia_st.name},
                      sizes=tuple((s.name, s.box_ap_mm) for s in plan.femoral_sizes),
                      inserts_mm=tuple(sorted(plan.insert_thickness_mm)), release_step_mm=plan.release_step_mm,
                      components_mm=plan.femoral_component_mm + plan.tibial_tray_mm,
-                     kinds=kinds)
+                     kinds=kinds, flexing=flexing, flexing_risk=flexing_risk,
+                     ligaments=frozenset(s.name for s in bundle.structures
+                                         if any(w in s.name.lower() for w in ("mcl", "lcl", "collateral"))))
     return KneeSetup(model, plan, planned_cuts(femur, tibia, plan))
 
 

@@ -13,24 +13,26 @@ Seeded errors (each in ``Plan.errors``):
 * ``rotation``: the 4-in-1 block ``6 (1 - s)`` deg internally rotated ;
 * ``release``: ``round(2 (1 - s))`` fewer releases than the gaps need (an unbalanced knee stalls
   the balancing step);
-* ``plunge``: on the tibial pass, the blade goes ``14 (1 - s)`` mm past the posterior cortex (into
-  what lies behind the knee).
+* ``plunge``: below skill 0.6, one push of the tibial pass at the midline goes through the posterior
+  cortex into the first risk structure behind it (the popliteal artery, about 9 mm back), ``1.2 - 2 s``
+  mm deep (as the generic autopilot's detours into a risk structure).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import trimesh
 
 from vr_trainer.procedures.plan import NEXT_INSTRUMENT, Plan, PlanAction, PlannedError, PlanStep, ToolKey, vec3
 from vr_trainer.procedures.tka import KneeSetup, knee_setup
-from vr_trainer.procedures.tka_slots import cross_section, femur_ap_mm, four_in_one_planes, in_plane_basis
+from vr_trainer.procedures.tka_slots import (cross_section, femur_ap_mm, finishing_limit, four_in_one_planes,
+                                             in_plane_basis)
 from vr_trainer.procedures.tka_workflow import TkaState
-from vr_trainer.sim.cutting import Plane, plane_cut
+from vr_trainer.sim.cutting import Plane, bounded_cut, plane_cut
 
 HANDLE_MM = 100.0
 SPEED_MM_S = 60.0  # expert moves in the air
@@ -120,9 +122,13 @@ def _tilted(plane: Plane, axis: np.ndarray, deg: float, depth_mm: float, about: 
     return Plane.make(o - depth_mm * n, n)
 
 
-def _sweep(tr: _Track, bone: trimesh.Trimesh, plane: Plane, outward: np.ndarray, plunge_mm: float = 0.0) -> None:
-    """Saw passes covering ``bone``'s section in ``plane``, entering from ``outward``."""
-    sec = cross_section(bone, plane)
+def _sweep(tr: _Track, bone: trimesh.Trimesh, plane: Plane, outward: np.ndarray,
+           plunge: Callable[[np.ndarray, np.ndarray], float | None] | None = None,
+           within: Plane | None = None, plunge_at: np.ndarray | None = None) -> None:
+    """Saw passes covering ``bone``'s section in ``plane``, entering from ``outward``; with ``plunge``
+    (far cortex point, direction -> mm) one more push at ``plunge_at`` (the midline) goes that far past
+    the far cortex."""
+    sec = cross_section(bone, plane, within=within)
     u, w = in_plane_basis(plane, outward)
     pts = sec.points_mm
     if len(pts) == 0:
@@ -136,15 +142,42 @@ def _sweep(tr: _Track, bone: trimesh.Trimesh, plane: Plane, outward: np.ndarray,
     start = o + lanes[0] * u + (entry_w + 40.0) * w
     tr.move(start, w)
     tr.set_trigger(1.0)
-    for k, lu in enumerate(lanes):
+    strokes = []
+    for lu in lanes:
         band = np.abs(cu - lu) < LANE_MM / 2.0 + 1.0
-        deep = float(cw[band].min()) if band.any() else float(cw.min())
-        stop = deep + 4.0 - (plunge_mm + 4.0 if plunge_mm > 0 and k == len(lanes) // 2 else 0.0)
+        strokes.append((lu, (float(cw[band].min()) if band.any() else float(cw.min())) + 4.0))
+    if plunge is not None:  # one push through the far cortex, nearest the midline where it meets something
+        mid = float((plunge_at - o) @ u) if plunge_at is not None else float(lanes.mean())
+        for at in sorted(np.arange(cu.min(), cu.max(), 1.0), key=lambda x: abs(x - mid)):
+            band = np.abs(cu - at) < 1.5
+            if not band.any():
+                continue
+            far = float(cw[band].min())
+            depth = plunge(o + at * u + far * w, -w)
+            if depth is not None:
+                strokes.append((float(at), far - depth))
+                break
+    for lu, stop in strokes:
         tr.move(o + lu * u + entry_w * w, w)
         tr.move(o + lu * u + stop * w, w, SWEEP_MM_S)
         tr.move(o + lu * u + entry_w * w, w, SWEEP_MM_S * 2)
     tr.set_trigger(0.0)
-    tr.move(o + lanes[-1] * u + (entry_w + 60.0) * w, w)
+    tr.move(o + strokes[-1][0] * u + (entry_w + 60.0) * w, w)
+
+
+def _behind(ctx: Any, point: np.ndarray, direction: np.ndarray) -> float | None:
+    """How far along ``direction`` from ``point`` the nearest of the scenario's risk structures begins (mm)."""
+    best = None
+    for r in ctx.scenario.risk_structures:
+        st = ctx.structures.get(r.structure)
+        if st is None:
+            continue
+        mesh = trimesh.Trimesh(st.vertices_mm, st.faces, process=False)
+        locs, _, _ = mesh.ray.intersects_location(point[None], direction[None], multiple_hits=False)
+        for p in locs:
+            d = float((p - point) @ direction)
+            best = d if best is None or d < best else best
+    return best
 
 
 def tka_plan(ctx: Any, skill: float, seed: int = 0, mode: str = "expert") -> Plan:
@@ -187,6 +220,7 @@ def tka_plan(ctx: Any, skill: float, seed: int = 0, mode: str = "expert") -> Pla
         tr.move(tip, distal.normal, 40.0)
         tr.hold(0.4 + 2.0 * e)
         tr.pulse()
+        tr.move(tip + 120.0 * ant, distal.normal)  # the hand leaves the pinned block
         step("distal_block", block, t0)
     saw = by_kind.get("saw_blade")
     if saw:
@@ -209,12 +243,25 @@ def tka_plan(ctx: Any, skill: float, seed: int = 0, mode: str = "expert") -> Pla
         tr.move(tip, -tib.normal, 40.0)
         tr.hold(0.4 + 2.0 * e)
         tr.pulse()
+        tr.move(tip + 120.0 * t.frame.anterior, -tib.normal)
         step("tibial_block", block, t0)
     if saw:
         t0 = tr.t
         tr.take(saw)
-        err("plunge", "tibial_cut", 14.0 * e, "mm", "the blade past the posterior tibial cortex")
-        _sweep(tr, tibia, tib, t.frame.anterior, plunge_mm=14.0 * e)
+        into = 1.2 - 2.0 * float(skill)  # mm inside what lies behind (below skill 0.6)
+        plunged: list[float] = []
+
+        def plunge(far: np.ndarray, direction: np.ndarray) -> float | None:
+            hit = _behind(ctx, far, direction)
+            if hit is None or hit > 40.0:
+                return None
+            plunged.append(hit + into)
+            return plunged[-1]
+        _sweep(tr, tibia, tib, t.frame.anterior - 0.3 * t.frame.lateral, plunge if skill < 0.6 else None,
+               plunge_at=t.knee_centre_mm)  # from anteromedial
+        if plunged:
+            err("plunge", "tibial_cut", plunged[0], "mm", "one push of the blade past the posterior tibial cortex, "
+                f"{into:.1f} mm into what lies behind it")
         step("tibial_cut", saw, t0)
     joint = 0.5 * (f.knee_centre_mm + t.knee_centre_mm)
     spacer = by_kind.get("spacer_block")
@@ -267,6 +314,7 @@ def tka_plan(ctx: Any, skill: float, seed: int = 0, mode: str = "expert") -> Pla
         tr.move(q, a_dir, 40.0)
         tr.hold(0.4 + 2.0 * e)
         tr.pulse()
+        tr.move(q - 100.0 * d + 120.0 * a_dir, a_dir)
         step("four_in_one", block, t0)
         post = four_in_one_planes(q, a_dir, distal, 50.0)["posterior"]
         ap = femur_ap_mm(femur_cut, post, distal)
@@ -277,8 +325,11 @@ def tka_plan(ctx: Any, skill: float, seed: int = 0, mode: str = "expert") -> Pla
             tr.take(saw)
             bone = femur_cut
             for name in ("anterior", "posterior", "anterior_chamfer", "posterior_chamfer"):
-                _sweep(tr, bone, planes[name], -d)
-                bone = plane_cut(bone, planes[name]).mesh
+                # from the front of the knee: distal for the anterior and posterior cuts, anterior-distal
+                # for the posterior chamfer, anterior-proximal for the anterior chamfer
+                limit = finishing_limit(distal, box)
+                _sweep(tr, bone, planes[name], a_dir + d if name == "anterior_chamfer" else a_dir - d, within=limit)
+                bone = bounded_cut(bone, planes[name], limit).mesh
             step("femoral_cuts", saw, t0)
     if spacer:
         in_joint(spacer, "flexion_gap")

@@ -69,8 +69,11 @@ def _find(structures: Sequence[Structure], word: str) -> Structure | None:
 
 def finish_knee_bundle(path: str | Path, *, license: str | None = None, source: str | None = None,
                        gap_mm: float = 20.0, patella_gap_mm: float = 12.0, patella_height_mm: float = 15.0,
-                       assemble: bool = True, description: str | None = None) -> dict[str, Any]:
-    """Assemble (optional), compute landmarks and record licence/source in the bundle at ``path``.
+                       assemble: bool = True, description: str | None = None,
+                       soft_tissue: bool = True) -> dict[str, Any]:
+    """Assemble (optional), compute landmarks, derive the soft tissue at risk (``soft_tissue``:
+    popliteal artery, MCL, LCL, patellar tendon; :mod:`.tka_soft_tissue`) and record licence/source
+    in the bundle at ``path``.
 
     Returns what was written into ``manifest.landmarks['tka']``."""
     bundle = load_bundle(path)
@@ -95,6 +98,16 @@ def finish_knee_bundle(path: str | Path, *, license: str | None = None, source: 
                 structures[i] = Structure.from_mesh(s.name, s.tissue, mesh, **s.extra)
                 moved[s.name] = [[round(float(v), 6) for v in row] for row in poses[s.name]]
     tibia = tibia_landmarks(_find(structures, "tibia").mesh, side=femur.side)  # type: ignore[union-attr]
+    if soft_tissue:
+        from vr_trainer.procedures.tka_soft_tissue import SOURCE, knee_soft_tissue
+
+        pat, fib = _find(structures, "patella"), _find(structures, "fibula")
+        made = knee_soft_tissue(_find(structures, "femur").mesh, _find(structures, "tibia").mesh,  # type: ignore[union-attr]
+                                femur, tibia, pat.mesh if pat is not None else None,
+                                fib.mesh if fib is not None else None)
+        structures = [s for s in structures if s.name not in made]
+        structures += [Structure.from_mesh(name, tissue, mesh, description=SOURCE)
+                       for name, (mesh, tissue) in made.items()]
     manifest = bundle.manifest
     provenance = dict(manifest.get("provenance", {}))
     if license:
@@ -130,9 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--description", help="one line on what the data is")
     ap.add_argument("--gap-mm", type=float, default=20.0, help="femur-tibia gap in extension (mm)")
     ap.add_argument("--no-assemble", action="store_true", help="bones are already in one frame")
+    ap.add_argument("--no-soft-tissue", action="store_true",
+                    help="do not derive the popliteal artery, collateral ligaments and patellar tendon")
     a = ap.parse_args(argv)
     rec = finish_knee_bundle(a.bundle, license=a.license, source=a.source, gap_mm=a.gap_mm,
-                             assemble=not a.no_assemble, description=a.description)
+                             assemble=not a.no_assemble, description=a.description,
+                             soft_tissue=not a.no_soft_tissue)
     f = rec["femur"]
     print(f"{a.bundle}: side {f['side']}, TEA {rec['transepicondylar_width_mm']} mm, "
           f"valgus {f['valgus_deg']} deg; notes: {'; '.join(f['notes'] + rec['tibia']['notes'])}")

@@ -203,6 +203,10 @@ class KneeBalance:
         return np.asarray(trimesh.transformations.rotation_matrix(
             math.radians(self.flexion_deg), axis, point=f.knee_centre_mm), dtype=float)
 
+    def flexion_pose(self) -> np.ndarray:
+        """4x4 (bundle frame): the tibia turned ``flexion_deg`` about the TEA, as the flexion gaps assume."""
+        return self._flexion()
+
     def distraction_mm(self, lig: Ligament) -> float:
         """Tibial travel from the reference pose, away from the femur along the tibial mechanical
         axis, at which ``lig`` pulls with the tension (negative: the ligament is taut before)."""

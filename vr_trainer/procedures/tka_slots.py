@@ -58,6 +58,16 @@ def four_in_one_planes(tip_mm: np.ndarray, anterior: np.ndarray, distal_cut: Pla
             "anterior_chamfer": Plane.make(tip + (box_ap_mm - c) * a, -a + d)}
 
 
+FINISHING_HEIGHT = 0.8  # the 4-in-1 cuts reach this fraction of the box above the distal cut (the flanges)
+
+
+def finishing_limit(distal_cut: Plane, box_ap_mm: float) -> Plane:
+    """Where a 4-in-1 block's saw passes end: the plane ``FINISHING_HEIGHT x box`` above the distal cut,
+    its normal toward the joint (a posterior cut does not run up the femoral shaft)."""
+    d = distal_cut.normal
+    return Plane.make(distal_cut.origin_mm + FINISHING_HEIGHT * box_ap_mm * d, -d)
+
+
 def femur_ap_mm(femur_mesh: trimesh.Trimesh, posterior: Plane, distal_cut: Plane, height_mm: float = 40.0) -> float:
     """The bone's depth in front of the posterior cut (to the anterior cortex), within ``height_mm``
     above the distal cut: what the 4-in-1 sizing stylus reads."""
@@ -92,8 +102,10 @@ def in_plane_basis(plane: Plane, hint: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.cross(n, w), w
 
 
-def cross_section(bone: trimesh.Trimesh, plane: Plane, pitch_mm: float = SAMPLE_MM) -> Section:
-    """Points every ``pitch_mm`` of ``plane`` that lie inside the closed ``bone``."""
+def cross_section(bone: trimesh.Trimesh, plane: Plane, pitch_mm: float = SAMPLE_MM,
+                  within: Plane | None = None) -> Section:
+    """Points every ``pitch_mm`` of ``plane`` that lie inside the closed ``bone`` (and on the kept side
+    of ``within``, when given)."""
     v = np.asarray(bone.vertices, float)
     near = v[np.abs(plane.signed_distance_mm(v)) < 2.0 * pitch_mm]
     if len(near) < 3:
@@ -106,6 +118,8 @@ def cross_section(bone: trimesh.Trimesh, plane: Plane, pitch_mm: float = SAMPLE_
     uu, ww = np.meshgrid(gu, gw, indexing="ij")
     pts = o + uu.reshape(-1, 1) * u + ww.reshape(-1, 1) * w
     inside = _contains(bone, pts)
+    if within is not None:
+        inside &= within.signed_distance_mm(pts) >= 0.0
     pts = pts[inside]
     return Section(plane, pts, pts.mean(0) if len(pts) else o.copy())
 
@@ -180,4 +194,5 @@ def _posterior_plane(femur: FemurLandmarks, distal: Plane, rotation_deg: float, 
 
 
 __all__ = ["Section", "PlannedCuts", "slot_plane", "four_in_one_planes", "femur_ap_mm", "cross_section",
-           "blade_covers", "planned_cuts", "in_plane_basis", "FOUR_IN_ONE_SLOTS", "BLADE_HALF_WIDTH_MM"]
+           "blade_covers", "planned_cuts", "in_plane_basis", "finishing_limit", "FOUR_IN_ONE_SLOTS",
+           "BLADE_HALF_WIDTH_MM"]

@@ -42,9 +42,10 @@ from vr_trainer.procedures import tka_readouts as readouts
 from vr_trainer.procedures.tka_gaps import Gaps, KneeBalance
 from vr_trainer.procedures.tka_landmarks import FemurLandmarks, TibiaLandmarks
 from vr_trainer.procedures.tka_slots import (FOUR_IN_ONE_SLOTS, Section, blade_covers, cross_section, femur_ap_mm,
-                                             four_in_one_planes, slot_plane)
-from vr_trainer.sim.cutting import Plane, plane_cut
+                                             finishing_limit, four_in_one_planes, slot_plane)
+from vr_trainer.sim.cutting import Plane, bounded_cut, plane_cut
 from vr_trainer.sim.procedure import MoveResult
+from vr_trainer.sim.proximity import ProximityField, shaft_points
 
 if TYPE_CHECKING:
     from vr_trainer.frame import HandInput
@@ -90,6 +91,7 @@ class TkaState:
     flexion: Gaps | None = None
     trial: tuple[float, float, float] | None = None  # (thickness, extension laxity, flexion laxity) mm
     cut_values: Mapping[str, float] = field(default_factory=dict)  # readouts of the cuts made (cut_* values)
+    flexed: bool = False  # the knee at the balance's flexion angle (the 4-in-1 cuts, the flexion gap)
     notes: tuple[str, ...] = ()
 
 
@@ -108,6 +110,14 @@ class TkaModel:
     release_step_mm: float = 1.0
     components_mm: float = 12.0  # femoral component + tibial tray: what the trial construct adds to the insert
     kinds: Mapping[str, str] = field(default_factory=dict)  # instrument id -> kind
+    flexing: frozenset[str] = frozenset()  # bundle structures that move with the tibia when the knee flexes
+    flexing_risk: ProximityField | None = None  # those the scenario measures (patient frame, extension)
+    ligaments: frozenset[str] = frozenset()  # the collateral ligaments' structures: the scalpel's work, not a risk
+
+    @cached_property
+    def flexion_xf(self) -> np.ndarray:
+        """4x4 (patient frame): the tibia and what moves with it, extension -> the balance's flexion."""
+        return self.balance.flexion_pose()
 
     # --- frames ----------------------------------------------------------------------------------
     @cached_property
@@ -206,12 +216,31 @@ class TkaModel:
             done |= more
         if st.trigger_was != pulled:
             st = dataclasses.replace(st, trigger_was=pulled)
+        flexed = self._flexed(st, kind)
+        if flexed != st.flexed:
+            st = dataclasses.replace(st, flexed=flexed)
         haptics: tuple[Any, ...] = ()
         if done & set(CUT_ACTIONS.values()):
             from vr_trainer.sim.simulation import HapticRequest
 
             haptics = (HapticRequest(-1, 0.8, 0.2),)
         return MoveResult(tuple(insts), st, frozenset(done), haptics, tuple(notes))
+
+    def _flexed(self, st: TkaState, kind: str) -> bool:
+        """The knee is flexed for the femoral finishing cuts and what follows them: while the 4-in-1
+        block is in hand, while the saw works in its slots, and for the flexion gap and the trial."""
+        if kind == "four_in_one_block":
+            return True
+        if kind == "saw_blade":
+            return "four_in_one_block" in st.pinned and not all(s in st.cuts for s in FOUR_IN_ONE_SLOTS)
+        if kind in ("spacer_block", "trial_insert"):
+            return "posterior" in st.cuts
+        return False
+
+    def part_poses(self, procedure_state: Any) -> dict[str, np.ndarray]:
+        """Bundle structure name -> its pose (4x4, patient frame) when not where the bundle has it."""
+        st: TkaState = procedure_state or TkaState()
+        return {n: self.flexion_xf for n in self.flexing} if st.flexed else {}
 
     def _on_distal_cut(self, world_from_tool: np.ndarray, st: TkaState) -> np.ndarray:
         """A 4-in-1 block stands on the distal cut: its tip on the surface, its z axis in it."""
@@ -241,11 +270,11 @@ class TkaModel:
             return dataclasses.replace(st, notes=st.notes + (f"{kind}: the slot does not cross the bone",)), inst, set()
         sections = dict(st.sections)
         covered = dict(st.covered)
+        size = self._size_for(planes) if kind == "four_in_one_block" else st.size
         for s, p in planes.items():
-            sec = cross_section(self.bone(st, SLOT_BONE[s]), p)
+            sec = cross_section(self.bone(st, SLOT_BONE[s]), p, within=self._within(st, s, size))
             sections[s] = sec
             covered[s] = np.zeros(len(sec.points_mm), bool)
-        size = self._size_for(planes) if kind == "four_in_one_block" else st.size
         st = dataclasses.replace(st, pinned={**st.pinned, kind: inst.world_from_tool.copy()},
                                  slots={**st.slots, **planes}, sections=sections, covered=covered, size=size)
         return st, dataclasses.replace(inst, held=True), {f"pinned_{kind}"}
@@ -288,10 +317,17 @@ class TkaModel:
             out.add("cut_four_in_one")
         return out
 
+    def _within(self, st: TkaState, slot: str, size: tuple[str, float] | None) -> Plane | None:
+        """The 4-in-1 cuts stop at the component's height above the distal cut."""
+        if slot in FOUR_IN_ONE_SLOTS and "distal" in st.cuts and size is not None:
+            return finishing_limit(st.cuts["distal"], size[1])
+        return None
+
     def _cut(self, st: TkaState, slot: str, plane: Plane) -> TkaState:
         key = SLOT_BONE[slot]
         prev = st.bones.get(key)
-        res = plane_cut(self.bone(st, key), plane)
+        within = self._within(st, slot, st.size)
+        res = plane_cut(self.bone(st, key), plane) if within is None else bounded_cut(self.bone(st, key), plane, within)
         bones = {**st.bones, key: CutBone(res.mesh, (prev.version if prev else 0) + 1)}
         done: dict[str, float] = dict(st.cut_values)
         self._plane_values(slot, plane, "cut_", done, None)
@@ -300,7 +336,7 @@ class TkaModel:
         sections, covered = dict(st.sections), dict(st.covered)
         for s, p in st.slots.items():
             if s not in st.cuts and SLOT_BONE[s] == key:
-                sections[s] = cross_section(res.mesh, p)
+                sections[s] = cross_section(res.mesh, p, within=self._within(st, s, st.size))
                 covered[s] = np.zeros(len(sections[s].points_mm), bool)
         return dataclasses.replace(st, sections=sections, covered=covered)
 
@@ -365,6 +401,13 @@ class TkaModel:
     def observe(self, procedure_state: Any, obs: Observation, instruments: tuple[InstrumentState, ...],
                 active: int) -> tuple[Observation, Any]:
         st: TkaState = procedure_state or TkaState()
+        if st.flexed and self.flexing_risk is not None and instruments:
+            obs = self._flexed_distances(obs, instruments[active])
+        if instruments and instruments[active].spec.kind == "scalpel" and self.ligaments:
+            # a release touches the ligament on purpose: not a contact with a structure at risk
+            obs = dataclasses.replace(obs, structure_distance_mm={k: v for k, v in obs.structure_distance_mm.items()
+                                                                  if k not in self.ligaments},
+                                      tip_inside=obs.tip_inside - self.ligaments)
         values = dict(obs.values)
         angles = dict(obs.angles_deg)
         inst = instruments[active] if instruments else None
@@ -395,6 +438,20 @@ class TkaModel:
         if st.saw_slot is not None and st.saw_slot in st.covered and len(st.covered[st.saw_slot]):
             values["saw_swept_pct"] = 100.0 * float(st.covered[st.saw_slot].mean())
         return dataclasses.replace(obs, values=values, angles_deg=angles), st
+
+    def _flexed_distances(self, obs: Observation, inst: InstrumentState) -> Observation:
+        """The distances to the structures that moved with the flexed tibia (the simulation measured
+        them where the bundle has them): the instrument taken into the extended tibia's frame."""
+        assert self.flexing_risk is not None
+        pts_w = shaft_points(inst.world_from_tool, min(80.0, inst.spec.shaft_length_mm), 2.0)
+        back = np.linalg.inv(self.flexion_xf)
+        pts = self._p(pts_w) @ back[:3, :3].T + back[:3, 3]
+        r = inst.spec.shaft_diameter_mm / 2.0
+        c = self.flexing_risk.clearance(pts, contact_mm=r)
+        dist = dict(obs.structure_distance_mm)
+        dist.update({n: d - r for n, d in c.distance_mm.items()})
+        inside = (obs.tip_inside - set(c.distance_mm)) | c.inside
+        return dataclasses.replace(obs, structure_distance_mm=dist, tip_inside=frozenset(inside))
 
     def _plane_values(self, slot: str, plane: Plane, prefix: str, values: dict[str, float],
                       angles: dict[str, float] | None) -> None:

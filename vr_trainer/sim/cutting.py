@@ -118,6 +118,25 @@ def mesh_volume_mm3(mesh: trimesh.Trimesh) -> float:
     return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
 
 
+def bounded_cut(bone: trimesh.Trimesh | manifold3d.Manifold, plane: Plane, within: Plane,
+                size_mm: float = 2000.0) -> CutResult:
+    """A saw pass that stops: remove what lies on ``plane``'s far side AND on ``within``'s kept side
+    (a 4-in-1 block's posterior cut ends at the component's height, not up the femoral shaft)."""
+    t0 = time.perf_counter()
+    solid = bone if isinstance(bone, manifold3d.Manifold) else to_manifold(bone)
+    centre = tuple(float(c) for c in plane.origin_mm)
+    region = manifold3d.Manifold.cube((size_mm, size_mm, size_mm), True).translate(centre)
+    region = region.trim_by_plane(tuple(float(-c) for c in plane.normal), -plane.offset_mm)
+    region = region.trim_by_plane(tuple(float(c) for c in within.normal), within.offset_mm)
+    kept = solid - region
+    mesh = from_manifold(kept)
+    faces = cut_faces_on(mesh, plane) if len(mesh.faces) else np.zeros(0, dtype=np.int64)
+    area = float(mesh.area_faces[faces].sum()) if len(faces) else 0.0
+    return CutResult(mesh=mesh, cut_faces=faces, cut_area_mm2=area, outline_mm=_loops(mesh, faces),
+                     removed_volume_mm3=float(solid.volume() - kept.volume()),
+                     elapsed_ms=(time.perf_counter() - t0) * 1e3, solid=kept)
+
+
 def plane_cut(bone: trimesh.Trimesh | manifold3d.Manifold, plane: Plane) -> CutResult:
     """Cut ``bone`` by ``plane``; keep the side the normal points to (a closed, watertight mesh).
 
@@ -165,4 +184,4 @@ def cut_sequence(bone: trimesh.Trimesh, planes: list[Plane]) -> CutResult:
     return res
 
 
-__all__ = ["Plane", "CutResult", "plane_cut", "cut_sequence", "cut_faces_on", "to_manifold", "from_manifold"]
+__all__ = ["Plane", "CutResult", "plane_cut", "bounded_cut", "cut_sequence", "cut_faces_on", "to_manifold", "from_manifold"]
