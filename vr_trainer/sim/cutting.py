@@ -184,4 +184,5 @@ def cut_sequence(bone: trimesh.Trimesh, planes: list[Plane]) -> CutResult:
     return res
 
 
-__all__ = ["Plane", "CutResult", "plane_cut", "bounded_cut", "cut_sequence", "cut_faces_on", "to_manifold", "from_manifold"]
+__all__ = ["Plane", "CutResult", "plane_cut", "bounded_cut", "cut_sequence", "cut_faces_on", "to_manifold",
+           "from_manifold"]
