@@ -83,15 +83,23 @@ def test_pted_roots_follow_level_and_side(written):
     assert left.demo.head[0].position_mm[2] < -150 < 150 < right.demo.head[0].position_mm[2]
 
 
-def test_tka_reference_is_the_anterior_femoral_surface(written):
+def test_tka_workflow_from_any_knee_bundle_is_run_by_its_expert(written, tmp_path):
+    """The phantom knee (capsule bones, no soft tissue) gets the whole gap-balanced workflow, and the
+    expert autopilot, planned from its own bones, passes it."""
+    from vr_trainer.app.autopilot_cohort import run_autopilot_unrendered
+
     s, b = _bundle(written["tka"])
-    p = np.asarray(s.targets[0].point_mm)
-    fv = np.asarray(b["femur"].mesh.vertices)
-    assert np.linalg.norm(fv - p, axis=1).min() < 0.2, "on the femur's surface"
-    level = fv[(fv[:, 2] > p[2] - 0.1) & (fv[:, 2] < p[2] + 20.0)]
-    assert p[1] >= level[:, 1].max() - 0.1, "the most anterior point of the shaft above it"
-    assert p[1] > level[:, 1].mean() + 10, "on the anterior cortex, not the side"
-    assert p[2] > np.asarray(b["patella"].mesh.vertices)[:, 2].max(), "above the patella, off the trochlea"
+    assert s.procedure == "tka" and s.tka is not None and s.anatomy.side == "right"
+    assert [st.id for st in s.steps][:2] == ["distal_block", "distal_cut"] and len(s.steps) == 10
+    assert not s.risk_structures  # the phantom has no derived soft tissue: none invented
+    assert "tka_bundle" in written["tka"].read_text(encoding="utf-8")  # the comment says how to derive it
+    fast = tmp_path / "tka10.yaml"
+    data = yaml.safe_load(written["tka"].read_text(encoding="utf-8"))
+    data["demo"]["fps"] = 10
+    data["anatomy"]["bundle"] = str(REPO / "assets" / "knee")
+    fast.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    e = run_autopilot_unrendered(fast, "expert")
+    assert e["passed"] and e["score"] >= 90 and all(st["completed"] for st in e["steps"]), e["fail_reasons"]
 
 
 def test_tha_centre_from_landmark_and_sphere_fit(written, tmp_path):

@@ -299,10 +299,20 @@ def new_scenario(procedure: str, bundle_dir: str | Path, out: str | Path, level:
         raise AuthoringError(f"--bundle {bundle_dir}: not an asset bundle (no manifest.json); give a folder made by "
                              "`vr-trainer import` or a name under assets/")
     bundle = load_bundle(bdir)
-    plan = make_plan(procedure, bundle, level, side)
-    shown = [s for s in bundle.structures if s.name not in plan.hide]
-    verts = np.concatenate([np.asarray(s.mesh.vertices, float) for s in shown])
-    text = render_yaml(plan, bdir, verts, out_path)
+    if procedure == "tka":  # the gap-balanced workflow
+        from vr_trainer.app.authoring_tka import render_tka_workflow
+
+        if level is not None:
+            raise AuthoringError(f"--level applies to spine procedures only, not {procedure}")
+        try:
+            text = render_tka_workflow(bundle, _q(bundle_ref(bdir, out_path)), side, bdir.name)
+        except ValueError as e:
+            raise AuthoringError(str(e)) from None
+    else:
+        plan = make_plan(procedure, bundle, level, side)
+        shown = [s for s in bundle.structures if s.name not in plan.hide]
+        verts = np.concatenate([np.asarray(s.mesh.vertices, float) for s in shown])
+        text = render_yaml(plan, bdir, verts, out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.stem}.", suffix=".yaml")
     try:

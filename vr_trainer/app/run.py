@@ -298,7 +298,7 @@ class EndoscopeKeyImages:
     def __call__(self, state: Any, frame: Any) -> None:
         obs = state.observation
         proc = self.scene.procedure
-        if obs is None or proc is None or proc.fragment_structure is None:
+        if obs is None or proc is None or getattr(proc, "fragment_structure", None) is None:
             return
         pct = float(obs.removed_pct.get(proc.fragment_structure, 0.0))
         if pct <= self.last_pct + 1e-9:
