@@ -52,6 +52,10 @@ _metric("reaming_depth_error_mm", "mm", "|depth of the deepest reamed centre alo
 _metric("medialisation_mm", "mm", "How far the deepest reamed centre lies medial of the native acetabular centre "
         "(toward the midline, along the anterior pelvic plane's transverse axis); + is medial.", CHARNLEY_1979,
         ("medialisation_mm",), lambda p: lambda x: x)
+_metric("medial_wall_mm", "mm", "The thinnest bone left behind the reamer's head while reaming: from its pole to the "
+        "inner (pelvic) surface of the uncut hemipelvis, on the line from the native acetabular centre through the "
+        "pole; negative when the head went through the medial wall (by that much).", CHARNLEY_1979,
+        ("medial_wall_mm",), lambda p: lambda x: x)
 _metric("leg_length_change_mm", "mm", "Change of leg length from the hip centre's move (native acetabular centre "
         "-> impacted cup centre) along the pelvic longitudinal axis; + is longer, - shorter (acetabular side "
         "only).", MALONEY_2004, ("leg_length_change_mm",), lambda p: lambda x: x)

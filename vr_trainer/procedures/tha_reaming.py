@@ -71,3 +71,23 @@ def ream(bone: trimesh.Trimesh | ReamedSolid, start_mm: np.ndarray, end_mm: np.n
         return None
     prev = bone.removed_mm3 if isinstance(bone, ReamedSolid) else 0.0
     return ReamedSolid(out, from_manifold(out), prev + removed)
+
+
+
+def inner_wall_mm(bone: trimesh.Trimesh, origin_mm: np.ndarray, direction: np.ndarray) -> float | None:
+    """Distance (mm) from ``origin_mm`` (in the acetabular cavity) along ``direction`` to where the ray,
+    having entered ``bone`` (the uncut hemipelvis), leaves it again: its inner, pelvic surface behind
+    the acetabulum; None when the ray never passes through bone."""
+    d = np.asarray(direction, float) / float(np.linalg.norm(direction))
+    c = np.asarray(origin_mm, float)
+    loc, _, tri = bone.ray.intersects_location(c[None], d[None], multiple_hits=True)
+    if len(loc) == 0:
+        return None
+    t = (np.asarray(loc) - c) @ d
+    order = np.argsort(t)
+    t, leaving = t[order], (np.asarray(bone.face_normals)[tri] @ d > 0.0)[order]
+    entered = np.flatnonzero(~leaving & (t > 0.0))
+    if not len(entered):
+        return None
+    after = np.flatnonzero(leaving & (t > t[entered[0]]))
+    return float(t[after[0]]) if len(after) else None

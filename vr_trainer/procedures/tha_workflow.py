@@ -12,7 +12,10 @@ the anterior pelvic plane frame, :mod:`.tha_pelvis`):
   most ``reaming_rate_mm_s``: the reamed socket is the hemipelvis (and the acetabular cartilage)
   less the hemispheres the head swept, a real boolean subtraction (manifold3d) drawn from then on.
   The deepest reamed centre gives ``reaming_depth_mm`` (along the native axis, into the pelvis) and
-  ``medialisation_mm`` (toward the midline); releasing the trigger after reaming is ``reamed``.
+  ``medialisation_mm`` (toward the midline); releasing the trigger after reaming is ``reamed``. The
+  bone left behind the head's pole, on the line from the native centre to the pelvis's inner surface
+  (of the uncut hemipelvis), is ``medial_wall_mm``; a head through it is ``medial_wall_breach``
+  (the wall then reads negative: how far through).
   While held, its axis reads as a cup axis (``reamer_inclination`` / ``reamer_anteversion``).
 - **Cup impactor** (``cup_impactor``; its tip is the cup's centre, its +z the cup axis out of the
   opening): within ``CAPTURE_MM`` of the reamed socket the cup sits in it (the tip is held on the
@@ -36,7 +39,7 @@ import trimesh
 
 from vr_trainer.procedures.tha_pelvis import (Acetabulum, PelvicFrame, Side, cup_angles_deg, leg_length_and_offset_mm,
                                               reaming)
-from vr_trainer.procedures.tha_reaming import ReamedSolid, ream
+from vr_trainer.procedures.tha_reaming import ReamedSolid, inner_wall_mm, ream
 from vr_trainer.procedures.tka_workflow import CutBone
 from vr_trainer.sim.procedure import MoveResult
 
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
 
 CAPTURE_MM = 15.0  # the reamer meets bone, the cup drops into the socket, this close to it
 CUT_EVERY_MM = 1.0  # the reamed solid is updated each time the head has moved this far
-ACTIONS = ("reamed", "cup_impacted", "cup_in_zone", "cup_outside_zone")
+ACTIONS = ("reamed", "medial_wall_breach", "cup_impacted", "cup_in_zone", "cup_outside_zone")
 ANGLES = ("cup_inclination", "cup_anteversion", "reamer_inclination", "reamer_anteversion")
 
 
@@ -71,6 +74,7 @@ class ThaState:
     deepest_mm: np.ndarray | None = None  # the deepest reamed centre (patient); None: not reamed
     cut_from_mm: np.ndarray | None = None  # where the head was when the solid was last updated
     head_mm: np.ndarray | None = None  # where the head was in the last step of reaming
+    wall_mm: float | None = None  # the thinnest medial wall left behind the head while reaming (mm, < 0: through)
     solids: Mapping[str, ReamedSolid] = field(default_factory=dict)  # structure key -> reamed solid
     bones: Mapping[str, CutBone] = field(default_factory=dict)  # structure key -> reamed mesh
     reaming: bool = False  # the trigger is held with the head on bone
@@ -170,8 +174,7 @@ class ThaModel:
         done: set[str] = set()
         if not self.on_bone(st, c):
             if st.reaming:  # lifted off the bone with the trigger held: that pass is over
-                st = self._cut_to(dataclasses.replace(st, reaming=False), st.head_mm, advance)
-                done.add("reamed")
+                st, done = self._end_pass(st, advance)
             return st, inst, done
         # the bone stops the head at the reamed depth (a running reamer goes a little deeper each step)
         limit = max(st.depth_mm, 0.0) + (self.reaming_rate_mm_s * dt_s if pulled else 0.0)
@@ -187,8 +190,7 @@ class ThaModel:
             inst = dataclasses.replace(inst, world_from_tool=pose)
         if not pulled:
             if st.reaming:
-                st = self._cut_to(dataclasses.replace(st, reaming=False), st.head_mm, advance)
-                done.add("reamed")
+                st, done = self._end_pass(st, advance)
             return st, inst, done
         depth = self.depth_of(c)
         st = dataclasses.replace(st, head_mm=c.copy())
@@ -198,7 +200,32 @@ class ThaModel:
             st = dataclasses.replace(st, reaming=True, cut_from_mm=c.copy())
         if st.cut_from_mm is None or float(np.linalg.norm(c - st.cut_from_mm)) >= CUT_EVERY_MM:
             st = self._cut_to(st, c, advance)
+            st, more = self._wall(st, c, advance)
+            done |= more
         return st, inst, done
+
+    def _end_pass(self, st: ThaState, advance: np.ndarray) -> tuple[ThaState, set[str]]:
+        """The trigger released (or the head lifted off): the last stretch is reamed, the pass is over."""
+        st = self._cut_to(dataclasses.replace(st, reaming=False), st.head_mm, advance)
+        if st.head_mm is None:
+            return st, {"reamed"}
+        st, more = self._wall(st, st.head_mm, advance)
+        return st, more | {"reamed"}
+
+    def _wall(self, st: ThaState, c: np.ndarray, advance: np.ndarray) -> tuple[ThaState, set[str]]:
+        """The medial wall behind the head at ``c``: the bone left between the head's pole and the pelvis's
+        inner surface, on the line from the native centre through the pole (the thinnest so far), and a
+        breach when the pole goes through it."""
+        pole = c + self.reamer_radius_mm * advance
+        ray = pole - self.native.centre_mm
+        inner = inner_wall_mm(self.meshes["hemipelvis"], self.native.centre_mm, ray)
+        if inner is None:
+            return st, set()
+        wall = inner - float(np.linalg.norm(ray))
+        if st.wall_mm is not None and wall >= st.wall_mm:
+            return st, set()
+        out = {"medial_wall_breach"} if wall < 0.0 and (st.wall_mm is None or st.wall_mm >= 0.0) else set()
+        return dataclasses.replace(st, wall_mm=wall), out
 
     def on_bone(self, st: ThaState, centre_mm: np.ndarray) -> bool:
         """The reamer's head is in the acetabulum (its centre near the native or the reamed centre)."""
@@ -266,6 +293,8 @@ class ThaModel:
         if st.deepest_mm is not None:
             r = reaming(self.native, st.deepest_mm, self.frame, self.side)
             values["reaming_depth_mm"], values["medialisation_mm"] = r.depth_mm, r.medialisation_mm
+        if st.wall_mm is not None:
+            values["medial_wall_mm"] = st.wall_mm
         if st.cup is not None:
             cup = st.cup
             values["impacted_cup_inclination_deg"] = cup.inclination_deg
@@ -291,6 +320,10 @@ class ThaModel:
         if "reaming_depth_mm" in v:
             out.append(f"{'已磨锉' if zh else 'Reamed'}: {'深度' if zh else 'depth'} {v['reaming_depth_mm']:.1f} mm  "
                        f"{'内移' if zh else 'medialisation'} {v['medialisation_mm']:.1f} mm")
+        if "medial_wall_mm" in v:
+            w = v["medial_wall_mm"]
+            out.append((f"内侧壁 {w:.1f} mm" if w >= 0 else f"内侧壁已穿透 {-w:.1f} mm") if zh else
+                       (f"Medial wall {w:.1f} mm" if w >= 0 else f"MEDIAL WALL BREACHED by {-w:.1f} mm"))
         if "cup_inclination_deg" in v:
             zone = self.in_zone(v["cup_inclination_deg"], v["cup_anteversion_deg"])
             tag = ("安全区内" if zone else "安全区外") if zh else ("in safe zone" if zone else "OUTSIDE safe zone")
