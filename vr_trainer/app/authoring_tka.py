@@ -251,7 +251,8 @@ def render_tka_workflow(bundle: Any, bundle_ref: str, side: str | None, bundle_n
         out += ["events:", "  - id: saw_on_soft_tissue", f"    when: {when}",
                 "    cooldown_s: 2", "    effects:", "      - prompt:",
                 '          en: "The saw is on soft tissue at risk: keep the blade inside the bone"',
-                '          zh: "锯片触及危险软组织：锯片保持在骨内"', "      - haptic: {amplitude: 0.8, duration_s: 0.2}",
+                '          zh: "锯片触及危险软组织：锯片保持在骨内"',
+                "      - haptic: {amplitude: 0.8, duration_s: 0.2}",
                 "      - sound: alert"]
     else:
         out += ["# the bundle has no soft tissue at risk: derive it with",
