@@ -144,8 +144,9 @@ def test_cup_readouts_match_constructed_axes_and_the_impaction_records_them(scen
     move = seat - model.native.centre_mm
     assert abs(obs.values["leg_length_change_mm"] + float(move @ model.frame.superior)) < 1e-6
     assert abs(obs.values["offset_change_mm"] - float(move @ model.frame.right)) < 1e-6
-    assert any(ln.startswith(f"Cup: inclination {inc:.1f}°") for ln in model.readout_lines(
-        dataclasses.replace(scene.initial_state, observation=obs), "en"))
+    done = dataclasses.replace(scene.initial_state, observation=obs)
+    assert any(ln.startswith(f"Cup: inclination {inc:.1f}°") for ln in model.readout_lines(done, "en"))
+    assert any(ln.startswith(f"髋臼杯: 外展 {inc:.1f}°") for ln in model.readout_lines(done, "zh"))
 
 
 def test_the_bone_stops_the_reamer_and_the_trigger_reams_to_the_hand(scene):
@@ -254,3 +255,15 @@ def test_the_medial_wall_behind_the_head_and_a_breach_through_it():
         st, actions = model._wall(dataclasses.replace(st), centre - [0.0, 0.0, depth], np.array([0.0, 0.0, -1.0]))
         got.append((round(st.wall_mm, 1), actions))
     assert got == [(5.0, set()), (3.0, set()), (1.0, set()), (-2.0, {"medial_wall_breach"})]
+
+
+def test_the_left_hip_is_the_same_operation_mirrored(scenario10, tmp_path):
+    src = yaml.safe_load(scenario10.read_text())
+    src["anatomy"].update(side="left", hide=["femur_left", "cartilage_femoral_head_left"])
+    src["targets"][0]["point_mm"] = [-88.0, 0.0, 0.0]
+    p = tmp_path / "tha_left.yaml"
+    p.write_text(yaml.safe_dump(src, allow_unicode=True))
+    e = run_autopilot_unrendered(p, "expert")
+    assert e["passed"] and e["score"] >= 90, e["score"]
+    assert _m(e, "cup_inclination_error_deg") < 0.5 and _m(e, "cup_anteversion_error_deg") < 0.5
+    assert _m(e, "medialisation_mm") > 0.0  # toward the midline: -x on the left
