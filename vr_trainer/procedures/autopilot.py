@@ -439,7 +439,9 @@ def _overshoot_mm(ctx: PlanningContext, route: Route, want_mm: float, risk: list
 def autopilot_plan(ctx: PlanningContext, mode: str = "expert", skill: float | None = None, seed: int = 0) -> Plan:
     """``mode`` expert|novice; ``skill`` (0..1) overrides the mode's level. PTED scenarios get the
     staged planner of :mod:`vr_trainer.procedures.pted_autopilot` (same skill scheme) when
-    their steps are the staged operation's; a PTED scenario of plain reach steps keeps this one."""
+    their steps are the staged operation's; a PTED scenario of plain reach steps keeps this one.
+    Likewise TKA scenarios with cutting blocks get :mod:`.tka_autopilot`, THA scenarios with the
+    reamer or the cup impactor :mod:`.tha_autopilot`."""
     if mode not in MODES:
         raise ValueError(f"--autopilot must be one of {', '.join(MODES)} (got {mode!r})")
     level = MODES[mode] if skill is None else float(skill)
