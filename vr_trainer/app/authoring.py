@@ -308,6 +308,15 @@ def new_scenario(procedure: str, bundle_dir: str | Path, out: str | Path, level:
             text = render_tka_workflow(bundle, _q(bundle_ref(bdir, out_path)), side, bdir.name)
         except ValueError as e:
             raise AuthoringError(str(e)) from None
+    elif procedure == "tha":  # the anterior-approach reaming and cup workflow
+        from vr_trainer.app.authoring_tha import render_tha_workflow
+
+        if level is not None:
+            raise AuthoringError(f"--level applies to spine procedures only, not {procedure}")
+        try:
+            text = render_tha_workflow(bundle, _q(bundle_ref(bdir, out_path)), side, bdir.name)
+        except ValueError as e:
+            raise AuthoringError(str(e)) from None
     else:
         plan = make_plan(procedure, bundle, level, side)
         shown = [s for s in bundle.structures if s.name not in plan.hide]
