@@ -125,9 +125,12 @@ def test_the_saw_is_held_in_the_slot_and_cuts_only_a_swept_section(expert_run):
 
 @pytest.fixture(scope="module")
 def skill_runs(scenario10):
+    """Six skill levels; the expert's attempt is recorded (``runs[1.0]["recording"]``)."""
     levels = (1.0, 0.9, 0.75, 0.55, 0.35, 0.15)
     ctx: list = []
-    return {s: run_autopilot_unrendered(scenario10, "expert", s, shared_ctx=ctx) for s in levels}
+    rec = scenario10.parent / "expert.mcap"
+    return {s: run_autopilot_unrendered(scenario10, "expert", s, shared_ctx=ctx, record=rec if s == 1.0 else None)
+            for s in levels}
 
 
 def _m(s: dict, name: str) -> float:
@@ -168,3 +171,16 @@ def test_a_run_exports_the_cutting_guides_into_out(tmp_path, scenario10):
 
     g = trimesh.load(tmp_path / "guides" / "distal_femoral_guide.stl")
     assert g.is_watertight and g.volume > 1000.0
+
+
+def test_the_report_plots_the_cut_angles_against_the_plan(skill_runs, tmp_path):
+    from vr_trainer.cli import main
+
+    out = tmp_path / "report.html"
+    assert main(["report", skill_runs[1.0]["recording"], "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    plot = html[html.index("id=plot-angles"):]
+    plot = plot[:plot.index("</figure>")]
+    for angle in ("distal_varus", "tibial_slope", "femoral_rotation"):
+        assert angle in plot, angle
+    assert "[2.5, 3.5]" in plot  # the 3 degree slope and flexion targets, +- the rubric's 0.5 degree full marks

@@ -233,8 +233,8 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
         from vr_trainer.procedures.pted import pted_model
 
         procedure = pted_model(scenario, bundle, world_from_patient)
-    elif scenario.procedure == "tka":
-        from vr_trainer.procedures.tka import tka_model
+    elif scenario.procedure == "tka" and any(i.kind.endswith("_block") for i in scenario.instruments):
+        from vr_trainer.procedures.tka import tka_model  # the knee workflow (a scenario of reach steps has none)
 
         procedure = tka_model(scenario, bundle, world_from_patient)
     elif scenario.procedure == "tha":

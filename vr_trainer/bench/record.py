@@ -169,15 +169,18 @@ def measure_replay(scenario: str | None, fps: float, tmp: Path) -> dict[str, Any
 
     from vr_trainer.scenario.loader import default_scenario_path
 
+    from vr_trainer.scenario.loader import load_scenario, resolve_bundle_path
+
     src = Path(scenario) if scenario else default_scenario_path()
     text, n = re.subn(r"(\n  fps:\s*)[0-9.]+", rf"\g<1>{fps:g}", src.read_text(encoding="utf-8"), count=1)
-    scen = src.parent / f".bench-record-{src.name}"  # beside the original, so its bundle is found the same way
-    scen.write_text(text if n else src.read_text(encoding="utf-8"), encoding="utf-8")
+    # a copy in the temporary folder (never beside the shipped scenarios), its bundle named by full path
+    bundle = resolve_bundle_path(load_scenario(src))
+    text = re.sub(r"(\n  bundle:\s*).*", lambda m: f"{m.group(1)}{json.dumps(str(bundle))}", text if n else
+                  src.read_text(encoding="utf-8"), count=1)
+    scen = tmp / f"bench-record-{src.name}"
+    scen.write_text(text, encoding="utf-8")
     path = tmp / "autopilot.mcap"
-    try:
-        run = run_session(str(scen), "headless", size=(64, 48), autopilot="expert", record=path)
-    finally:
-        scen.unlink(missing_ok=True)
+    run = run_session(str(scen), "headless", size=(64, 48), autopilot="expert", record=path)
     rep = replay_recording(path)
     dur_s = max(rep["recorded_duration_s"], 1e-9)
     return {"recorded_s": rep["recorded_duration_s"], "fps": round(rep["frames"] / dur_s),

@@ -157,6 +157,16 @@ def angle_targets(scenario: Scenario | None) -> dict[str, tuple[float, float]]:
     for cond in [s.complete_when for s in scenario.steps] + [e.when for e in scenario.events]:
         for name, lo, hi in ANGLE_RANGE.findall(cond):
             out.setdefault(name, (float(lo), float(hi)))
+    if scenario.procedure == "tka":  # the knee's cut angles: the plan's target, +- the rubric's full marks
+        from vr_trainer.scenario.schema import TkaPlan
+
+        plan = scenario.tka or TkaPlan()
+        full = {m.metric: m.full_marks_at for m in scenario.rubric.metrics}
+        for angle, target in (("distal_varus", plan.distal_varus_deg), ("distal_flexion", plan.distal_flexion_deg),
+                              ("tibial_varus", plan.tibial_varus_deg), ("tibial_slope", plan.tibial_slope_deg),
+                              ("femoral_rotation", plan.femoral_rotation_deg)):
+            tol = abs(float(full.get(f"{angle}_error_deg", 1.0)))
+            out.setdefault(angle, (target - tol, target + tol))
     return out
 
 
