@@ -267,3 +267,8 @@ def test_the_left_hip_is_the_same_operation_mirrored(scenario10, tmp_path):
     assert e["passed"] and e["score"] >= 90, e["score"]
     assert _m(e, "cup_inclination_error_deg") < 0.5 and _m(e, "cup_anteversion_error_deg") < 0.5
     assert _m(e, "medialisation_mm") > 0.0  # toward the midline: -x on the left
+
+
+def test_a_tha_scenario_of_reach_steps_runs_without_the_hip_model():
+    reach = load_validated_scenario(REPO / "tests" / "scenario" / "data" / "tha_reach.yaml")
+    assert build_session(reach)[0].procedure is None

@@ -237,8 +237,8 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
         from vr_trainer.procedures.tka import tka_model  # the knee workflow (a scenario of reach steps has none)
 
         procedure = tka_model(scenario, bundle, world_from_patient)
-    elif scenario.procedure == "tha":
-        from vr_trainer.procedures.tha import tha_model
+    elif scenario.procedure == "tha" and any(i.kind.startswith(("acetabular_", "cup_")) for i in scenario.instruments):
+        from vr_trainer.procedures.tha import tha_model  # the hip workflow (a scenario of reach steps has none)
 
         procedure = tha_model(scenario, bundle, world_from_patient)
     pieces = {p.index: p for p in getattr(procedure, "pieces", ())}
