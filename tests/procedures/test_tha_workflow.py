@@ -203,9 +203,12 @@ def test_the_acetabulum_comes_from_the_bone_of_a_moved_pelvis_without_femur_or_l
 
 @pytest.fixture(scope="module")
 def skill_runs(scenario10):
+    """Six skill levels; the expert's attempt is recorded (``runs[1.0]["recording"]``)."""
     levels = (1.0, 0.9, 0.75, 0.55, 0.35, 0.15)
     ctx: list = []
-    return {s: run_autopilot_unrendered(scenario10, "expert", s, shared_ctx=ctx) for s in levels}
+    rec = scenario10.parent / "expert.mcap"
+    return {s: run_autopilot_unrendered(scenario10, "expert", s, shared_ctx=ctx, record=rec if s == 1.0 else None)
+            for s in levels}
 
 
 def _m(s: dict, name: str) -> float:
@@ -272,3 +275,16 @@ def test_the_left_hip_is_the_same_operation_mirrored(scenario10, tmp_path):
 def test_a_tha_scenario_of_reach_steps_runs_without_the_hip_model():
     reach = load_validated_scenario(REPO / "tests" / "scenario" / "data" / "tha_reach.yaml")
     assert build_session(reach)[0].procedure is None
+
+
+def test_the_report_plots_the_cup_angles_against_the_safe_zone(skill_runs, tmp_path):
+    from vr_trainer.cli import main
+
+    out = tmp_path / "report.html"
+    assert main(["report", skill_runs[1.0]["recording"], "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    plot = html[html.index("id=plot-angles"):]
+    plot = plot[:plot.index("</figure>")]
+    for angle in ("cup_inclination", "cup_anteversion", "reamer_inclination"):
+        assert angle in plot, angle
+    assert "[30, 50]" in plot and "[5, 25]" in plot  # Lewinnek's zone: 40 +- 10 and 15 +- 10 degrees

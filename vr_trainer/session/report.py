@@ -167,6 +167,15 @@ def angle_targets(scenario: Scenario | None) -> dict[str, tuple[float, float]]:
                               ("femoral_rotation", plan.femoral_rotation_deg)):
             tol = abs(float(full.get(f"{angle}_error_deg", 1.0)))
             out.setdefault(angle, (target - tol, target + tol))
+    if scenario.procedure == "tha":  # the reamer's and the cup's Murray angles: the plan's safe zone
+        from vr_trainer.scenario.schema import ThaPlan
+
+        hip = scenario.tha or ThaPlan()
+        for tool in ("cup", "reamer"):
+            out.setdefault(f"{tool}_inclination", (hip.cup_inclination_deg - hip.inclination_tolerance_deg,
+                                                   hip.cup_inclination_deg + hip.inclination_tolerance_deg))
+            out.setdefault(f"{tool}_anteversion", (hip.cup_anteversion_deg - hip.anteversion_tolerance_deg,
+                                                   hip.cup_anteversion_deg + hip.anteversion_tolerance_deg))
     return out
 
 
