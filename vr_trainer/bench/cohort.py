@@ -4,7 +4,9 @@ Ours: the cohort index (:mod:`vr_trainer.session.index`): a cold index of N reco
 path reads only the ``/session`` and ``/summary`` chunks of each), a re-index with nothing
 changed (reads none), and the whole ``report --cohort`` (index + CSV + HTML charts). Peer, in
 the same run: reading every recording in full with
-:func:`~vr_trainer.session.reader.read_recording` (what a report without an index would do).
+:func:`~vr_trainer.session.reader.read_recording` (every frame built and held), and the summary
+pass a report now makes of each recording (``read_recording(frames=False)``: every chunk read and
+checked, the frames counted, none built).
 The recordings are K seeded autopilot attempts of the scenario by K residents (real runs, nothing
 drawn), copied under N names (the index reads each file on its own, so copies cost what distinct
 files of that size cost): K residents with N/K attempts each.
@@ -50,6 +52,10 @@ def bench_cohort(recordings: int = 200, distinct: int = 8, scenario: str | None 
             read_recording(p)
         full_s = time.perf_counter() - t
         t = time.perf_counter()
+        for p in sorted(folder.rglob("*.mcap")):
+            read_recording(p, frames=False)
+        pass_s = time.perf_counter() - t
+        t = time.perf_counter()
         done = build_cohort(folder, Path(tmp) / "out", "en")
         report_s = time.perf_counter() - t
     return {"scenario": scen.name, "recordings": recordings, "distinct_runs": distinct,
@@ -57,6 +63,7 @@ def bench_cohort(recordings: int = 200, distinct: int = 8, scenario: str | None 
             "index_cold_s": round(cold.seconds, 3), "index_cold_read": cold.read,
             "index_unchanged_s": round(warm.seconds, 4), "index_unchanged_read": warm.read,
             "peer_full_read_s": round(full_s, 3), "cold_index_vs_full_read_x": round(full_s / cold.seconds, 1),
+            "summary_pass_s": round(pass_s, 3), "full_read_vs_summary_pass_x": round(full_s / pass_s, 1),
             "report_cohort_s": round(report_s, 2), "html_s": done["html_s"], "residents": len(done["residents"])}
 
 
@@ -70,6 +77,8 @@ def cmd_bench_cohort(args: argparse.Namespace) -> int:
     print(f"  index, cold:       {r['index_cold_s']:.3f} s ({r['index_cold_read']} read)")
     print(f"  index, unchanged:  {r['index_unchanged_s']:.4f} s ({r['index_unchanged_read']} read)")
     print(f"  peer, full reads:  {r['peer_full_read_s']:.3f} s  -> cold index {r['cold_index_vs_full_read_x']}x faster")
+    print(f"  summary passes:    {r['summary_pass_s']:.3f} s  (frames counted, not built: "
+          f"{r['full_read_vs_summary_pass_x']}x faster than full reads)")
     print(f"  report --cohort:   {r['report_cohort_s']:.2f} s (charts {r['html_s']:.2f} s)")
     return 0
 
