@@ -28,7 +28,7 @@ from vr_trainer.session.cohort import CusumSettings, build_cohort, learning_cusu
 from vr_trainer.session.reader import read_recording
 
 REPO = Path(__file__).resolve().parents[2]
-SCENARIO = REPO / "tests" / "scenario" / "data" / "tka_touch.yaml"  # the shortest autopilot run of the shipped scenarios
+SCENARIO = REPO / "tests" / "scenario" / "data" / "tka_touch.yaml"  # a short autopilot run (one reach step)
 pytestmark = pytest.mark.gl
 N_R01 = 24
 

@@ -108,6 +108,17 @@ def _target_point(t: Any, bundle: Any, by_name: dict[str, np.ndarray], scenario_
                         f"bundle {bundle.path} does not have (it has: {', '.join(sorted(by_name))})")
 
 
+def _knee_target(s: Any, bundle: Any, locale: str) -> PreviewTarget:
+    """The knee joint (midway between the femoral and tibial knee centres, from the bundle's bones)."""
+    from vr_trainer.procedures.tka_landmarks import femur_landmarks, tibia_landmarks
+    from vr_trainer.procedures.tka import _find
+
+    femur = femur_landmarks(_find(bundle.structures, "femur").mesh, side=s.anatomy.side)
+    tibia = tibia_landmarks(_find(bundle.structures, "tibia").mesh, side=femur.side)
+    return PreviewTarget("knee_joint", "膝关节" if locale == "zh" else "Knee joint",
+                         0.5 * (femur.knee_centre_mm + tibia.knee_centre_mm), None)
+
+
 def load_preview_scene(path: str | Path) -> PreviewScene:
     """Load a scenario and its bundle and resolve what the preview shows (no GL)."""
     from vr_trainer.anatomy.bundle import load_bundle
@@ -144,6 +155,9 @@ def load_preview_scene(path: str | Path) -> PreviewScene:
         first = first or (tid if tid in by_id else None)
         goal = tid if tid else st.complete_when
         lines.append(f"{k + 1}. {_text(st.prompt, loc)} -> {goal}")
+    if not targets and s.procedure == "tka" and s.tka is not None:
+        targets = [_knee_target(s, bundle, loc)]  # the knee workflow aims at cuts, not points: look at the joint
+        by_id = {t.id: t for t in targets}
     if not targets:
         raise ScenarioError(f"scenario '{s.id}': declares no targets; a preview needs at least one to look at")
     focus = by_id[first] if first else targets[0]

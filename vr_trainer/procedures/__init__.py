@@ -16,8 +16,8 @@ from vr_trainer.procedures import pted_safety as _pted_safety  # noqa: E402,F401
 from vr_trainer.procedures import tka_metrics as _tka_metrics  # noqa: E402,F401 - registers TKA's metrics
 from vr_trainer.procedures import tha_metrics as _tha_metrics  # noqa: E402,F401 - registers THA's metrics
 from vr_trainer.scenario.conditions import register_angles as _register_angles  # noqa: E402
-from vr_trainer.procedures.tka_workflow import ANGLES as _TKA_ANGLES  # noqa: E402
-from vr_trainer.procedures.tha_workflow import ANGLES as _THA_ANGLES  # noqa: E402
+from vr_trainer.procedures.tka_constants import ANGLES as _TKA_ANGLES  # noqa: E402
+from vr_trainer.procedures.tka_constants import THA_ANGLES as _THA_ANGLES  # noqa: E402
 
 _register_angles("tka", _TKA_ANGLES)
 _register_angles("tha", _THA_ANGLES)

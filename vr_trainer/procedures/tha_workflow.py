@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import trimesh
 
+from vr_trainer.procedures.tka_constants import THA_ANGLES
 from vr_trainer.procedures.tha_pelvis import (Acetabulum, PelvicFrame, Side, cup_angles_deg, leg_length_and_offset_mm,
                                               reaming)
 from vr_trainer.procedures.tha_reaming import ReamedSolid, inner_wall_mm, ream
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 CAPTURE_MM = 15.0  # the reamer meets bone, the cup drops into the socket, this close to it
 CUT_EVERY_MM = 1.0  # the reamed solid is updated each time the head has moved this far
 ACTIONS = ("reamed", "medial_wall_breach", "cup_impacted", "cup_in_zone", "cup_outside_zone")
-ANGLES = ("cup_inclination", "cup_anteversion", "reamer_inclination", "reamer_anteversion")
+ANGLES = THA_ANGLES
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,13 @@ import numpy as np
 import trimesh
 
 from ..sim.cutting import Plane
+from .tka_constants import BALANCED_MM
 from .tka_landmarks import FemurLandmarks, TibiaLandmarks
 
 TRANSITION_STRAIN = 0.03  # Blankevoort & Huiskes 1991 (e_l)
 MCL_STIFFNESS_N = 2750.0  # from memory (Blankevoort & Huiskes 1991)
 LCL_STIFFNESS_N = 2000.0  # from memory (Blankevoort & Huiskes 1991)
 TENSION_N = 100.0  # distraction force per compartment
-BALANCED_MM = 2.0  # |medial - lateral| within this: a rectangular gap (a common clinical target, from memory)
 Side = Literal["medial", "lateral"]
 
 

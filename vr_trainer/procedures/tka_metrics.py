@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from vr_trainer.procedures.tka_gaps import BALANCED_MM
+from vr_trainer.procedures.tka_constants import BALANCED_MM
 from vr_trainer.scenario.metrics import MetricContext, MetricDef, RunView, register
 from vr_trainer.scenario.schema import TkaPlan
 from vr_trainer.sim.observation import Observation

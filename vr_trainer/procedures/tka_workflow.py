@@ -39,6 +39,7 @@ import numpy as np
 import trimesh
 
 from vr_trainer.procedures import tka_readouts as readouts
+from vr_trainer.procedures.tka_constants import ANGLES  # noqa: F401 - the readouts' angle names, re-exported
 from vr_trainer.procedures.tka_gaps import Gaps, KneeBalance
 from vr_trainer.procedures.tka_landmarks import FemurLandmarks, TibiaLandmarks
 from vr_trainer.procedures.tka_slots import (FOUR_IN_ONE_SLOTS, Section, blade_covers, cross_section, femur_ap_mm,
@@ -64,7 +65,6 @@ CUT_ACTIONS = {"distal": "cut_distal_femur", "tibial": "cut_proximal_tibia", "po
 ACTIONS = tuple(f"pinned_{b}" for b in BLOCKS) + tuple(CUT_ACTIONS.values()) + (
     "cut_four_in_one", "measured_extension_gap", "measured_flexion_gap", "balanced_extension", "balanced_flexion",
     "released_mcl", "released_lcl", "trial_fitted")
-ANGLES = ("distal_varus", "distal_flexion", "tibial_varus", "tibial_slope", "femoral_rotation")
 
 
 @dataclass(frozen=True)
