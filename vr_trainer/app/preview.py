@@ -155,14 +155,18 @@ def load_preview_scene(path: str | Path) -> PreviewScene:
         first = first or (tid if tid in by_id else None)
         goal = tid if tid else st.complete_when
         lines.append(f"{k + 1}. {_text(st.prompt, loc)} -> {goal}")
+    field_mm: float | None = None
     if not targets and s.procedure == "tka" and s.tka is not None:
         targets = [_knee_target(s, bundle, loc)]  # the knee workflow aims at cuts, not points: look at the joint
         by_id = {t.id: t for t in targets}
+        field_mm = 110.0  # and frame the operative field around it, not the whole leg
     if not targets:
         raise ScenarioError(f"scenario '{s.id}': declares no targets; a preview needs at least one to look at")
     focus = by_id[first] if first else targets[0]
     allv = np.concatenate(shown + [r.vertices_mm for r in risks] + [np.stack([t.point_ras_mm for t in targets])])
     lo, hi = allv.min(0), allv.max(0)
+    if field_mm is not None:
+        lo, hi = np.maximum(lo, focus.point_ras_mm - field_mm), np.minimum(hi, focus.point_ras_mm + field_mm)
     # the approach: the landmark's own direction, else the demo tool's shaft, else from the head
     lm = focus.landmark
     d = s.demo
