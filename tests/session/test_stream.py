@@ -160,7 +160,9 @@ def test_corrupt_bytes_stream_the_part_before_them(synthetic, tmp_path):
     with RecordingStream(bad) as stream:
         n = sum(1 for _ in stream.frames())
     assert stream.recording.damage == read_recording(bad).damage
-    assert "damaged after byte" in str(stream.recording.damage) and 0 < n < 1500
+    # where the zeroed bytes land depends on the chunk layout: inside a chunk, reading stops there; in a
+    # part only the data section's checksum covers, every frame reads and the closing check says so
+    assert "damaged after byte" in str(stream.recording.damage) and 0 < n <= 1500
     junk = tmp_path / "junk.mcap"
     junk.write_bytes(b"not a recording at all")
     with pytest.raises(RecordingError, match="not a readable vr-trainer recording"):
