@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vr_trainer.app.authoring_plans import APPROACH_MM, AuthoringError, ScenarioPlan, plan_pted, plan_tha, plan_tka
+from vr_trainer.app.authoring_plans import APPROACH_MM, AuthoringError, ScenarioPlan, plan_pted
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "scenarios" / "schema.json"
@@ -255,11 +255,9 @@ def _demo(plan: ScenarioPlan, vertices_mm: np.ndarray, add: Any) -> None:
 
 
 def make_plan(procedure: str, bundle: Any, level: str | None, side: str | None) -> ScenarioPlan:
-    if procedure == "pted":
-        return plan_pted(bundle, level, side)
-    if level is not None:
-        raise AuthoringError(f"--level applies to spine procedures only, not {procedure}")
-    return plan_tka(bundle, side) if procedure == "tka" else plan_tha(bundle, side)
+    if procedure != "pted":  # the joint workflows are written by authoring_tka / authoring_tha
+        raise AuthoringError(f"new-scenario has no plan for procedure {procedure!r}; choose pted, tka or tha")
+    return plan_pted(bundle, level, side)
 
 
 def check_written(path: Path) -> None:

@@ -173,6 +173,7 @@ def _v(p: np.ndarray) -> str:
 
 def render_tka_workflow(bundle: Any, bundle_ref: str, side: str | None, bundle_name: str) -> str:
     """The scenario text; raises ValueError (as the TKA model would) when the bundle has no femur and tibia."""
+    from vr_trainer.app.authoring_plans import declared_side
     from vr_trainer.procedures.tka import TkaBundleError, _find
     from vr_trainer.procedures.tka_landmarks import femur_landmarks, tibia_landmarks
 
@@ -181,8 +182,7 @@ def render_tka_workflow(bundle: Any, bundle_ref: str, side: str | None, bundle_n
         raise TkaBundleError(f"bundle {bundle.path}: the femur and tibia not found (bone structures whose names hold "
                              f"femur and tibia); the bundle has: {', '.join(bundle.names())}. Import a knee with "
                              "both bones (e.g. `vr-trainer import mesh Femur.stl Tibia.stl --out DIR`).")
-    declared = bundle.landmarks.get("side")
-    side = side or (str(declared) if declared in ("left", "right") else None)
+    side = declared_side(bundle, side)
     femur = femur_landmarks(femur_st.mesh, side=side)  # type: ignore[arg-type]
     side = side or femur.side  # from the geometry (the femoral head, else the condyles)
     tibia = tibia_landmarks(tibia_st.mesh, side=femur.side)
