@@ -128,3 +128,33 @@ def test_spine_stays_visible_through_skin_and_muscle(gl_ctx):
     seen = with_bone[centre].mean((0, 1))
     assert (seen - without[centre].mean((0, 1))).sum() > 150, "the bone is plainly visible through skin and muscle"
     assert seen.min() > 110, f"pale bone, not hidden under red muscle: {seen}"
+
+
+def test_the_flexed_tibia_hangs_beyond_the_tables_end():
+    """The knee workflow flexes the tibia 90 degrees about the knee: nothing that moves may pass through the
+    table (its foot section is dropped), and the table still carries the thigh."""
+    from vr_trainer.app.session import build_session
+    from vr_trainer.scenario.loader import load_scenario
+
+    scene, meshes = build_session(load_scenario("scenarios/tka_knee.yaml"))
+    assert scene.room is not None
+    top = scene.room.table_top_y_mm
+    pad_item = next(it for it in scene.room.draw_items(0.0) if it.mesh_id == "room:table_pad")
+    pad = trimesh.Trimesh(meshes["room:table_pad"].vertices_mm, meshes["room:table_pad"].faces)
+    pad.apply_transform(pad_item.world_from_model)
+    lo, hi = pad.bounds
+    moved = scene.procedure.motion_poses()
+    assert {"tibia", "fibula"} <= set(moved), "the tibia and fibula flex"
+    lowest = np.inf
+    for part in scene.parts:
+        for pose in moved.get(part.name, []):
+            v = meshes[part.mesh_id].vertices_mm
+            w = (scene.world_from_patient @ pose @ np.c_[v, np.ones(len(v))].T)[:3].T
+            lowest = min(lowest, float(w[:, 1].min()))
+            under = np.all((w[:, [0, 2]] > lo[[0, 2]]) & (w[:, [0, 2]] < hi[[0, 2]]), axis=1) & (w[:, 1] < top)
+            assert not under.any(), f"{part.name}: {int(under.sum())} points of the flexed leg inside the table"
+    assert lowest < top - 200.0, "flexed, the tibia hangs well below the table top"
+    femur = next(p for p in scene.parts if p.name == "femur")
+    fw = meshes[femur.mesh_id].vertices_mm @ scene.world_from_patient[:3, :3].T + scene.world_from_patient[:3, 3]
+    over = np.all((fw[:, [0, 2]] > lo[[0, 2]]) & (fw[:, [0, 2]] < hi[[0, 2]]), axis=1)
+    assert over.mean() > 0.5, "most of the femur lies over the table"

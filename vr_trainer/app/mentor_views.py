@@ -41,7 +41,7 @@ class EndoscopeFeed:
 
     def __call__(self, state: Any, frame: Any) -> None:
         proc = self.scene.procedure
-        if proc is None or frame.index % ENDOSCOPE_EVERY_N_FRAMES:
+        if not hasattr(proc, "endoscope_pose") or frame.index % ENDOSCOPE_EVERY_N_FRAMES:
             return
         if proc.endoscope_pose(state) is None:
             return

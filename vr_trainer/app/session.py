@@ -97,7 +97,8 @@ class SessionScene:
             items = [dataclasses.replace(it, tint_rgba=tints[name]) if name in tints else it
                      for it, name in zip(items, (p.name for p in self.parts))]
         proc = self.procedure
-        removed = proc.removed_pieces(state) if proc is not None else frozenset()
+        # what a procedure model can show is optional: PTED removes pieces and has a scope, a knee is cut
+        removed = proc.removed_pieces(state) if hasattr(proc, "removed_pieces") else frozenset()
         if removed:  # pieces the forceps took out are gone
             items = [it for it, p in zip(items, self.parts) if p.piece is None or p.piece not in removed]
         poses = proc.part_poses(state.procedure_state) if hasattr(proc, "part_poses") else {}
@@ -128,7 +129,7 @@ class SessionScene:
             latest = self.fluoro.latest() if self.fluoro is not None else None
             if latest is not None:
                 images.append(self.room.image_panel("carm_monitor", latest[0], latest[1]))
-        scope = proc.endoscope_pose(state) if proc is not None else None
+        scope = proc.endoscope_pose(state) if hasattr(proc, "endoscope_pose") else None
         return SceneSnapshot(state.time_s, frame.index, tuple(items), tuple(self.panels(state)), state.annotations,
                              tuple(images), EndoscopeCamera(scope) if scope is not None else None, tuple(uploads))
 
@@ -316,9 +317,13 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
         bbox = anatomy_bbox_world(world_from_patient, [meshes[p.mesh_id].vertices_mm for p in parts])
         iso_ras = next(iter(target_ras.values()), None)  # the C-arm's isocentre: the first target (as the shots)
         iso_w = None if iso_ras is None else (world_from_patient @ np.append(iso_ras, 1.0))[:3]
+        moved = procedure.motion_poses() if hasattr(procedure, "motion_poses") else {}
+        clear = [(world_from_patient @ pose @ np.c_[meshes[p.mesh_id].vertices_mm, np.ones(len(meshes[p.mesh_id]
+                  .vertices_mm))].T)[:3].T for p in parts for pose in moved.get(p.name, [])]
         room = build_room(world_from_patient, bbox, track.head_pose(0.0)[:3, 3], iso_w,
                           approach_side=scenario.anatomy.side, sad_mm=scenario.carm.source_to_isocentre_mm,
-                          sid_mm=scenario.carm.source_to_detector_mm)
+                          sid_mm=scenario.carm.source_to_detector_mm,
+                          keep_clear_world_mm=np.vstack(clear) if clear else None)
         for mid, rm in room.meshes.items():
             meshes[mid] = MeshData(rm.vertices_mm, rm.faces, rm.material, rm.double_sided)
     return SessionScene(scenario, world_from_patient, parts, sim, state, track, bundle_dir, rules, bundle, room,

@@ -237,6 +237,11 @@ class TkaModel:
             return "posterior" in st.cuts
         return False
 
+    def motion_poses(self) -> dict[str, list[np.ndarray]]:
+        """Bundle structure name -> the poses (4x4, patient frame) it takes besides the bundle's: where the room
+        must leave space (the flexed tibia hangs beyond the table's end)."""
+        return {n: [self.flexion_xf] for n in self.flexing}
+
     def part_poses(self, procedure_state: Any) -> dict[str, np.ndarray]:
         """Bundle structure name -> its pose (4x4, patient frame) when not where the bundle has it."""
         st: TkaState = procedure_state or TkaState()
@@ -517,12 +522,6 @@ class TkaModel:
         """Bundle structure name -> its cut mesh (only the bones cut so far)."""
         st: TkaState = procedure_state or TkaState()
         return {self.structure_names[k]: b for k, b in st.bones.items()}
-
-    def removed_pieces(self, state: Any) -> frozenset[int]:
-        return frozenset()
-
-    def endoscope_pose(self, state: Any) -> None:
-        return None
 
 
 def _pose(tip: np.ndarray, z: np.ndarray, normal: np.ndarray) -> np.ndarray:

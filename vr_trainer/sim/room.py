@@ -191,13 +191,17 @@ def _monitor_cart(screen_centre_y_mm: float, floor_y_mm: float) -> dict[str, tri
 
 def build_room(world_from_patient: np.ndarray, anatomy_bbox_world_mm: np.ndarray, resident_world_mm: np.ndarray,
                isocentre_world_mm: np.ndarray | None = None, floor_y_mm: float = 0.0,
-               approach_side: str | None = None, sad_mm: float = SAD_MM, sid_mm: float = SID_MM) -> Room:
+               approach_side: str | None = None, sad_mm: float = SAD_MM, sid_mm: float = SID_MM,
+               keep_clear_world_mm: np.ndarray | None = None) -> Room:
     """The room for a patient placed by ``world_from_patient`` (RAS -> world) whose meshes fill
     ``anatomy_bbox_world_mm`` ((2, 3): min and max corner in the world). The table top sits
     just under the body's lowest point; the C-arm's isocentre defaults to the bbox centre
     (pass the target level's point); ``approach_side`` ("left"/"right", the patient's) or, when
     None, the side of ``resident_world_mm`` (their head) is where the resident stands. The view
-    angles then match :func:`vr_trainer.sim.carm.carm_geometry`'s ``angle_deg`` for that side."""
+    angles then match :func:`vr_trainer.sim.carm.carm_geometry`'s ``angle_deg`` for that side.
+    ``keep_clear_world_mm`` ((n, 3)): points of parts that move during the operation (the flexed tibia); the
+    table's foot end stops short of those that would be under its top, as a table with its foot section dropped
+    (the thigh on the table, the lower leg free)."""
     lo, hi = np.asarray(anatomy_bbox_world_mm, float).reshape(2, 3)
     up = np.array([0.0, 1.0, 0.0])
     long_axis = world_from_patient[:3, :3] @ np.array([0.0, 0.0, 1.0])  # the patient's superior axis
@@ -225,11 +229,15 @@ def build_room(world_from_patient: np.ndarray, anatomy_bbox_world_mm: np.ndarray
     table_pose[:3, 3] = [centre[0], 0.0, centre[2]]
     table_pose[1, 3] = 0.0
     h = table_top - floor_y_mm
-    pad = _box((2000.0, TABLE_PAD_MM, 540.0), (0.0, table_top - TABLE_PAD_MM / 2, 0.0))
+    a_mm, b_mm = _table_span(table_pose, table_top, keep_clear_world_mm, -float(x_t @ long_axis))
+    mid_mm, length_mm = (a_mm + b_mm) / 2.0, b_mm - a_mm
+    column_mm = float(np.clip(-300.0, a_mm + 450.0, b_mm - 450.0)) if length_mm > 900.0 else mid_mm
+    pad = _box((length_mm, TABLE_PAD_MM, 540.0), (mid_mm, table_top - TABLE_PAD_MM / 2, 0.0))
     steel = cast(trimesh.Trimesh, trimesh.util.concatenate([
-        _box((1960.0, 50.0, 500.0), (0.0, table_top - TABLE_PAD_MM - 25.0, 0.0)),  # the table's frame
-        _box((260.0, h - TABLE_PAD_MM - 90.0, 200.0), (-300.0, floor_y_mm + (h - TABLE_PAD_MM - 90.0) / 2 + 40.0, 0.0)),
-        _box((900.0, 40.0, 560.0), (-300.0, floor_y_mm + 20.0, 0.0)),  # the base on the floor
+        _box((length_mm - 40.0, 50.0, 500.0), (mid_mm, table_top - TABLE_PAD_MM - 25.0, 0.0)),  # the table's frame
+        _box((260.0, h - TABLE_PAD_MM - 90.0, 200.0),
+             (column_mm, floor_y_mm + (h - TABLE_PAD_MM - 90.0) / 2 + 40.0, 0.0)),
+        _box((900.0, 40.0, 560.0), (column_mm, floor_y_mm + 20.0, 0.0)),  # the base on the floor
     ]))
     floor = _box((7000.0, 10.0, 7000.0), (0.0, floor_y_mm - 5.0, 0.0))
     meshes: dict[str, RoomMesh] = {
@@ -281,6 +289,25 @@ def build_room(world_from_patient: np.ndarray, anatomy_bbox_world_mm: np.ndarray
         panel[:3, 3] = pos + 1.5 * facing  # just in front of the bezel
         monitors[name] = MonitorPanel(panel, MONITOR_SCREEN_MM[0])
     return Room(meshes, tuple(fixed), tuple(carm), carm_ap, approach, table_top, monitors)
+
+
+def _table_span(table_pose: np.ndarray, table_top_mm: float, keep_clear_world_mm: np.ndarray | None,
+                foot_sign: float, clearance_mm: float = 30.0) -> tuple[float, float]:
+    """The table top's extent (mm) along its long axis (table frame x, the feet towards ``foot_sign``), 2 m
+    centred on the anatomy, its foot end ``clearance_mm`` short of the points that would be under the top."""
+    a_mm, b_mm = -1000.0, 1000.0
+    if keep_clear_world_mm is None or not len(keep_clear_world_mm):
+        return a_mm, b_mm
+    pts = np.asarray(keep_clear_world_mm, float)
+    below = pts[pts[:, 1] < table_top_mm + 1.0]
+    if not len(below):
+        return a_mm, b_mm
+    x = (below - table_pose[:3, 3]) @ table_pose[:3, 0]
+    if foot_sign > 0:
+        b_mm = max(min(b_mm, float(x.min()) - clearance_mm), a_mm + 400.0)
+    else:
+        a_mm = min(max(a_mm, float(x.max()) + clearance_mm), b_mm - 400.0)
+    return a_mm, b_mm
 
 
 def anatomy_bbox_world(world_from_patient: np.ndarray, vertices_ras_mm: list[np.ndarray]) -> np.ndarray:
