@@ -6,9 +6,10 @@ mm), tibial spines and tuberosity; fibular head; patella (~42 x 22 x 46 mm);
 femoral, tibial (medial, lateral) and patellar cartilage 2-3 mm thick with a
 1 mm joint space.  Origin at the joint line, knee centre.
 
-Hip: both hip bones (iliac wing, acetabulum with ~55 mm socket opening
-lateral-anterior-inferior, pubic and ischial rami around the obturator
-foramen), sacrum, both proximal femora (head ~46 mm, neck-shaft angle 128
+Hip: both hip bones (:mod:`.phantom_pelvis`: curved iliac wing and crest,
+ASIS and pubic tubercles in one coronal plane, a closed acetabular cup with
+its quadrilateral plate, pubic and ischial rami round the obturator foramen),
+sacrum, both proximal femora (head ~46 mm, neck-shaft angle 128
 deg, 12 deg anteversion, trochanters), acetabular and femoral head
 cartilage.  Origin midway between the hip centres, which sit at x = +-88 mm.
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from . import phantom_sdf as S
 from .phantom_sdf import Point
+from .phantom_pelvis import HIP_CENTER_X, SOCKET_R_MM, hip_bone
 from .pipeline import LabelSpec
 
 Built = tuple[S.Canvas, dict[int, LabelSpec], dict[str, Any], dict[int, float], list[int]]
@@ -133,36 +135,6 @@ def build_knee(spacing_mm: float) -> Built:
 
 
 # ---------------------------------------------------------------- hip
-HIP_CENTER_X = 88.0
-
-
-def _hip_bone(s: float) -> tuple[list[S.Part], list[S.Part], np.ndarray]:
-    c = np.array([s * HIP_CENTER_X, 0.0, 0.0])
-    axis = np.array([s * 0.66, 0.26, -0.70])
-    axis /= np.linalg.norm(axis)  # acetabular opening: 45 deg inclination, ~20 deg anteversion
-    a1 = np.array([s * 0.45, 0.89, 0.0])
-    n = np.array([s * 1.0, -0.45, -0.30])
-    n = n - (n @ a1) * a1
-    n /= np.linalg.norm(n)
-    a2 = np.cross(n, a1)
-    mass = ellipsoid_frame(c + np.array([s * 4.0, -3.0, 10.0]), ((1, 0, 0), (0, 1, 0), (0, 0, 1)), (24.0, 31.0, 38.0))
-    half = S.Part(lambda X, Y, Z: np.maximum(mass(X, Y, Z),
-                  (X - c[0]) * axis[0] + (Y - c[1]) * axis[1] + (Z - c[2]) * axis[2] - 6.0), mass.lo, mass.hi)
-    parts = [
-        half,
-        ellipsoid_frame(c + np.array([s * 14.0, -24.0, 60.0]), (n, a1, a2), (7.0, 72.0, 52.0)),  # iliac wing
-        S.capsule(c + np.array([s * 2.0, -12.0, 20.0]), c + np.array([s * 10.0, -30.0, 45.0]), 15.0),
-        S.capsule(c + np.array([-s * 8.0, 20.0, -6.0]), (s * 14.0, 44.0, -24.0), 9.5),         # superior pubic ramus
-        S.ellipsoid((s * 12.0, 45.0, -32.0), (9.0, 9.0, 17.0)),                                 # pubic body
-        S.capsule((s * 13.0, 42.0, -46.0), (s * 46.0, 2.0, -76.0), 7.0),                        # inferior ramus
-        S.capsule(c + np.array([-s * 8.0, -12.0, -20.0]), (s * 56.0, -10.0, -62.0), 13.0),      # ischium
-        S.ellipsoid((s * 54.0, -10.0, -68.0), (12.0, 15.0, 17.0)),                              # ischial tuberosity
-        S.capsule((s * 44.0, -78.0, 48.0), (s * 74.0, -88.0, 58.0), 14.0),                      # SI joint region
-    ]
-    cuts = [sphere(c, 27.7)]
-    return parts, cuts, axis
-
-
 def _femur(s: float) -> tuple[list[S.Part], np.ndarray]:
     head = np.array([s * HIP_CENTER_X, 0.0, 0.0])
     d = np.array([s * math.cos(math.radians(38)), -0.16, -math.sin(math.radians(38))])
@@ -210,7 +182,7 @@ def build_hip(spacing_mm: float) -> Built:
     specs: dict[int, LabelSpec] = {}
     landmarks: dict[str, Any] = {}
     for side, s in (("right", 1.0), ("left", -1.0)):
-        parts, cuts, axis = _hip_bone(s)
+        parts, cuts, axis = hip_bone(s)
         cv.paint_union(ids[f"hip_{side}"], parts, 6.0, cuts)
         specs[ids[f"hip_{side}"]] = LabelSpec(ids[f"hip_{side}"], f"hip_{side}", "bone",
                                               f"{side} hip bone (ilium, ischium, pubis)")
@@ -218,7 +190,7 @@ def build_hip(spacing_mm: float) -> Built:
         cv.paint_union(ids[f"femur_{side}"], fparts, 5.0, over=(0,))
         specs[ids[f"femur_{side}"]] = LabelSpec(ids[f"femur_{side}"], f"femur_{side}", "bone", f"{side} proximal femur")
         c = np.array([s * HIP_CENTER_X, 0.0, 0.0])
-        socket = sphere(c, 27.7)
+        socket = sphere(c, SOCKET_R_MM)
         cup = S.Part(_cup_sdf(socket, c, axis), socket.lo, socket.hi)
         name = f"cartilage_acetabular_{side}"
         cv.paint(ids[name], cup, cup.lo, cup.hi)

@@ -37,7 +37,7 @@ from .volume import Volume
 
 GENERATOR_VERSION = 1
 #: phantoms whose geometry changed since version 1 (the others stay byte-identical)
-VERSIONS = {"spine": 3}
+VERSIONS = {"spine": 3, "hip": 2}
 #: per-phantom face budgets (tissue -> faces) where the defaults are too rich: thin vessels
 BUDGETS = {"spine": {**FACE_BUDGET, "vessel": 900}}
 #: the body around the spine: the ilium coarser than a vertebra, the muscles a few thousand faces
