@@ -86,7 +86,13 @@ def convert_frame(frame: MirrorFrame, max_size: tuple[int, int], stamp: bool,
 
 
 class Vp8Encoder:
-    """libvpx in real-time CBR mode (settings as aiortc's), re-created when the size changes."""
+    """libvpx in real-time CBR mode (settings as aiortc's, less its temporal denoiser),
+    re-created when the size changes.
+
+    No denoiser (``noise-sensitivity`` 0; aiortc uses 4, meant for cameras): the mirror is a
+    render with no sensor noise, and the adaptive denoiser, whose state builds up over the
+    encoder's life, averaged the frame-id cells that flip with the previous picture's
+    (read as grey, CRC failed on up to 1 picture in 6 from a long-lived shared encoder)."""
 
     def __init__(self, config: StreamConfig) -> None:
         self.config = config
@@ -103,7 +109,7 @@ class Vp8Encoder:
             c.qmin, c.qmax = 2, 56
             c.thread_count = 1
             c.options = {"bufsize": str(rate), "minrate": str(rate), "maxrate": str(rate), "cpu-used": "-6",
-                         "deadline": "realtime", "lag-in-frames": "0", "noise-sensitivity": "4",
+                         "deadline": "realtime", "lag-in-frames": "0", "noise-sensitivity": "0",
                          "overshoot-pct": "15", "undershoot-pct": "100", "partitions": "0", "static-thresh": "1"}
             self.codec, keyframe = c, True
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
