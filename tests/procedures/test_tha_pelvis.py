@@ -84,3 +84,22 @@ def test_reaming_and_leg_length(pelvis: list[trimesh.Trimesh]) -> None:
     longer, offset = leg_length_and_offset_mm(native.centre_mm, native.centre_mm - 4.0 * fr.superior
                                               + 2.0 * fr.right, fr, "right")
     assert abs(longer - 4.0) < 1e-9 and abs(offset - 2.0) < 1e-9
+
+
+def test_the_phantom_acetabulum_is_a_closed_cup_at_native_angles(pelvis: list[trimesh.Trimesh]) -> None:
+    """Measured from the bone: the socket opens at a native acetabulum's radiographic angles (40-50 deg
+    inclination, 15-20 deg anteversion, Murray), and every direction within 60 deg of its pole meets bone
+    (a medial wall behind it, no open floor)."""
+    from vr_trainer.procedures.tha_reaming import inner_wall_mm
+
+    fr = anterior_pelvic_plane(pelvis)
+    b = load_bundle(HIP)
+    native = native_acetabulum(b["hip_right"].mesh, np.asarray(b.manifest["landmarks"]["hip_center_right_mm"]))
+    inc, av = cup_angles_deg(native.axis, fr, "right")
+    assert 40.0 <= inc <= 50.0 and 15.0 <= av <= 20.0, (inc, av)
+    k = np.arange(400) + 0.5
+    polar, azim = np.arccos(1.0 - 2.0 * k / 400), np.pi * (1.0 + 5.0 ** 0.5) * k
+    dirs = np.stack([np.cos(azim) * np.sin(polar), np.sin(azim) * np.sin(polar), np.cos(polar)], axis=1)
+    deep = dirs[dirs @ -native.axis >= np.cos(np.radians(60.0))]
+    walls = [inner_wall_mm(b["hip_right"].mesh, native.centre_mm, d) for d in deep]
+    assert all(w is not None and w > native.radius_mm + 3.0 for w in walls)
