@@ -288,3 +288,23 @@ def test_the_report_plots_the_cup_angles_against_the_safe_zone(skill_runs, tmp_p
     for angle in ("cup_inclination", "cup_anteversion", "reamer_inclination"):
         assert angle in plot, angle
     assert "[30, 50]" in plot and "[5, 25]" in plot  # Lewinnek's zone: 40 +- 10 and 15 +- 10 degrees
+
+
+def test_the_reamer_and_cup_are_drawn_at_the_plans_sizes(scenario10, tmp_path):
+    """A 48 mm last reamer and a 50 mm cup are what the resident sees in the hand, not the catalogue's 54 mm."""
+    src = yaml.safe_load(scenario10.read_text())
+    src["tha"]["reamer_diameter_mm"], src["tha"]["cup_diameter_mm"] = 48, 50
+    p = tmp_path / "tha_sized.yaml"
+    p.write_text(yaml.safe_dump(src, allow_unicode=True))
+    scene, meshes = build_session(load_validated_scenario(p))
+    snap = scene.snapshot(scene.initial_state, Frame(1, 0.0, [], InputState()))
+    for kind, want_mm in (("acetabular_reamer", 48.0), ("cup_impactor", 50.0)):
+        inst = next(i for i in scene.initial_state.instruments if i.spec.kind == kind)
+        mid = next(m for m in meshes if m.startswith(f"instrument:{kind}"))
+        v = meshes[mid].vertices_mm
+        head = v[v[:, 2] < 0.0]  # the dome below the tip (the handle runs up +z)
+        width = float(head[:, :2].max(0).min() - head[:, :2].min(0).max())
+        assert abs(width - want_mm) < 1.0, f"{kind}: head drawn {width:.1f} mm across, planned {want_mm}"
+        assert inst.spec.head_diameter_mm == want_mm
+    drawn = {it.mesh_id for it in snap.items}
+    assert all(m in meshes for m in drawn if m.startswith("instrument:")), "every drawn instrument mesh exists"

@@ -23,7 +23,7 @@ from vr_trainer.scenario.engine import ScenarioEngine
 from vr_trainer.scenario.loader import resolve_bundle_path
 from vr_trainer.scenario.schema import Scenario
 from vr_trainer.sim.annotations import AnnotationSet
-from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_mesh
+from vr_trainer.sim.instruments import CATALOGUE, InstrumentState, instrument_mesh, instrument_mesh_id
 from vr_trainer.sim.proximity import ProximityField
 from vr_trainer.sim.carm import view_angle_deg
 from vr_trainer.sim.room import Room, anatomy_bbox_world, build_room
@@ -121,7 +121,7 @@ class SessionScene:
                          for it in items]
         for k, inst in enumerate(state.instruments):
             if inst.visible and (inst.held or k == state.active_instrument):
-                items.append(DrawItem(f"instrument:{inst.spec.kind}", inst.world_from_tool))
+                items.append(DrawItem(instrument_mesh_id(inst.spec), inst.world_from_tool))
         images: list[ImagePanelItem] = []
         if self.room is not None:
             items += self.room.draw_items(view_angle_deg(state.carm_view))
@@ -261,7 +261,9 @@ def build_session(scenario: Scenario) -> tuple[SessionScene, dict[str, MeshData]
     instruments = []
     for ref in scenario.instruments:
         spec = CATALOGUE[ref.kind]
-        mid = f"instrument:{spec.kind}"
+        if hasattr(procedure, "instrument_spec"):  # sized by the procedure's plan (a hip reamer, the cup)
+            spec = procedure.instrument_spec(spec)
+        mid = instrument_mesh_id(spec)
         if mid not in meshes:
             m = instrument_mesh(spec)
             meshes[mid] = MeshData(np.asarray(m.vertices), np.asarray(m.faces), "instrument", not m.is_watertight)

@@ -46,7 +46,7 @@ from vr_trainer.sim.procedure import MoveResult
 
 if TYPE_CHECKING:
     from vr_trainer.frame import HandInput
-    from vr_trainer.sim.instruments import InstrumentState
+    from vr_trainer.sim.instruments import InstrumentSpec, InstrumentState
     from vr_trainer.sim.observation import Observation
     from vr_trainer.sim.simulation import SimState
 
@@ -341,8 +341,7 @@ class ThaModel:
         st: ThaState = procedure_state or ThaState()
         return {self.structure_names[k]: b for k, b in st.bones.items()}
 
-    def removed_pieces(self, state: Any) -> frozenset[int]:
-        return frozenset()
-
-    def endoscope_pose(self, state: Any) -> None:
-        return None
+    def instrument_spec(self, spec: InstrumentSpec) -> InstrumentSpec:
+        """The reamer and the cup at the plan's sizes (the catalogue's are nominal)."""
+        size = {"acetabular_reamer": self.reamer_radius_mm, "cup_impactor": self.cup_radius_mm}.get(spec.kind)
+        return spec if size is None else dataclasses.replace(spec, head_diameter_mm=2.0 * size)

@@ -102,6 +102,15 @@ def _hemisphere(radius_mm: float) -> trimesh.Trimesh:
     return half if half is not None and len(half.faces) else ball
 
 
+def instrument_mesh_id(spec: InstrumentSpec) -> str:
+    """The renderer's mesh id of an instrument: its kind, and its head's size when not the catalogue's (a
+    hip reamer or cup sized by the scenario's plan is a different mesh)."""
+    base = CATALOGUE.get(spec.kind)
+    if spec.head_diameter_mm is not None and (base is None or base.head_diameter_mm != spec.head_diameter_mm):
+        return f"instrument:{spec.kind}@{spec.head_diameter_mm:g}mm"
+    return f"instrument:{spec.kind}"
+
+
 def instrument_mesh(spec: InstrumentSpec, sections: int = 24) -> trimesh.Trimesh:
     """A closed mesh of the instrument in its tool frame (tip at origin, +z to the handle)."""
     if spec.box_mm is not None:
