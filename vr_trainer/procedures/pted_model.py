@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,8 +83,14 @@ def approach_angles_deg(approach: np.ndarray) -> tuple[float, float]:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return np.asarray(v, float) / n if n > 1e-12 else np.asarray(v, float)
+    v = np.asarray(v, float)
+    n = math.sqrt(float(v @ v))  # what np.linalg.norm computes for a vector, without its per-call overhead
+    return v / n if n > 1e-12 else v
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b of two 3-vectors (np.cross's arithmetic, without its per-call overhead: it runs every frame)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]], float)
 
 
 @dataclass(frozen=True)
@@ -92,10 +99,10 @@ class KambinTriangle:
     incenter_mm: np.ndarray
     approach_direction: np.ndarray  # unit, from the incentre out towards the skin
 
-    @property
+    @cached_property
     def normal(self) -> np.ndarray:
         v = self.vertices_mm
-        n = _unit(np.cross(v[1] - v[0], v[2] - v[0]))
+        n = _unit(_cross(v[1] - v[0], v[2] - v[0]))
         return n if float(n @ self.approach_direction) >= 0 else -n  # pointing to the approach side
 
     def side_mm(self, p: np.ndarray) -> float:
@@ -297,10 +304,10 @@ class PtedModel:
         z = -d  # the tool's +z points to the handle
         x = hand_pose[:3, 0] - (hand_pose[:3, 0] @ z) * z  # the hand's roll about L
         if float(np.linalg.norm(x)) < 1e-6:
-            x = np.cross([0.0, 1.0, 0.0], z) if abs(z[1]) < 0.99 else np.cross([1.0, 0.0, 0.0], z)
+            x = _cross(np.array([0.0, 1.0, 0.0]), z) if abs(z[1]) < 0.99 else _cross(np.array([1.0, 0.0, 0.0]), z)
         x = _unit(x)
         m = np.eye(4)
-        m[:3, 0], m[:3, 1], m[:3, 2] = x, np.cross(z, x), z
+        m[:3, 0], m[:3, 1], m[:3, 2] = x, _cross(z, x), z
         m[:3, 3] = ps.line_origin_w + s_mm * d
         return m
 
@@ -335,7 +342,7 @@ class PtedModel:
         m = self._on_line(ps, base_s, hand_pose)
         z = -_unit(v)
         x = _unit(m[:3, 0] - (m[:3, 0] @ z) * z)
-        m[:3, 0], m[:3, 1], m[:3, 2] = x, np.cross(z, x), z
+        m[:3, 0], m[:3, 1], m[:3, 2] = x, _cross(z, x), z
         m[:3, 3] = base + v
         return m
 
